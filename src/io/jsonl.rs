@@ -1,0 +1,513 @@
+//! JSON Lines, plain or compressed with gzip or zstd.
+//!
+//! The reader only decompresses and cuts the stream at line boundaries; JSON
+//! parsing happens in [`decode_lines`] on worker threads. A line longer than
+//! `max_doc_bytes` is never held whole: the reader switches to skipping until
+//! the next newline and rejects the document as `too_large`. A stream that
+//! breaks (truncated or corrupt `.gz`/`.zst`) ends the file: what was read
+//! before the damage is kept and the file is marked truncated.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserializer;
+use serde_json::value::RawValue;
+
+use super::{counting, Chunk, Decoded, InputFile, ReadError, Reader, SourceSpec};
+use crate::batch::CoreBuilder;
+use crate::ledger::{FileStatus, Reason};
+
+pub struct JsonlReader {
+    file: InputFile,
+    spec: Arc<SourceSpec>,
+    chunk_bytes: usize,
+    progress: Arc<AtomicU64>,
+    input: Option<Box<dyn Read + Send>>,
+    buf: Vec<u8>,
+    /// Line number of the first byte in `buf`.
+    line: u64,
+    /// Set while skipping the rest of an oversized line: (its line, bytes so far).
+    skipping: Option<(u64, u64)>,
+    queue: VecDeque<Chunk>,
+    finished: bool,
+}
+
+impl JsonlReader {
+    pub fn new(
+        file: InputFile,
+        spec: Arc<SourceSpec>,
+        chunk_bytes: usize,
+        progress: Arc<AtomicU64>,
+    ) -> Self {
+        JsonlReader {
+            file,
+            spec,
+            chunk_bytes: chunk_bytes.max(1 << 16),
+            progress,
+            input: None,
+            buf: Vec::new(),
+            line: 1,
+            skipping: None,
+            queue: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    fn open(&self) -> Result<Box<dyn Read + Send>, ReadError> {
+        let path = &self.file.path;
+        let open_err = |e| ReadError::Open {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let f = File::open(path).map_err(open_err)?;
+        let raw = BufReader::with_capacity(1 << 20, counting(f, self.progress.clone()));
+        let name = path.to_string_lossy();
+        Ok(if name.ends_with(".gz") {
+            Box::new(flate2::read::MultiGzDecoder::new(raw))
+        } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+            Box::new(zstd::stream::read::Decoder::with_buffer(raw).map_err(open_err)?)
+        } else {
+            Box::new(raw)
+        })
+    }
+
+    /// Appends up to one chunk of input to `buf`. Returns Ok(false) at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        let input = self.input.as_mut().expect("opened before fill");
+        let target = self.buf.len() + self.chunk_bytes;
+        while self.buf.len() < target {
+            let start = self.buf.len();
+            self.buf.resize(start + (1 << 18).min(target - start), 0);
+            match input.read(&mut self.buf[start..]) {
+                Ok(0) => {
+                    self.buf.truncate(start);
+                    return Ok(false);
+                }
+                Ok(n) => self.buf.truncate(start + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(start),
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn too_large(&self, line: u64, bytes: u64) -> Chunk {
+        Chunk::Rejects(vec![self.spec.reject(
+            &self.file.rel,
+            line,
+            Reason::TooLarge,
+            format!(
+                "{bytes} bytes > reader.max_doc_bytes {}",
+                self.spec.max_doc_bytes
+            ),
+        )])
+    }
+
+    /// Queues the first `cut` bytes of `buf` as complete lines.
+    fn emit_lines(&mut self, cut: usize) {
+        let rest = self.buf.split_off(cut);
+        let data = std::mem::replace(&mut self.buf, rest);
+        let first_line = self.line;
+        self.line += memchr::memchr_iter(b'\n', &data).count() as u64;
+        if !data.is_empty() {
+            self.queue.push_back(Chunk::Lines {
+                file: self.file.rel.clone(),
+                first_line,
+                data,
+            });
+        }
+    }
+
+    fn end(&mut self, status: FileStatus, detail: Option<String>) {
+        self.queue.push_back(Chunk::FileEnd {
+            file: self.file.rel.clone(),
+            status,
+            detail,
+        });
+        self.finished = true;
+        self.input = None;
+        self.buf = Vec::new();
+    }
+
+    /// Reads one more piece of input and queues what it yields.
+    fn step(&mut self) -> Result<(), ReadError> {
+        if self.input.is_none() {
+            self.input = Some(self.open()?);
+        }
+        let more = match self.fill() {
+            Ok(more) => more,
+            Err(e) => {
+                // Damage: keep the complete lines, reject the partial one, end the file.
+                let detail = format!("stream broke after line {}: {e}", self.line - 1);
+                let cut = memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1);
+                if self.skipping.is_none() {
+                    self.emit_lines(cut);
+                }
+                let partial = std::mem::take(&mut self.buf);
+                let line = self.skipping.take().map_or(self.line, |(l, _)| l);
+                if !partial.iter().all(u8::is_ascii_whitespace) || line != self.line {
+                    let row = self.spec.reject(
+                        &self.file.rel,
+                        line,
+                        Reason::TruncatedFile,
+                        format!("{detail} ({} bytes of this line read)", partial.len()),
+                    );
+                    self.queue.push_back(Chunk::Rejects(vec![row]));
+                }
+                self.end(FileStatus::Truncated, Some(detail));
+                return Ok(());
+            }
+        };
+        if let Some((line, so_far)) = self.skipping {
+            match memchr::memchr(b'\n', &self.buf) {
+                Some(nl) => {
+                    self.buf.drain(..=nl);
+                    self.skipping = None;
+                    self.line = line + 1;
+                    let chunk = self.too_large(line, so_far + nl as u64);
+                    self.queue.push_back(chunk);
+                }
+                None => {
+                    let so_far = so_far + self.buf.len() as u64;
+                    self.buf.clear();
+                    if more {
+                        self.skipping = Some((line, so_far));
+                    } else {
+                        self.skipping = None;
+                        let chunk = self.too_large(line, so_far);
+                        self.queue.push_back(chunk);
+                        self.end(FileStatus::Complete, None);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        if !more {
+            self.emit_lines(self.buf.len());
+            self.end(FileStatus::Complete, None);
+            return Ok(());
+        }
+        let cut = memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1);
+        self.emit_lines(cut);
+        // What is left is one partial line; never hold more of it than the cap.
+        if self.buf.len() as u64 > self.spec.max_doc_bytes {
+            self.skipping = Some((self.line, self.buf.len() as u64));
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Reader for JsonlReader {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, ReadError> {
+        loop {
+            if let Some(c) = self.queue.pop_front() {
+                return Ok(Some(c));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            self.step()?;
+        }
+    }
+}
+
+/// Decodes complete JSON lines into a core batch plus rejects.
+///
+/// Whitespace-only lines are not documents; they are counted, not rejected.
+pub fn decode_lines(data: &[u8], file: &str, first_line: u64, spec: &SourceSpec) -> Decoded {
+    let mut builder = CoreBuilder::with_capacity(data.len() / 1024 + 1, data.len());
+    let mut out = Decoded::default();
+    let max = spec.max_doc_bytes as usize;
+    let seed = DocSeed {
+        text_field: &spec.text_field,
+        url_field: spec.url_field.as_deref(),
+    };
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        let line = first_line + i as u64;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            out.blank_lines += 1;
+            continue;
+        }
+        let reject = |reason, detail| spec.reject(file, line, reason, detail);
+        if raw.len() > max {
+            out.rejects.push(reject(
+                Reason::TooLarge,
+                format!("{} bytes > reader.max_doc_bytes {max}", raw.len()),
+            ));
+            continue;
+        }
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let parsed = seed.deserialize(&mut de).and_then(|d| de.end().map(|_| d));
+        let doc = match parsed {
+            Ok(d) => d,
+            Err(e) => {
+                let (reason, detail) = match std::str::from_utf8(raw) {
+                    Err(u) => (
+                        Reason::InvalidUtf8,
+                        format!("invalid UTF-8 at byte {} of the line", u.valid_up_to()),
+                    ),
+                    Ok(_) => (Reason::MalformedJson, e.to_string()),
+                };
+                out.rejects.push(reject(reason, detail));
+                continue;
+            }
+        };
+        let text = match doc.text {
+            TextVal::Str(t) if t.is_empty() => {
+                out.rejects.push(reject(
+                    Reason::EmptyText,
+                    format!("field `{}` is empty", spec.text_field),
+                ));
+                continue;
+            }
+            TextVal::Str(t) => t,
+            TextVal::Missing => {
+                out.rejects.push(reject(
+                    Reason::MissingTextField,
+                    format!("no field `{}`", spec.text_field),
+                ));
+                continue;
+            }
+            TextVal::Null => {
+                out.rejects.push(reject(
+                    Reason::MissingTextField,
+                    format!("field `{}` is null", spec.text_field),
+                ));
+                continue;
+            }
+            TextVal::Other(kind) => {
+                out.rejects.push(reject(
+                    Reason::MissingTextField,
+                    format!("field `{}` is {kind}, not a string", spec.text_field),
+                ));
+                continue;
+            }
+        };
+        let metadata = (!doc.meta.is_empty()).then(|| {
+            let mut m = String::with_capacity(64);
+            m.push('{');
+            for (i, (k, v)) in doc.meta.iter().enumerate() {
+                if i > 0 {
+                    m.push(',');
+                }
+                m.push_str(&serde_json::to_string(k.as_ref()).expect("strings serialize"));
+                m.push(':');
+                m.push_str(v.get());
+            }
+            m.push('}');
+            m
+        });
+        builder.push(
+            &spec.name,
+            file,
+            line,
+            &text,
+            doc.url.as_deref(),
+            metadata.as_deref(),
+        );
+    }
+    if !builder.is_empty() {
+        out.batch = Some(builder.finish());
+    }
+    out
+}
+
+/// Pulls the text and url fields out of one JSON object, keeping the other
+/// fields as raw JSON without building a `Value` tree.
+struct DocSeed<'s> {
+    text_field: &'s str,
+    url_field: Option<&'s str>,
+}
+
+struct Doc<'a> {
+    text: TextVal<'a>,
+    url: Option<Cow<'a, str>>,
+    meta: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+enum TextVal<'a> {
+    Missing,
+    Null,
+    Str(Cow<'a, str>),
+    Other(&'static str),
+}
+
+impl<'de> DeserializeSeed<'de> for &DocSeed<'_> {
+    type Value = Doc<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Doc<'de>, D::Error> {
+        d.deserialize_map(DocVisitor(self))
+    }
+}
+
+struct DocVisitor<'a, 's>(&'a DocSeed<'s>);
+
+impl<'de> Visitor<'de> for DocVisitor<'_, '_> {
+    type Value = Doc<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<'de>, A::Error> {
+        let mut doc = Doc {
+            text: TextVal::Missing,
+            url: None,
+            meta: Vec::new(),
+        };
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key == self.0.text_field {
+                doc.text = map.next_value::<TextVal<'de>>()?;
+            } else if Some(key.as_ref()) == self.0.url_field {
+                if let TextVal::Str(u) = map.next_value::<TextVal<'de>>()? {
+                    doc.url = Some(u);
+                }
+            } else {
+                let v: &'de RawValue = map.next_value()?;
+                doc.meta.push((key, v));
+            }
+        }
+        Ok(doc)
+    }
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for TextVal<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TextVal<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Str(Cow::Owned(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Null)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Other("a boolean"))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Other("a number"))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Other("a number"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<TextVal<'de>, E> {
+                Ok(TextVal::Other("a number"))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<TextVal<'de>, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TextVal::Other("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<TextVal<'de>, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TextVal::Other("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Core;
+    use arrow_array::Array;
+
+    fn spec(max: u64) -> SourceSpec {
+        SourceSpec {
+            name: "s".into(),
+            text_field: "text".into(),
+            url_field: Some("url".into()),
+            max_doc_bytes: max,
+        }
+    }
+
+    #[test]
+    fn decodes_text_url_and_metadata() {
+        let data = b"{\"text\":\"a\\nb\",\"url\":\"http://x\",\"lang\":\"ca\",\"n\":[1,2]}\n\n{\"id\":7,\"text\":\"c\"}";
+        let d = decode_lines(data, "f.jsonl", 1, &spec(100));
+        let b = d.batch.unwrap();
+        let core = Core::of(&b);
+        assert_eq!(core.text.value(0), "a\nb");
+        assert_eq!(core.line.value(1), 3);
+        assert_eq!(d.blank_lines, 1);
+        let meta = b
+            .column(crate::batch::METADATA)
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        assert_eq!(meta.value(0), "{\"lang\":\"ca\",\"n\":[1,2]}");
+        assert_eq!(meta.value(1), "{\"id\":7}");
+        assert!(meta.is_valid(0));
+    }
+
+    #[test]
+    fn bad_lines_are_rejected_with_reason_and_line() {
+        let mut data = Vec::new();
+        data.extend_from_slice(b"{\"text\":\"ok\"}\n");
+        data.extend_from_slice(b"{\"text\": broken\n");
+        data.extend_from_slice(b"{\"body\":\"x\"}\n");
+        data.extend_from_slice(b"{\"text\":\"\xff\xfe\"}\n");
+        data.extend_from_slice(b"{\"text\":\"\"}\n");
+        data.extend_from_slice(b"{\"text\":5}\n");
+        data.extend_from_slice(b"[1]\n");
+        data.extend_from_slice(b"{\"text\":\"0123456789012345678901234567890\"}\n");
+        let d = decode_lines(&data, "f", 10, &spec(30));
+        let got: Vec<(u64, Reason)> = d.rejects.iter().map(|r| (r.line, r.reason)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (11, Reason::MalformedJson),
+                (12, Reason::MissingTextField),
+                (13, Reason::InvalidUtf8),
+                (14, Reason::EmptyText),
+                (15, Reason::MissingTextField),
+                (16, Reason::MalformedJson),
+                (17, Reason::TooLarge),
+            ]
+        );
+        assert_eq!(d.batch.unwrap().num_rows(), 1);
+    }
+}

@@ -1,0 +1,297 @@
+//! Readers and writers: the only code that touches input and output files.
+//!
+//! Inputs are planned into *units* of work (one JSON Lines or Parquet file,
+//! or a group of text files) with a global index, so that ranks can split
+//! them deterministically and completion can be tracked per unit. A reader
+//! turns a unit into [`Chunk`]s with bounded memory; decoding a chunk into a
+//! batch is pure and runs in parallel.
+
+mod jsonl;
+mod parquet_in;
+mod text;
+mod writer;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+
+use crate::ledger::{FileStatus, LedgerRow, Reason};
+use crate::manifest::{InputFormat, LoadedManifest, ReaderConfig, SourceConfig};
+
+pub use jsonl::decode_lines;
+pub use writer::{atomic_write, commit, ShardWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("invalid glob pattern {pattern:?}: {message}")]
+    BadPattern { pattern: String, message: String },
+    #[error("no file matches {pattern:?} (looked in {base})")]
+    NoMatch { pattern: String, base: String },
+    #[error("cannot read {path}: {source}")]
+    Unreadable { path: String, source: io::Error },
+    #[error("{path}: not a usable Parquet file: {message}")]
+    BadParquet { path: String, message: String },
+}
+
+/// Expands one `paths` entry into the sorted files it names.
+pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, InputError> {
+    let full = crate::manifest::resolve(base, pattern);
+    let full_str = full.to_string_lossy().into_owned();
+    let paths = glob::glob(&full_str).map_err(|e| InputError::BadPattern {
+        pattern: pattern.into(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.map_err(|e| InputError::Unreadable {
+            path: e.path().display().to_string(),
+            source: io::Error::new(e.error().kind(), e.error().to_string()),
+        })?;
+        let meta = std::fs::metadata(&p).map_err(|e| InputError::Unreadable {
+            path: p.display().to_string(),
+            source: e,
+        })?;
+        if meta.is_file() {
+            File::open(&p).map_err(|e| InputError::Unreadable {
+                path: p.display().to_string(),
+                source: e,
+            })?;
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        return Err(InputError::NoMatch {
+            pattern: pattern.into(),
+            base: base.display().to_string(),
+        });
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One input file of a unit.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub path: PathBuf,
+    /// The path as recorded in ids and the ledger: relative to the manifest's folder.
+    pub rel: Arc<str>,
+    pub size: u64,
+}
+
+/// A unit of work: the granularity of rank slicing, outputs and resume.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub index: usize,
+    pub source: usize,
+    pub files: Vec<InputFile>,
+}
+
+impl Unit {
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// Lists every unit of every source, in manifest order, checking that each
+/// input can be opened (and, for Parquet, has the configured columns).
+pub fn plan_units(m: &LoadedManifest) -> Result<Vec<Unit>, InputError> {
+    let mut units = Vec::new();
+    for (si, source) in m.manifest.sources.iter().enumerate() {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for pattern in &source.paths {
+            files.extend(expand_pattern(&m.base, pattern)?);
+        }
+        files.sort();
+        files.dedup();
+        let mut inputs = Vec::with_capacity(files.len());
+        for path in files {
+            let size = std::fs::metadata(&path)
+                .map_err(|e| InputError::Unreadable {
+                    path: path.display().to_string(),
+                    source: e,
+                })?
+                .len();
+            if source.format == InputFormat::Parquet {
+                parquet_in::check_schema(&path, source)?;
+            }
+            let rel = path
+                .strip_prefix(&m.base)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            inputs.push(InputFile {
+                path,
+                rel: rel.into(),
+                size,
+            });
+        }
+        match source.format {
+            InputFormat::Text => {
+                for group in inputs.chunks(m.manifest.reader.text_files_per_unit) {
+                    units.push(Unit {
+                        index: units.len(),
+                        source: si,
+                        files: group.to_vec(),
+                    });
+                }
+            }
+            InputFormat::Jsonl | InputFormat::Parquet => {
+                for f in inputs {
+                    units.push(Unit {
+                        index: units.len(),
+                        source: si,
+                        files: vec![f],
+                    });
+                }
+            }
+        }
+    }
+    Ok(units)
+}
+
+/// What a source's documents need from its configuration while being read.
+#[derive(Debug)]
+pub struct SourceSpec {
+    pub name: String,
+    pub text_field: String,
+    pub url_field: Option<String>,
+    pub max_doc_bytes: u64,
+}
+
+impl SourceSpec {
+    pub fn new(s: &SourceConfig, r: &ReaderConfig) -> Self {
+        SourceSpec {
+            name: s.name.clone(),
+            text_field: s.text_field.clone(),
+            url_field: s.url_field.clone(),
+            max_doc_bytes: r.max_doc_bytes,
+        }
+    }
+
+    pub fn reject(&self, file: &str, line: u64, reason: Reason, detail: String) -> LedgerRow {
+        LedgerRow {
+            id: crate::batch::doc_id(&self.name, file, line),
+            source: self.name.clone(),
+            file: file.to_string(),
+            line,
+            stage: "read".into(),
+            reason,
+            detail,
+            bytes: 0,
+        }
+    }
+}
+
+/// A piece of a unit, as the reader hands it on.
+pub enum Chunk {
+    /// Complete JSON lines, decoded later in parallel.
+    Lines {
+        file: Arc<str>,
+        first_line: u64,
+        data: Vec<u8>,
+    },
+    /// Documents already in core form (Parquet rows, text files).
+    Batch(RecordBatch),
+    /// Documents rejected while reading (too large, truncated).
+    Rejects(Vec<LedgerRow>),
+    /// A file of the unit is finished.
+    FileEnd {
+        file: Arc<str>,
+        status: FileStatus,
+        detail: Option<String>,
+    },
+}
+
+/// A chunk decoded into documents.
+#[derive(Default)]
+pub struct Decoded {
+    pub batch: Option<RecordBatch>,
+    pub rejects: Vec<LedgerRow>,
+    /// Raw bytes of the rejected documents, per reject (for the funnel).
+    pub blank_lines: u64,
+}
+
+/// Reads one unit as a sequence of chunks.
+pub trait Reader: Send {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, ReadError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: io::Error },
+    #[error("{path}: {message}")]
+    Parquet { path: String, message: String },
+}
+
+/// Opens a reader for a unit. `progress` counts compressed input bytes consumed.
+pub fn open_unit(
+    unit: &Unit,
+    format: InputFormat,
+    spec: Arc<SourceSpec>,
+    reader: &ReaderConfig,
+    progress: Arc<AtomicU64>,
+) -> Box<dyn Reader> {
+    match format {
+        InputFormat::Jsonl => Box::new(jsonl::JsonlReader::new(
+            unit.files[0].clone(),
+            spec,
+            reader.batch_bytes,
+            progress,
+        )),
+        InputFormat::Parquet => Box::new(parquet_in::ParquetReader::new(
+            unit.files[0].clone(),
+            spec,
+            reader.batch_bytes,
+            progress,
+        )),
+        InputFormat::Text => Box::new(text::TextReader::new(
+            unit.files.clone(),
+            spec,
+            reader.batch_bytes,
+            progress,
+        )),
+    }
+}
+
+/// Decodes a chunk; pure, so chunks can be decoded on any thread.
+pub fn decode(chunk: Chunk, spec: &SourceSpec) -> Decoded {
+    match chunk {
+        Chunk::Lines {
+            file,
+            first_line,
+            data,
+        } => decode_lines(&data, &file, first_line, spec),
+        Chunk::Batch(b) => Decoded {
+            batch: Some(b),
+            ..Default::default()
+        },
+        Chunk::Rejects(rejects) => Decoded {
+            rejects,
+            ..Default::default()
+        },
+        Chunk::FileEnd { .. } => Decoded::default(),
+    }
+}
+
+/// Counts bytes read from the underlying file for the progress bar.
+pub(crate) struct Counting<R> {
+    inner: R,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+pub(crate) fn counting<R: Read>(inner: R, counter: Arc<AtomicU64>) -> Counting<R> {
+    Counting { inner, counter }
+}

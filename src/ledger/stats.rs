@@ -1,0 +1,287 @@
+//! The run's funnel: documents and bytes in, out and dropped, per stage and source.
+//!
+//! Stats are kept per unit of work, saved with the unit's completion marker,
+//! and summed in unit order, so resumed and multi-rank runs give the same
+//! `stats.json` as one uninterrupted run. Nothing time-dependent goes in here:
+//! the file must be byte-identical across thread counts.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Kind, LedgerRow, Reason};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub documents_read: u64,
+    pub bytes_read: u64,
+    pub kept: u64,
+    pub kept_bytes: u64,
+    pub dropped: u64,
+    pub rejected: u64,
+    pub sources: BTreeMap<String, SourceCounts>,
+    /// `read` first, then every stage in manifest order.
+    pub stages: Vec<StageCounts>,
+    pub files: Vec<FileStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceCounts {
+    pub read: u64,
+    pub kept: u64,
+    pub dropped: u64,
+    pub rejected: u64,
+    pub bytes_read: u64,
+    pub bytes_kept: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageCounts {
+    pub name: String,
+    pub docs_in: u64,
+    pub bytes_in: u64,
+    pub docs_out: u64,
+    pub bytes_out: u64,
+    pub dropped: BTreeMap<Reason, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    Complete,
+    /// The compressed stream broke; what came before the damage was read.
+    Truncated,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileStats {
+    pub source: String,
+    pub path: String,
+    pub documents: u64,
+    /// Whitespace-only lines of JSON Lines files: not documents, but counted.
+    pub blank_lines: u64,
+    pub status: FileStatus,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+}
+
+impl Stats {
+    /// An empty funnel with one row for the reader and one per stage.
+    pub fn new(stage_names: &[&str]) -> Stats {
+        let mut stages = vec![StageCounts {
+            name: "read".into(),
+            ..Default::default()
+        }];
+        stages.extend(stage_names.iter().map(|n| StageCounts {
+            name: (*n).into(),
+            ..Default::default()
+        }));
+        Stats {
+            stages,
+            ..Default::default()
+        }
+    }
+
+    /// Documents seen by a reader (whether they could be parsed or not).
+    pub fn read_many(&mut self, source: &str, docs: u64, bytes: u64) {
+        self.documents_read += docs;
+        self.bytes_read += bytes;
+        let s = self.sources.entry(source.to_string()).or_default();
+        s.read += docs;
+        s.bytes_read += bytes;
+        let r = &mut self.stages[0];
+        r.docs_in += docs;
+        r.bytes_in += bytes;
+    }
+
+    /// Documents that reached the output.
+    pub fn keep_many(&mut self, source: &str, docs: u64, bytes: u64) {
+        self.kept += docs;
+        self.kept_bytes += bytes;
+        let s = self.sources.entry(source.to_string()).or_default();
+        s.kept += docs;
+        s.bytes_kept += bytes;
+    }
+
+    /// A ledger row; `stage` is 0 for the reader, else 1 + stage index.
+    pub fn ledger(&mut self, stage: usize, row: &LedgerRow) {
+        let s = self.sources.entry(row.source.clone()).or_default();
+        match row.reason.kind() {
+            Kind::Dropped => {
+                self.dropped += 1;
+                s.dropped += 1;
+            }
+            Kind::Rejected => {
+                self.rejected += 1;
+                s.rejected += 1;
+            }
+        }
+        *self.stages[stage].dropped.entry(row.reason).or_default() += 1;
+    }
+
+    /// Documents and bytes a stage passed on.
+    pub fn stage_flow(&mut self, stage: usize, docs_in: u64, bytes_in: u64, out: (u64, u64)) {
+        let s = &mut self.stages[stage];
+        s.docs_in += docs_in;
+        s.bytes_in += bytes_in;
+        s.docs_out += out.0;
+        s.bytes_out += out.1;
+    }
+
+    /// Adds another part of the same run (a later unit or another rank).
+    pub fn merge(&mut self, other: &Stats) {
+        self.documents_read += other.documents_read;
+        self.bytes_read += other.bytes_read;
+        self.kept += other.kept;
+        self.kept_bytes += other.kept_bytes;
+        self.dropped += other.dropped;
+        self.rejected += other.rejected;
+        for (name, c) in &other.sources {
+            let s = self.sources.entry(name.clone()).or_default();
+            s.read += c.read;
+            s.kept += c.kept;
+            s.dropped += c.dropped;
+            s.rejected += c.rejected;
+            s.bytes_read += c.bytes_read;
+            s.bytes_kept += c.bytes_kept;
+        }
+        if self.stages.is_empty() {
+            self.stages = other
+                .stages
+                .iter()
+                .map(|s| StageCounts {
+                    name: s.name.clone(),
+                    ..Default::default()
+                })
+                .collect();
+        }
+        for (mine, theirs) in self.stages.iter_mut().zip(&other.stages) {
+            mine.docs_in += theirs.docs_in;
+            mine.bytes_in += theirs.bytes_in;
+            mine.docs_out += theirs.docs_out;
+            mine.bytes_out += theirs.bytes_out;
+            for (r, n) in &theirs.dropped {
+                *mine.dropped.entry(*r).or_default() += n;
+            }
+        }
+        self.files.extend(other.files.iter().cloned());
+    }
+
+    /// `read = kept + dropped + rejected`, overall and per source.
+    pub fn check_invariant(&self) -> Result<(), String> {
+        let total = self.kept + self.dropped + self.rejected;
+        if total != self.documents_read {
+            return Err(format!(
+                "documents read ({}) != kept ({}) + dropped ({}) + rejected ({})",
+                self.documents_read, self.kept, self.dropped, self.rejected
+            ));
+        }
+        for (name, s) in &self.sources {
+            if s.read != s.kept + s.dropped + s.rejected {
+                return Err(format!(
+                    "source `{name}`: read ({}) != kept ({}) + dropped ({}) + rejected ({})",
+                    s.read, s.kept, s.dropped, s.rejected
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The funnel as a table for the terminal.
+    pub fn funnel(&self) -> String {
+        let mut out = String::new();
+        let mb = |b: u64| b as f64 / 1e6;
+        out.push_str(&format!(
+            "{:<16} {:>12} {:>12} {:>12} {:>10}  reasons\n",
+            "stage", "docs in", "docs out", "dropped", "MB out"
+        ));
+        for s in &self.stages {
+            let dropped: u64 = s.dropped.values().sum();
+            let reasons = s
+                .dropped
+                .iter()
+                .map(|(r, n)| format!("{}={n}", r.as_str()))
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push_str(&format!(
+                "{:<16} {:>12} {:>12} {:>12} {:>10.2}  {reasons}\n",
+                s.name,
+                s.docs_in,
+                s.docs_out,
+                dropped,
+                mb(s.bytes_out)
+            ));
+        }
+        out.push_str(&format!(
+            "\nread {} documents ({:.2} MB): kept {} ({:.2} MB), dropped {}, rejected {}\n",
+            self.documents_read,
+            mb(self.bytes_read),
+            self.kept,
+            mb(self.kept_bytes),
+            self.dropped,
+            self.rejected
+        ));
+        for (name, s) in &self.sources {
+            out.push_str(&format!(
+                "  source {name:<20} read {:>9}  kept {:>9}  dropped {:>9}  rejected {:>7}\n",
+                s.read, s.kept, s.dropped, s.rejected
+            ));
+        }
+        let truncated: Vec<&FileStats> = self
+            .files
+            .iter()
+            .filter(|f| f.status == FileStatus::Truncated)
+            .collect();
+        for f in truncated {
+            out.push_str(&format!(
+                "  truncated file: {} ({})\n",
+                f.path,
+                f.detail.as_deref().unwrap_or("")
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(reason: Reason) -> LedgerRow {
+        LedgerRow {
+            id: "a:1".into(),
+            source: "a".into(),
+            file: "f".into(),
+            line: 1,
+            stage: "x".into(),
+            reason,
+            detail: String::new(),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn invariant_holds_and_fails() {
+        let mut s = Stats::new(&["length"]);
+        s.read_many("a", 3, 30);
+        s.keep_many("a", 1, 10);
+        s.ledger(1, &row(Reason::TooShort));
+        assert!(s.check_invariant().is_err());
+        s.ledger(0, &row(Reason::MalformedJson));
+        s.check_invariant().unwrap();
+        assert_eq!(s.stages[1].dropped[&Reason::TooShort], 1);
+    }
+
+    #[test]
+    fn merge_adds_everything() {
+        let mut a = Stats::new(&["length"]);
+        a.read_many("a", 1, 5);
+        a.keep_many("a", 1, 5);
+        let mut b = a.clone();
+        b.merge(&a);
+        assert_eq!(b.documents_read, 2);
+        assert_eq!(b.sources["a"].kept, 2);
+        b.check_invariant().unwrap();
+        assert!(b.funnel().contains("read 2 documents"));
+    }
+}

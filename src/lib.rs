@@ -1,0 +1,32 @@
+//! forja turns raw open-access text into LLM training data.
+//!
+//! A manifest names sources, stages and outputs; [`run`] streams documents
+//! through the stages as Arrow record batches and accounts for every one of
+//! them: kept in the output shards, or dropped or rejected with a reason in
+//! the ledger. Modules stay private; this file is the public surface.
+
+mod batch;
+mod io;
+mod ledger;
+mod manifest;
+mod runner;
+mod stages;
+
+pub use batch::{core_fields, core_schema, doc_id, Core, CoreBuilder};
+pub use io::{decode_lines, expand_pattern, plan_units, InputError, ReadError, Unit};
+pub use ledger::{
+    count_reasons, read_parquet as read_ledger, FileStats, FileStatus, Kind, LedgerRow, Reason,
+    SourceCounts, StageCounts, Stats,
+};
+pub use manifest::{
+    load as load_manifest, parse as parse_manifest, InputFormat, LoadedManifest, Manifest,
+    OutputConfig, OutputFormat, Problem, Problems, ReaderConfig, SourceConfig, MANIFEST_VERSION,
+};
+pub use runner::{
+    manifest_hash, merge_rank_stats, phases, run, RunError, RunOptions, RunRecord, RunSummary,
+    FORJA_DIR,
+};
+pub use stages::{
+    apply, normalize_text, Applied, Barrier, Drop, ExactDedupConfig, LengthConfig, Mode,
+    NormalizeConfig, Scope, Stage, StageConfig, StageError, StageOutput,
+};

@@ -1,0 +1,176 @@
+//! The `forja` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// forja: raw open-access text in, deduplicated, filtered training data out.
+#[derive(Parser, Debug)]
+#[command(name = "forja", version, about, long_about = None)]
+struct Cli {
+    /// Print warnings and errors only, and no progress bar.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a pipeline (default manifest: manifests/demo.toml).
+    Run {
+        /// The manifest; the bundled demo when omitted.
+        manifest: Option<PathBuf>,
+        /// Worker threads for decoding and stages (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// This task's rank in 0..world-size: it takes units rank, rank+W, ...
+        #[arg(long, default_value_t = 0)]
+        rank: usize,
+        /// Number of tasks the run is split across.
+        #[arg(long, default_value_t = 1)]
+        world_size: usize,
+        /// Continue an interrupted run from its completed units.
+        #[arg(long)]
+        resume: bool,
+        /// Output folder (overrides the manifest's).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a manifest and its inputs; print every problem with its location.
+    Validate { manifest: PathBuf },
+    /// Print the funnel of a finished run, merging the ranks' stats.
+    Stats {
+        /// The run's output folder.
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.quiet { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_manifest() -> PathBuf {
+    let local = PathBuf::from("manifests/demo.toml");
+    if local.exists() {
+        return local;
+    }
+    // Running the installed binary from elsewhere: fall back to the source tree.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/demo.toml")
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { manifest } => match forja::load_manifest(&manifest) {
+            Ok(m) => {
+                let units = forja::plan_units(&m)?;
+                println!(
+                    "{}: ok ({} sources, {} stages, {} units of input)",
+                    manifest.display(),
+                    m.manifest.sources.len(),
+                    m.manifest.stages.len(),
+                    units.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                eprint!("{problems}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Run {
+            manifest,
+            threads,
+            rank,
+            world_size,
+            resume,
+            out,
+        } => {
+            let path = manifest.unwrap_or_else(default_manifest);
+            let m = match forja::load_manifest(&path) {
+                Ok(m) => m,
+                Err(problems) => {
+                    eprint!("{problems}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let mut opts = forja::RunOptions {
+                rank,
+                world_size,
+                resume,
+                progress: !cli.quiet,
+                output: out,
+                ..Default::default()
+            };
+            if let Some(t) = threads {
+                if t == 0 {
+                    bail!("--threads must be at least 1");
+                }
+                opts.threads = t;
+            }
+            let summary =
+                forja::run(&m, &opts).with_context(|| format!("running {}", path.display()))?;
+            if !cli.quiet {
+                let secs = summary.elapsed.as_secs_f64();
+                println!("{}", summary.stats.funnel());
+                println!(
+                    "rank {rank}/{world_size}: {} units ({} resumed) in {secs:.2}s, {:.1} MB/s of input",
+                    summary.units_total,
+                    summary.units_resumed,
+                    summary.input_bytes as f64 / 1e6 / secs.max(1e-9)
+                );
+                match &summary.merged {
+                    Some(_) => println!("output: {}", summary.output_dir.display()),
+                    None => println!(
+                        "output: {} (other ranks still running; `forja stats` merges them)",
+                        summary.output_dir.display()
+                    ),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats { dir } => {
+            let record: forja::RunRecord = {
+                let p = dir.join(forja::FORJA_DIR).join("run.json");
+                let bytes = std::fs::read(&p)
+                    .with_context(|| format!("{} is not a forja output folder", dir.display()))?;
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("reading {}", p.display()))?
+            };
+            let (stats, missing) = forja::merge_rank_stats(&dir, record.world_size)?;
+            print!("{}", stats.funnel());
+            if !missing.is_empty() {
+                println!(
+                    "incomplete: ranks {missing:?} of {} have not finished",
+                    record.world_size
+                );
+                return Ok(ExitCode::from(1));
+            }
+            if let Err(e) = stats.check_invariant() {
+                println!("invariant broken: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            let bytes = serde_json::to_vec_pretty(&stats)?;
+            std::fs::write(dir.join("stats.json"), [bytes, b"\n".to_vec()].concat())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

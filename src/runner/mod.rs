@@ -1,0 +1,646 @@
+//! The runner: owns threads, channels, units of work, markers and resume.
+//!
+//! Three kinds of work run at once, joined by bounded channels so a slow
+//! part holds the others back instead of growing memory:
+//!
+//! ```text
+//! reader thread --chunks--> workers (rayon): decode, stages --batches--> writer thread
+//! ```
+//!
+//! Workers take a window of chunks, decode them and run each stage's pure
+//! `process` in parallel, then its ordered `decide` over the window in input
+//! order. The writer commits each unit (shards, ledger part, stage state,
+//! stats) under temporary names and writes the unit's marker last; a
+//! resumed run restores state from the markers of the completed prefix of
+//! units and carries on, giving the same bytes as an uninterrupted run.
+
+mod units;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::batch;
+use crate::io::{self, Chunk, InputError, ReadError, ShardWriter, SourceSpec, Unit};
+use crate::ledger::{self, FileStats, LedgerRow, Stats};
+use crate::manifest::LoadedManifest;
+use crate::stages::{self, Barrier, Stage, StageError, StageOutput};
+
+pub use units::{merge_rank_stats, RunRecord, FORJA_DIR};
+
+/// How a run is executed; nothing here changes its output.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker threads for decoding and stages (the reader and writer have their own).
+    pub threads: usize,
+    pub rank: usize,
+    pub world_size: usize,
+    /// Continue a killed run from its completed units.
+    pub resume: bool,
+    /// Draw a progress bar (when stderr is a terminal).
+    pub progress: bool,
+    /// Overrides the manifest's output folder.
+    pub output: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            rank: 0,
+            world_size: 1,
+            resume: false,
+            progress: true,
+            output: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("--rank {rank} is not below --world-size {world_size}")]
+    BadRank { rank: usize, world_size: usize },
+    #[error("cannot resume in {dir}: {message}")]
+    Resume { dir: String, message: String },
+    #[error("{0}")]
+    Plan(String),
+    #[error("documents went missing: {0}")]
+    Invariant(String),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What a finished rank reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// This rank's funnel.
+    pub stats: Stats,
+    pub output_dir: PathBuf,
+    pub units_total: usize,
+    /// Units taken from an earlier, interrupted run.
+    pub units_resumed: usize,
+    /// The merged funnel, once every rank of the run has finished.
+    pub merged: Option<Stats>,
+    pub elapsed: Duration,
+    pub input_bytes: u64,
+}
+
+/// Splits the stages into phases at barriers.
+///
+/// Every stage so far runs within one streaming phase; stages that need a
+/// global view (near-dup clustering, perplexity percentiles) declare a
+/// barrier and start a new phase.
+pub fn phases(stages: &[Box<dyn Stage>]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, s) in stages.iter().enumerate() {
+        let b = s.barrier();
+        if matches!(b, Barrier::Before | Barrier::Both) && i > start {
+            out.push(start..i);
+            start = i;
+        }
+        if matches!(b, Barrier::After | Barrier::Both) {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < stages.len() || out.is_empty() {
+        out.push(start..stages.len());
+    }
+    out
+}
+
+/// Runs one rank of a manifest to completion.
+pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    if opts.world_size == 0 || opts.rank >= opts.world_size {
+        return Err(RunError::BadRank {
+            rank: opts.rank,
+            world_size: opts.world_size,
+        });
+    }
+    let out = opts.output.clone().unwrap_or_else(|| m.output_dir());
+    let all_units = io::plan_units(m)?;
+    let mut stages: Vec<Box<dyn Stage>> = m.manifest.stages.iter().map(|s| s.build()).collect();
+    let plan = phases(&stages);
+    if plan.len() > 1 {
+        return Err(RunError::Plan(format!(
+            "the stages need {} phases separated by barriers; run them with one manifest per phase",
+            plan.len()
+        )));
+    }
+    check_columns(&stages)?;
+
+    let record = RunRecord::new(m, all_units.len(), opts.world_size);
+    let mine: Vec<Unit> = all_units
+        .into_iter()
+        .filter(|u| u.index % opts.world_size == opts.rank)
+        .collect();
+    let stage_names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
+    let layout = units::Layout::new(&out, &m.manifest, opts.rank, opts.world_size);
+
+    // Resume: restore the completed prefix of this rank's units.
+    let mut rank_stats = Stats::new(&stage_names);
+    let mut resumed = 0;
+    if opts.resume {
+        layout.check_record(&record)?;
+        for u in &mine {
+            let Some(done) = layout.load_done(u.index)? else {
+                break;
+            };
+            for (stage, state) in stages.iter_mut().zip(&done.states) {
+                stage.restore(state)?;
+            }
+            rank_stats.merge(&done.marker.stats);
+            resumed += 1;
+        }
+    } else {
+        layout.check_not_foreign(&record)?;
+    }
+    layout.write_record(&record)?;
+    let todo: Vec<Unit> = mine[resumed..].to_vec();
+    for u in &todo {
+        layout.clear_unit(u)?;
+    }
+    let input_bytes: u64 = todo.iter().map(Unit::bytes).sum();
+    tracing::info!(
+        rank = opts.rank,
+        world_size = opts.world_size,
+        units = mine.len(),
+        resumed,
+        bytes = input_bytes,
+        "running {}",
+        m.path.display()
+    );
+
+    let specs: Vec<Arc<SourceSpec>> = m
+        .manifest
+        .sources
+        .iter()
+        .map(|s| Arc::new(SourceSpec::new(s, &m.manifest.reader)))
+        .collect();
+    let progress = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(opts.progress, input_bytes);
+
+    let cap = opts.threads.max(1) * 2;
+    let (chunk_tx, chunk_rx) = bounded::<Item>(cap);
+    let (done_tx, done_rx) = bounded::<Processed>(cap);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .thread_name(|i| format!("forja-worker-{i}"))
+        .build()
+        .map_err(|e| RunError::Plan(format!("cannot start worker threads: {e}")))?;
+
+    let formats = m.manifest.output.formats.clone();
+    let source_names: Vec<String> = m.manifest.sources.iter().map(|s| s.name.clone()).collect();
+    let shard_bytes = m.manifest.output.shard_bytes;
+    let level = m.manifest.output.zstd_level;
+    let sources_fmt: Vec<_> = m.manifest.sources.iter().map(|s| s.format).collect();
+
+    let unit_stats = std::thread::scope(|scope| -> Result<Vec<Stats>, RunError> {
+        let reader = {
+            let todo = &todo;
+            let specs = &specs;
+            let reader_cfg = &m.manifest.reader;
+            let progress = progress.clone();
+            let sources_fmt = &sources_fmt;
+            scope
+                .spawn(move || read_units(todo, sources_fmt, specs, reader_cfg, progress, chunk_tx))
+        };
+        let writer = {
+            let layout = &layout;
+            let stage_names = &stage_names;
+            let source_names = &source_names;
+            let formats = &formats;
+            let bar = bar.clone();
+            let progress = progress.clone();
+            scope.spawn(move || {
+                let mut w = UnitWriter {
+                    layout,
+                    stage_names,
+                    source_names,
+                    formats,
+                    shard_bytes,
+                    level,
+                    current: None,
+                    finished: Vec::new(),
+                    bar,
+                    progress,
+                    docs: 0,
+                };
+                for p in done_rx {
+                    w.take(p)?;
+                }
+                Ok::<_, RunError>(w.finished)
+            })
+        };
+        let worked = pool.install(|| work(&mut stages, &specs, chunk_rx, done_tx, cap));
+        let written = writer.join().expect("writer thread panicked");
+        let read = reader.join().expect("reader thread panicked");
+        // The first failure in flow order is the cause; later ones are its echoes.
+        read?;
+        worked?;
+        written
+    })?;
+    bar.finish_and_clear();
+
+    for s in &unit_stats {
+        rank_stats.merge(s);
+    }
+    rank_stats.check_invariant().map_err(RunError::Invariant)?;
+    layout.finish_rank(&mine, &rank_stats)?;
+    let merged = layout.merge_if_complete()?;
+    Ok(RunSummary {
+        stats: rank_stats,
+        output_dir: out,
+        units_total: mine.len(),
+        units_resumed: resumed,
+        merged,
+        elapsed: started.elapsed(),
+        input_bytes,
+    })
+}
+
+/// Refuses stage lists whose added columns would clash.
+fn check_columns(stages: &[Box<dyn Stage>]) -> Result<(), RunError> {
+    let mut names: Vec<String> = batch::core_fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    for s in stages {
+        for f in s.fields() {
+            if names.contains(f.name()) {
+                return Err(RunError::Plan(format!(
+                    "stage `{}` adds column `{}`, which an earlier stage already adds; use one `{}` stage",
+                    s.name(),
+                    f.name(),
+                    s.name()
+                )));
+            }
+            names.push(f.name().clone());
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// What flows from the reader to the workers.
+enum Item {
+    Chunk {
+        unit: usize,
+        source: usize,
+        chunk: Chunk,
+    },
+    UnitEnd {
+        unit: usize,
+        source: usize,
+    },
+}
+
+fn read_units(
+    todo: &[Unit],
+    formats: &[crate::manifest::InputFormat],
+    specs: &[Arc<SourceSpec>],
+    cfg: &crate::manifest::ReaderConfig,
+    progress: Arc<AtomicU64>,
+    tx: Sender<Item>,
+) -> Result<(), RunError> {
+    for u in todo {
+        let mut r = io::open_unit(
+            u,
+            formats[u.source],
+            specs[u.source].clone(),
+            cfg,
+            progress.clone(),
+        );
+        while let Some(chunk) = r.next_chunk()? {
+            let item = Item::Chunk {
+                unit: u.index,
+                source: u.source,
+                chunk,
+            };
+            if tx.send(item).is_err() {
+                return Ok(()); // downstream stopped; its error is reported there
+            }
+        }
+        let end = Item::UnitEnd {
+            unit: u.index,
+            source: u.source,
+        };
+        if tx.send(end).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A window item after decoding and stages.
+struct Processed {
+    unit: usize,
+    source: usize,
+    kind: ProcessedKind,
+}
+
+enum ProcessedKind {
+    Data {
+        batch: Option<RecordBatch>,
+        /// Documents and text bytes that came out of the reader (rejects included in docs).
+        read_docs: u64,
+        read_bytes: u64,
+        /// (stage index + 1, or 0 for the reader; row)
+        ledger: Vec<(usize, LedgerRow)>,
+        /// Per stage: (docs in, bytes in, docs out, bytes out).
+        flow: Vec<(u64, u64, u64, u64)>,
+        blank_lines: u64,
+        file_end: Option<(Arc<str>, ledger::FileStatus, Option<String>)>,
+    },
+    UnitEnd {
+        states: Vec<Vec<u8>>,
+    },
+}
+
+fn work(
+    stages: &mut [Box<dyn Stage>],
+    specs: &[Arc<SourceSpec>],
+    rx: Receiver<Item>,
+    tx: Sender<Processed>,
+    window: usize,
+) -> Result<(), RunError> {
+    while let Ok(first) = rx.recv() {
+        let mut items = vec![first];
+        while items.len() < window {
+            match rx.try_recv() {
+                Ok(i) => items.push(i),
+                Err(_) => break,
+            }
+        }
+        let processed = process_window(stages, specs, items)?;
+        for p in processed {
+            if tx.send(p).is_err() {
+                return Ok(()); // the writer failed; it reports why
+            }
+        }
+    }
+    Ok(())
+}
+
+fn process_window(
+    stages: &mut [Box<dyn Stage>],
+    specs: &[Arc<SourceSpec>],
+    items: Vec<Item>,
+) -> Result<Vec<Processed>, RunError> {
+    // Decode in parallel.
+    let mut procs: Vec<Processed> = items
+        .into_par_iter()
+        .map(|item| match item {
+            Item::UnitEnd { unit, source } => Processed {
+                unit,
+                source,
+                kind: ProcessedKind::UnitEnd { states: Vec::new() },
+            },
+            Item::Chunk {
+                unit,
+                source,
+                chunk,
+            } => {
+                let file_end = match &chunk {
+                    Chunk::FileEnd {
+                        file,
+                        status,
+                        detail,
+                    } => Some((file.clone(), *status, detail.clone())),
+                    _ => None,
+                };
+                let d = io::decode(chunk, &specs[source]);
+                let (rows, bytes) = d
+                    .batch
+                    .as_ref()
+                    .map_or((0, 0), |b| (b.num_rows() as u64, batch::text_bytes(b)));
+                Processed {
+                    unit,
+                    source,
+                    kind: ProcessedKind::Data {
+                        batch: d.batch,
+                        read_docs: rows + d.rejects.len() as u64,
+                        read_bytes: bytes,
+                        ledger: d.rejects.into_iter().map(|r| (0, r)).collect(),
+                        flow: Vec::with_capacity(stages.len()),
+                        blank_lines: d.blank_lines,
+                        file_end,
+                    },
+                }
+            }
+        })
+        .collect();
+
+    for (si, stage) in stages.iter_mut().enumerate() {
+        // Pure part, in parallel.
+        let mut outs: Vec<Option<StageOutput>> = {
+            let stage: &dyn Stage = stage.as_ref();
+            procs
+                .par_iter()
+                .map(|p| match &p.kind {
+                    ProcessedKind::Data { batch: Some(b), .. } => stage.process(b).map(Some),
+                    _ => Ok(None),
+                })
+                .collect::<Result<_, _>>()?
+        };
+        // Ordered part, in input order.
+        for (p, out) in procs.iter_mut().zip(outs.iter_mut()) {
+            match (&mut p.kind, out) {
+                (ProcessedKind::Data { batch: Some(b), .. }, Some(out)) => stage.decide(b, out)?,
+                (ProcessedKind::UnitEnd { states }, _) => states.push(stage.checkpoint()),
+                _ => {}
+            }
+        }
+        // Apply columns and drops, in parallel.
+        let stage: &dyn Stage = stage.as_ref();
+        procs
+            .par_iter_mut()
+            .zip(outs.into_par_iter())
+            .try_for_each(|(p, out)| -> Result<(), StageError> {
+                if let (
+                    ProcessedKind::Data {
+                        batch,
+                        ledger,
+                        flow,
+                        ..
+                    },
+                    Some(out),
+                ) = (&mut p.kind, out)
+                {
+                    let b = batch.take().expect("data with output has a batch");
+                    let (din, bin) = (b.num_rows() as u64, batch::text_bytes(&b));
+                    let applied = stages::apply(stage, b, out)?;
+                    let out_bytes = batch::text_bytes(&applied.batch);
+                    flow.push((din, bin, applied.batch.num_rows() as u64, out_bytes));
+                    ledger.extend(applied.ledger.into_iter().map(|r| (si + 1, r)));
+                    *batch = Some(applied.batch);
+                }
+                Ok(())
+            })?;
+    }
+    Ok(procs)
+}
+
+/// The writer's view of the unit being written.
+struct OpenUnit {
+    unit: usize,
+    shards: ShardWriter,
+    stats: Stats,
+    ledger: Vec<LedgerRow>,
+    file_docs: u64,
+    file_blank: u64,
+}
+
+struct UnitWriter<'a> {
+    layout: &'a units::Layout,
+    stage_names: &'a [&'a str],
+    source_names: &'a [String],
+    formats: &'a [crate::manifest::OutputFormat],
+    shard_bytes: u64,
+    level: i32,
+    current: Option<OpenUnit>,
+    finished: Vec<Stats>,
+    bar: ProgressBar,
+    progress: Arc<AtomicU64>,
+    docs: u64,
+}
+
+impl UnitWriter<'_> {
+    fn take(&mut self, p: Processed) -> Result<(), RunError> {
+        if self.current.as_ref().map(|c| c.unit) != Some(p.unit) {
+            self.current = Some(OpenUnit {
+                unit: p.unit,
+                shards: ShardWriter::new(
+                    &self.layout.root,
+                    &self.source_names[p.source],
+                    p.unit,
+                    self.formats,
+                    self.shard_bytes,
+                    self.level,
+                ),
+                stats: Stats::new(self.stage_names),
+                ledger: Vec::new(),
+                file_docs: 0,
+                file_blank: 0,
+            });
+        }
+        let source = &self.source_names[p.source];
+        let cur = self.current.as_mut().expect("set above");
+        match p.kind {
+            ProcessedKind::Data {
+                batch,
+                read_docs,
+                read_bytes,
+                ledger,
+                flow,
+                blank_lines,
+                file_end,
+            } => {
+                let rejects = ledger.iter().filter(|(s, _)| *s == 0).count() as u64;
+                cur.stats.read_many(source, read_docs, read_bytes);
+                cur.stats
+                    .stage_flow(0, 0, 0, (read_docs - rejects, read_bytes));
+                for (i, f) in flow.iter().enumerate() {
+                    cur.stats.stage_flow(i + 1, f.0, f.1, (f.2, f.3));
+                }
+                for (stage, row) in ledger {
+                    cur.stats.ledger(stage, &row);
+                    cur.ledger.push(row);
+                }
+                cur.file_docs += read_docs;
+                cur.file_blank += blank_lines;
+                self.docs += read_docs;
+                if let Some(b) = batch {
+                    cur.stats
+                        .keep_many(source, b.num_rows() as u64, batch::text_bytes(&b));
+                    let path = self.layout.root.clone();
+                    cur.shards.write(&b).map_err(io_err(&path))?;
+                }
+                if let Some((file, status, detail)) = file_end {
+                    if status == ledger::FileStatus::Truncated {
+                        tracing::warn!(
+                            "{file}: {}; kept what was read before the damage",
+                            detail.as_deref().unwrap_or("truncated")
+                        );
+                    }
+                    cur.stats.files.push(FileStats {
+                        source: source.clone(),
+                        path: file.to_string(),
+                        documents: std::mem::take(&mut cur.file_docs),
+                        blank_lines: std::mem::take(&mut cur.file_blank),
+                        status,
+                        detail,
+                    });
+                }
+            }
+            ProcessedKind::UnitEnd { states } => {
+                let cur = self.current.take().expect("unit open");
+                let outputs = cur.shards.finish().map_err(io_err(&self.layout.root))?;
+                self.layout
+                    .commit_unit(cur.unit, &cur.stats, &cur.ledger, &states, &outputs)?;
+                self.finished.push(cur.stats);
+            }
+        }
+        self.bar.set_position(self.progress.load(Ordering::Relaxed));
+        let secs = self.bar.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!(
+            "{} docs, {:.0} docs/s",
+            self.docs,
+            self.docs as f64 / secs
+        ));
+        Ok(())
+    }
+}
+
+/// Hash of the resolved manifest: comments and formatting do not count.
+pub fn manifest_hash(m: &LoadedManifest) -> String {
+    let canonical = toml::to_string(&m.manifest).unwrap_or_else(|_| m.text.clone());
+    format!("{:016x}", xxh3_64(canonical.as_bytes()))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct UnitMarker {
+    pub unit: usize,
+    pub outputs: Vec<String>,
+    pub stats: Stats,
+}

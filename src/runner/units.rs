@@ -1,0 +1,341 @@
+//! The output folder's layout, unit markers, and what a rank leaves behind.
+//!
+//! ```text
+//! OUT/parquet/<source>/<unit>-<shard>.parquet   kept documents
+//! OUT/jsonl/<source>/<unit>-<shard>.jsonl.zst
+//! OUT/ledger/rank-<r>-of-<w>.parquet            dropped and rejected documents
+//! OUT/stats/rank-<r>-of-<w>.json                the rank's funnel
+//! OUT/stats.json                                the merged funnel, once all ranks are done
+//! OUT/_forja/run.json                           what run this folder holds
+//! OUT/_forja/units/<unit>.{ledger.parquet,state,done.json}
+//! ```
+//!
+//! A unit's `done.json` is written last, after its shards, ledger part and
+//! state: its presence means the unit is complete.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{io_err, manifest_hash, RunError, UnitMarker};
+use crate::io::{atomic_write, commit, Unit};
+use crate::ledger::{self, LedgerRow, Stats};
+use crate::manifest::{LoadedManifest, Manifest, OutputFormat};
+
+pub const FORJA_DIR: &str = "_forja";
+
+/// What run an output folder holds; resuming requires the same one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub forja_version: String,
+    pub manifest_name: String,
+    pub manifest_hash: String,
+    pub units: usize,
+    pub world_size: usize,
+}
+
+impl RunRecord {
+    pub fn new(m: &LoadedManifest, units: usize, world_size: usize) -> Self {
+        RunRecord {
+            forja_version: env!("CARGO_PKG_VERSION").into(),
+            manifest_name: m.manifest.name.clone(),
+            manifest_hash: manifest_hash(m),
+            units,
+            world_size,
+        }
+    }
+}
+
+pub(super) struct Done {
+    pub marker: UnitMarker,
+    pub states: Vec<Vec<u8>>,
+}
+
+pub(super) struct Layout {
+    pub root: PathBuf,
+    formats: Vec<OutputFormat>,
+    sources: Vec<String>,
+    rank: usize,
+    world: usize,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| RunError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("stats serialize");
+    bytes.push(b'\n');
+    atomic_write(path, &bytes).map_err(io_err(path))
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), RunError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+impl Layout {
+    pub fn new(root: &Path, m: &Manifest, rank: usize, world: usize) -> Self {
+        Layout {
+            root: root.to_path_buf(),
+            formats: m.output.formats.clone(),
+            sources: m.sources.iter().map(|s| s.name.clone()).collect(),
+            rank,
+            world,
+        }
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.root.join(FORJA_DIR).join("run.json")
+    }
+
+    fn unit_file(&self, unit: usize, suffix: &str) -> PathBuf {
+        self.root
+            .join(FORJA_DIR)
+            .join("units")
+            .join(format!("{unit:06}.{suffix}"))
+    }
+
+    fn rank_name(&self) -> String {
+        format!("rank-{:05}-of-{:05}", self.rank, self.world)
+    }
+
+    pub fn check_record(&self, rec: &RunRecord) -> Result<(), RunError> {
+        let path = self.record_path();
+        let fail = |message: String| RunError::Resume {
+            dir: self.root.display().to_string(),
+            message,
+        };
+        if !path.exists() {
+            return Err(fail(
+                "no earlier run there (no _forja/run.json); run without --resume".into(),
+            ));
+        }
+        let old: RunRecord = read_json(&path)?;
+        if old.world_size != rec.world_size {
+            return Err(fail(format!(
+                "it was run with --world-size {}, not {}; resume with the same world size or start over in a new folder",
+                old.world_size, rec.world_size
+            )));
+        }
+        if old.manifest_hash != rec.manifest_hash || old.units != rec.units {
+            return Err(fail(
+                "the manifest or its inputs changed since that run; start over without --resume"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A fresh run owns the folder: a one-rank run clears what forja wrote
+    /// there before; ranks of a bigger run refuse to mix with another run.
+    pub fn check_not_foreign(&self, rec: &RunRecord) -> Result<(), RunError> {
+        let path = self.record_path();
+        if !path.exists() {
+            return Ok(());
+        }
+        if self.world == 1 {
+            for dir in ["parquet", "jsonl", "ledger", "stats", FORJA_DIR] {
+                let d = self.root.join(dir);
+                if d.exists() {
+                    fs::remove_dir_all(&d).map_err(io_err(&d))?;
+                }
+            }
+            return remove_if_exists(&self.root.join("stats.json"));
+        }
+        let old: RunRecord = read_json(&path)?;
+        if old != *rec {
+            return Err(RunError::Resume {
+                dir: self.root.display().to_string(),
+                message: format!(
+                    "it holds another run (world size {}, manifest {}); use a new output folder",
+                    old.world_size, old.manifest_hash
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn write_record(&self, rec: &RunRecord) -> Result<(), RunError> {
+        write_json(&self.record_path(), rec)
+    }
+
+    /// Removes whatever an earlier attempt wrote for this unit.
+    pub fn clear_unit(&self, u: &Unit) -> Result<(), RunError> {
+        for suffix in ["done.json", "ledger.parquet", "state"] {
+            remove_if_exists(&self.unit_file(u.index, suffix))?;
+        }
+        let prefix = format!("{:06}-", u.index);
+        for f in &self.formats {
+            let dir = self.root.join(f.dir_name()).join(&self.sources[u.source]);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries {
+                let e = e.map_err(io_err(&dir))?;
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    remove_if_exists(&e.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A completed unit's marker and stage state, if it has them.
+    pub fn load_done(&self, unit: usize) -> Result<Option<Done>, RunError> {
+        let marker_path = self.unit_file(unit, "done.json");
+        if !marker_path.exists() {
+            return Ok(None);
+        }
+        let marker: UnitMarker = read_json(&marker_path)?;
+        if let Some(missing) = marker.outputs.iter().find(|o| !self.root.join(o).exists()) {
+            tracing::warn!("unit {unit}: output {missing} is gone; redoing the unit");
+            return Ok(None);
+        }
+        let state_path = self.unit_file(unit, "state");
+        let bytes = fs::read(&state_path).map_err(io_err(&state_path))?;
+        let states = decode_states(&bytes).ok_or_else(|| RunError::Resume {
+            dir: self.root.display().to_string(),
+            message: format!("{} is damaged", state_path.display()),
+        })?;
+        Ok(Some(Done { marker, states }))
+    }
+
+    pub fn commit_unit(
+        &self,
+        unit: usize,
+        stats: &Stats,
+        rows: &[LedgerRow],
+        states: &[Vec<u8>],
+        outputs: &[PathBuf],
+    ) -> Result<(), RunError> {
+        let ledger_path = self.unit_file(unit, "ledger.parquet");
+        if let Some(dir) = ledger_path.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let tmp = ledger_path.with_extension("parquet.tmp");
+        ledger::write_parquet(&tmp, [ledger::rows_to_batch(rows)]).map_err(|e| RunError::Io {
+            path: tmp.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        commit(&tmp, &ledger_path).map_err(io_err(&ledger_path))?;
+        let state_path = self.unit_file(unit, "state");
+        atomic_write(&state_path, &encode_states(states)).map_err(io_err(&state_path))?;
+        let marker = UnitMarker {
+            unit,
+            outputs: outputs
+                .iter()
+                .map(|p| {
+                    p.strip_prefix(&self.root)
+                        .unwrap_or(p)
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect(),
+            stats: stats.clone(),
+        };
+        write_json(&self.unit_file(unit, "done.json"), &marker)
+    }
+
+    /// Writes the rank's ledger (unit parts in order) and funnel.
+    pub fn finish_rank(&self, units: &[Unit], stats: &Stats) -> Result<(), RunError> {
+        let path = self
+            .root
+            .join("ledger")
+            .join(format!("{}.parquet", self.rank_name()));
+        fs::create_dir_all(path.parent().expect("has parent")).map_err(io_err(&self.root))?;
+        let mut batches = Vec::new();
+        for u in units {
+            let part = self.unit_file(u.index, "ledger.parquet");
+            batches.extend(ledger::read_parquet(&part).map_err(|e| RunError::Io {
+                path: part.display().to_string(),
+                source: std::io::Error::other(e),
+            })?);
+        }
+        let tmp = path.with_extension("parquet.tmp");
+        ledger::write_parquet(&tmp, batches).map_err(|e| RunError::Io {
+            path: tmp.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        commit(&tmp, &path).map_err(io_err(&path))?;
+        write_json(
+            &self
+                .root
+                .join("stats")
+                .join(format!("{}.json", self.rank_name())),
+            stats,
+        )
+    }
+
+    /// Writes `stats.json` once every rank has written its funnel.
+    pub fn merge_if_complete(&self) -> Result<Option<Stats>, RunError> {
+        let (merged, missing) = merge_rank_stats(&self.root, self.world)?;
+        if !missing.is_empty() {
+            return Ok(None);
+        }
+        merged.check_invariant().map_err(RunError::Invariant)?;
+        write_json(&self.root.join("stats.json"), &merged)?;
+        Ok(Some(merged))
+    }
+}
+
+/// Merges the funnels of ranks 0..world in rank order; returns the ranks missing.
+pub fn merge_rank_stats(root: &Path, world: usize) -> Result<(Stats, Vec<usize>), RunError> {
+    let mut merged = Stats::default();
+    let mut missing = Vec::new();
+    for r in 0..world {
+        let p = root
+            .join("stats")
+            .join(format!("rank-{r:05}-of-{world:05}.json"));
+        if !p.exists() {
+            missing.push(r);
+            continue;
+        }
+        let s: Stats = read_json(&p)?;
+        merged.merge(&s);
+    }
+    Ok((merged, missing))
+}
+
+fn encode_states(states: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(states.len() as u32).to_le_bytes());
+    for s in states {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s);
+    }
+    out
+}
+
+fn decode_states(mut b: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let n = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    b = &b[4..];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = u64::from_le_bytes(b.get(..8)?.try_into().ok()?) as usize;
+        out.push(b.get(8..8 + len)?.to_vec());
+        b = &b[8 + len..];
+    }
+    b.is_empty().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_reject_damage() {
+        let s = vec![vec![1, 2, 3], vec![], vec![9; 20]];
+        let enc = encode_states(&s);
+        assert_eq!(decode_states(&enc).unwrap(), s);
+        assert!(decode_states(&enc[..enc.len() - 1]).is_none());
+        assert!(decode_states(&[]).is_none());
+    }
+}

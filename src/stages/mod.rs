@@ -1,0 +1,275 @@
+//! Stages: pure functions from a batch of documents to annotations and drops.
+//!
+//! Every stage implements [`Stage`]. `process` is pure and runs on many
+//! batches at once; a stage whose decision depends on earlier documents
+//! (exact dedup keeps the *first* occurrence) also implements `decide`,
+//! which the runner calls on batches strictly in input order. That split is
+//! what keeps outputs byte-identical whatever the thread count.
+//!
+//! To add a stage: one file here with its config, code and tests, one
+//! variant in [`StageConfig`], one arm in [`StageConfig::build`].
+
+mod exact_dedup;
+mod length;
+mod normalize;
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{Field, Schema};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{self, Core};
+use crate::ledger::{LedgerRow, Reason};
+
+pub use exact_dedup::{ExactDedup, ExactDedupConfig, Scope};
+pub use length::{Length, LengthConfig};
+pub use normalize::{normalize_text, Normalize, NormalizeConfig};
+
+/// Whether a stage drops documents or only annotates them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Add columns, drop nothing.
+    Annotate,
+    /// Add columns and drop the documents the stage rejects.
+    #[default]
+    Filter,
+}
+
+/// Where a stage needs every earlier document to have passed (or every
+/// later one to wait): global steps such as near-duplicate clustering run as
+/// phases separated by these barriers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Barrier {
+    #[default]
+    None,
+    /// Needs all documents of all ranks up to here first (e.g. clustering).
+    Before,
+    /// Its results are only usable once every rank has finished it.
+    After,
+    Both,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("stage `{stage}`: {message}")]
+    Failed { stage: String, message: String },
+    #[error("stage `{stage}`: cannot restore checkpoint: {message}")]
+    Restore { stage: String, message: String },
+}
+
+/// What a stage computed for one batch.
+#[derive(Debug, Default)]
+pub struct StageOutput {
+    /// Replacement for the `text` column (only normalizing stages set it).
+    pub text: Option<ArrayRef>,
+    /// One array per field of [`Stage::fields`], in order.
+    pub columns: Vec<ArrayRef>,
+    /// Rows the stage rejects, with why. Applied only in filter mode.
+    pub drops: Vec<Drop>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drop {
+    pub row: usize,
+    pub reason: Reason,
+    pub detail: String,
+}
+
+pub trait Stage: Send + Sync {
+    /// The name used in stats and the ledger.
+    fn name(&self) -> &'static str;
+    fn mode(&self) -> Mode;
+    /// Columns this stage appends, known before any batch is seen.
+    fn fields(&self) -> Vec<Field>;
+    fn barrier(&self) -> Barrier {
+        Barrier::None
+    }
+    /// The pure, parallel part.
+    fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError>;
+    /// True if [`Stage::decide`] must see batches in input order.
+    fn ordered(&self) -> bool {
+        false
+    }
+    /// The ordered part: decisions that depend on earlier documents.
+    fn decide(&mut self, _batch: &RecordBatch, _out: &mut StageOutput) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// State added since the last checkpoint, saved when a unit of work
+    /// completes so a resumed run can restore it.
+    fn checkpoint(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn restore(&mut self, _state: &[u8]) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+/// The `[[stage]]` entries of a manifest, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StageConfig {
+    Normalize(NormalizeConfig),
+    ExactDedup(ExactDedupConfig),
+    Length(LengthConfig),
+}
+
+impl StageConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StageConfig::Normalize(_) => "normalize",
+            StageConfig::ExactDedup(_) => "exact_dedup",
+            StageConfig::Length(_) => "length",
+        }
+    }
+
+    /// Problems with the parameters, each with the field it concerns.
+    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        match self {
+            StageConfig::Normalize(_) | StageConfig::ExactDedup(_) => Vec::new(),
+            StageConfig::Length(c) => c.problems(),
+        }
+    }
+
+    pub fn build(&self) -> Box<dyn Stage> {
+        match self {
+            StageConfig::Normalize(c) => Box::new(Normalize::new(c.clone())),
+            StageConfig::ExactDedup(c) => Box::new(ExactDedup::new(c.clone())),
+            StageConfig::Length(c) => Box::new(Length::new(c.clone())),
+        }
+    }
+}
+
+/// A batch after one stage: what is left, and the ledger rows of what was dropped.
+pub struct Applied {
+    pub batch: RecordBatch,
+    pub ledger: Vec<LedgerRow>,
+}
+
+/// Appends a stage's columns and, in filter mode, removes the rows it dropped.
+pub fn apply(
+    stage: &dyn Stage,
+    batch: RecordBatch,
+    out: StageOutput,
+) -> Result<Applied, StageError> {
+    let fail = |message: String| StageError::Failed {
+        stage: stage.name().into(),
+        message,
+    };
+    let fields = stage.fields();
+    if out.columns.len() != fields.len() {
+        return Err(fail(format!(
+            "produced {} columns but declares {}",
+            out.columns.len(),
+            fields.len()
+        )));
+    }
+    let mut schema_fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    if let Some(text) = out.text {
+        columns[batch::TEXT] = text;
+    }
+    for (f, c) in fields.into_iter().zip(out.columns) {
+        if c.len() != batch.num_rows() || c.data_type() != f.data_type() {
+            return Err(fail(format!(
+                "column `{}` has {} rows of {} (expected {} of {})",
+                f.name(),
+                c.len(),
+                c.data_type(),
+                batch.num_rows(),
+                f.data_type()
+            )));
+        }
+        schema_fields.push(Arc::new(f));
+        columns.push(c);
+    }
+    let annotated = RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), columns)
+        .map_err(|e| fail(e.to_string()))?;
+    if stage.mode() == Mode::Annotate || out.drops.is_empty() {
+        return Ok(Applied {
+            batch: annotated,
+            ledger: Vec::new(),
+        });
+    }
+    let core = Core::of(&annotated);
+    let mut keep = vec![true; annotated.num_rows()];
+    let mut ledger = Vec::with_capacity(out.drops.len());
+    for d in out.drops {
+        if !std::mem::replace(&mut keep[d.row], false) {
+            continue; // a stage listed a row twice; it is dropped once
+        }
+        ledger.push(LedgerRow {
+            id: core.id.value(d.row).to_string(),
+            source: core.source.value(d.row).to_string(),
+            file: core.file.value(d.row).to_string(),
+            line: core.line.value(d.row),
+            stage: stage.name().to_string(),
+            reason: d.reason,
+            detail: d.detail,
+            bytes: core.text.value(d.row).len() as u64,
+        });
+    }
+    let mask = BooleanArray::from(keep);
+    let batch = arrow_select::filter::filter_record_batch(&annotated, &mask)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(Applied { batch, ledger })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::CoreBuilder;
+
+    #[test]
+    fn apply_drops_in_filter_mode_only() {
+        let mut b = CoreBuilder::with_capacity(3, 30);
+        for (i, t) in ["a b c d", "x", "hello there friend"].iter().enumerate() {
+            b.push("s", "f", i as u64 + 1, t, None, None);
+        }
+        let batch = b.finish();
+        for (mode, rows) in [(Mode::Filter, 2), (Mode::Annotate, 3)] {
+            let stage = Length::new(LengthConfig {
+                mode,
+                min_words: Some(2),
+                ..Default::default()
+            });
+            let out = stage.process(&batch).unwrap();
+            let applied = apply(&stage, batch.clone(), out).unwrap();
+            assert_eq!(applied.batch.num_rows(), rows);
+            assert_eq!(applied.batch.num_columns(), batch.num_columns() + 2);
+            if mode == Mode::Filter {
+                assert_eq!(applied.ledger.len(), 1);
+                assert_eq!(applied.ledger[0].line, 2);
+                assert_eq!(applied.ledger[0].reason, Reason::TooFewWords);
+            }
+        }
+    }
+
+    #[test]
+    fn every_stage_config_round_trips() {
+        let configs = vec![
+            StageConfig::Normalize(NormalizeConfig::default()),
+            StageConfig::ExactDedup(ExactDedupConfig {
+                mode: Mode::Annotate,
+                scope: Scope::Source,
+            }),
+            StageConfig::Length(LengthConfig {
+                min_chars: Some(5),
+                max_words: Some(10),
+                ..Default::default()
+            }),
+        ];
+        #[derive(Serialize, Deserialize)]
+        struct W {
+            stage: Vec<StageConfig>,
+        }
+        let text = toml::to_string(&W {
+            stage: configs.clone(),
+        })
+        .unwrap();
+        let back: W = toml::from_str(&text).unwrap();
+        assert_eq!(back.stage, configs);
+        assert!(text.contains("type = \"exact_dedup\""));
+    }
+}
