@@ -1,0 +1,185 @@
+//! A temp-directory harness that runs the real `forja` binary.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// Writes a manifest with the given sources and stages, output under `out`.
+    pub fn manifest(&self, name: &str, body: &str) -> PathBuf {
+        let text = format!(
+            "version = 1\nname = \"{name}\"\n{body}\n[output]\ndir = \"out-{name}\"\nshard_bytes = 200000\n"
+        );
+        self.write(&format!("{name}.toml"), text.as_bytes())
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_forja"));
+        c.current_dir(self.dir.path());
+        c.env("RUST_LOG", "warn");
+        c
+    }
+
+    pub fn forja(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("forja runs")
+    }
+
+    /// Runs forja and fails the test, with its output, if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.forja(args);
+        assert!(
+            out.status.success(),
+            "forja {args:?} failed ({:?}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The real multilingual records of the demo corpus (UDHR articles).
+pub fn udhr() -> Vec<serde_json::Value> {
+    let path = Path::new(REPO).join("data/demo/udhr/udhr.jsonl.zst");
+    let raw = zstd::decode_all(fs::File::open(path).unwrap()).unwrap();
+    raw.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+pub fn jsonl(records: &[serde_json::Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut out, r).unwrap();
+        out.push(b'\n');
+    }
+    out
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn zst(bytes: &[u8]) -> Vec<u8> {
+    zstd::encode_all(bytes, 3).unwrap()
+}
+
+pub fn stats(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(out.join("stats.json")).expect("stats.json")).unwrap()
+}
+
+/// Every file under `dir`, by relative path, with its bytes.
+pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// (reason, file, line, detail) of every ledger row of a one-rank run.
+pub fn ledger(out: &Path) -> Vec<(String, String, u64, String)> {
+    use arrow_array::{Array, StringArray, UInt64Array};
+    let batches = forja::read_ledger(&out.join("ledger/rank-00000-of-00001.parquet")).unwrap();
+    let mut rows = Vec::new();
+    for b in batches {
+        let s = |name: &str| {
+            b.column(b.schema().index_of(name).unwrap())
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let (reason, file, detail) = (s("reason"), s("file"), s("detail"));
+        let line = b
+            .column(b.schema().index_of("line").unwrap())
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap()
+            .clone();
+        for i in 0..b.num_rows() {
+            rows.push((
+                reason.value(i).to_string(),
+                file.value(i).to_string(),
+                line.value(i),
+                detail.value(i).to_string(),
+            ));
+        }
+    }
+    rows
+}
+
+/// Texts of all kept documents, from the JSONL.zst shards, in shard order.
+pub fn kept_texts(out: &Path) -> Vec<String> {
+    let mut texts = Vec::new();
+    for (rel, bytes) in tree(&out.join("jsonl")) {
+        assert!(rel.ends_with(".jsonl.zst"), "{rel}");
+        let raw = zstd::decode_all(&bytes[..]).unwrap();
+        for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            texts.push(v["text"].as_str().unwrap().to_string());
+        }
+    }
+    texts
+}
+
+/// Checks read = kept + dropped + rejected, and that the ledger holds one row
+/// per dropped or rejected document.
+pub fn assert_accounted(out: &Path) -> serde_json::Value {
+    let s = stats(out);
+    let n = |k: &str| s[k].as_u64().unwrap();
+    assert_eq!(
+        n("documents_read"),
+        n("kept") + n("dropped") + n("rejected"),
+        "{s:#}"
+    );
+    for (name, src) in s["sources"].as_object().unwrap() {
+        let m = |k: &str| src[k].as_u64().unwrap();
+        assert_eq!(
+            m("read"),
+            m("kept") + m("dropped") + m("rejected"),
+            "source {name}"
+        );
+    }
+    let rows = ledger(out);
+    assert_eq!(rows.len() as u64, n("dropped") + n("rejected"));
+    assert_eq!(kept_texts(out).len() as u64, n("kept"));
+    s
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `forja` binary: one test binary, one temp folder per test.
+
+mod harness;
+
+mod bad_input;
+mod determinism;
+mod manifest;
+mod readers;
+mod resume;
