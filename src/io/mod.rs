@@ -23,7 +23,7 @@ use crate::ledger::{FileStatus, LedgerRow, Reason};
 use crate::manifest::{InputFormat, LoadedManifest, ReaderConfig, SourceConfig};
 
 pub use jsonl::decode_lines;
-pub use writer::{atomic_write, commit, ShardWriter};
+pub use writer::{atomic_write, commit, jsonl_frame, ShardWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -211,7 +211,7 @@ pub enum Chunk {
 pub struct Decoded {
     pub batch: Option<RecordBatch>,
     pub rejects: Vec<LedgerRow>,
-    /// Raw bytes of the rejected documents, per reject (for the funnel).
+    /// Whitespace-only lines seen (not documents).
     pub blank_lines: u64,
 }
 

@@ -49,10 +49,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 struct OpenShard {
     text_bytes: u64,
     parquet: Option<(ArrowWriter<File>, PathBuf)>,
-    jsonl: Option<(
-        zstd::stream::write::Encoder<'static, BufWriter<File>>,
-        PathBuf,
-    )>,
+    jsonl: Option<(BufWriter<File>, PathBuf)>,
 }
 
 /// Writes the kept documents of one unit, shard by shard.
@@ -66,7 +63,6 @@ pub struct ShardWriter {
     shard: u32,
     open: Option<OpenShard>,
     done: Vec<PathBuf>,
-    json: Vec<u8>,
 }
 
 impl ShardWriter {
@@ -88,7 +84,6 @@ impl ShardWriter {
             shard: 0,
             open: None,
             done: Vec::new(),
-            json: Vec::new(),
         }
     }
 
@@ -123,11 +118,7 @@ impl ShardWriter {
                     open.parquet = Some((w, path));
                 }
                 OutputFormat::JsonlZst => {
-                    let enc = zstd::stream::write::Encoder::new(
-                        BufWriter::with_capacity(1 << 20, file),
-                        self.level,
-                    )?;
-                    open.jsonl = Some((enc, path));
+                    open.jsonl = Some((BufWriter::with_capacity(1 << 20, file), path));
                 }
             }
         }
@@ -148,16 +139,14 @@ impl ShardWriter {
         b.build()
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> io::Result<()> {
+    /// Writes a batch; `jsonl_frame` is its [`jsonl_frame`], made by the caller
+    /// (on a worker thread) when JSONL output is on.
+    pub fn write(&mut self, batch: &RecordBatch, jsonl_frame: Option<&[u8]>) -> io::Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         if self.open.is_none() {
             self.open = Some(self.open_shard(batch.schema())?);
-        }
-        self.json.clear();
-        if self.formats.contains(&OutputFormat::JsonlZst) {
-            json_lines(batch, &mut self.json);
         }
         let open = self.open.as_mut().expect("opened above");
         if let Some((w, _)) = open.parquet.as_mut() {
@@ -166,8 +155,10 @@ impl ShardWriter {
                 w.flush().map_err(io::Error::other)?;
             }
         }
-        if let Some((enc, _)) = open.jsonl.as_mut() {
-            enc.write_all(&self.json)?;
+        if let Some((w, _)) = open.jsonl.as_mut() {
+            let frame =
+                jsonl_frame.ok_or_else(|| io::Error::other("JSONL output without a frame"))?;
+            w.write_all(frame)?;
         }
         open.text_bytes += batch::text_bytes(batch);
         if open.text_bytes >= self.shard_bytes {
@@ -185,10 +176,9 @@ impl ShardWriter {
             commit(&tmp_path(&path), &path)?;
             self.done.push(path);
         }
-        if let Some((enc, path)) = open.jsonl {
-            let mut inner = enc.finish()?;
-            inner.flush()?;
-            drop(inner);
+        if let Some((mut w, path)) = open.jsonl {
+            w.flush()?;
+            drop(w);
             commit(&tmp_path(&path), &path)?;
             self.done.push(path);
         }
@@ -201,6 +191,16 @@ impl ShardWriter {
         self.close()?;
         Ok(self.done)
     }
+}
+
+/// A batch as one self-contained zstd frame of JSON lines.
+///
+/// Concatenated zstd frames are one valid zstd stream, so workers can
+/// compress batches in parallel and the writer only appends bytes.
+pub fn jsonl_frame(batch: &RecordBatch, level: i32) -> io::Result<Vec<u8>> {
+    let mut json = Vec::with_capacity(batch::text_bytes(batch) as usize + batch.num_rows() * 256);
+    json_lines(batch, &mut json);
+    zstd::bulk::compress(&json, level)
 }
 
 /// Appends one JSON object per row: every column, `metadata` embedded as JSON.
@@ -309,7 +309,8 @@ mod tests {
         for i in 0..3 {
             let mut b = CoreBuilder::with_capacity(1, 16);
             b.push("s", "f", i, "0123456789ab", None, None);
-            w.write(&b.finish()).unwrap();
+            let b = b.finish();
+            w.write(&b, Some(&jsonl_frame(&b, 3).unwrap())).unwrap();
         }
         let files = w.finish().unwrap();
         assert_eq!(files.len(), 6);

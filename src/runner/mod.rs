@@ -258,7 +258,11 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
                 Ok::<_, RunError>(w.finished)
             })
         };
-        let worked = pool.install(|| work(&mut stages, &specs, chunk_rx, done_tx, cap));
+        let jsonl_level = formats
+            .contains(&crate::manifest::OutputFormat::JsonlZst)
+            .then_some(level);
+        let worked =
+            pool.install(|| work(&mut stages, &specs, jsonl_level, chunk_rx, done_tx, cap));
         let written = writer.join().expect("writer thread panicked");
         let read = reader.join().expect("reader thread panicked");
         // The first failure in flow order is the cause; later ones are its echoes.
@@ -391,6 +395,8 @@ enum ProcessedKind {
         flow: Vec<(u64, u64, u64, u64)>,
         blank_lines: u64,
         file_end: Option<(Arc<str>, ledger::FileStatus, Option<String>)>,
+        /// The kept batch as a compressed JSONL frame, when JSONL is written.
+        jsonl: Option<Vec<u8>>,
     },
     UnitEnd {
         states: Vec<Vec<u8>>,
@@ -400,6 +406,7 @@ enum ProcessedKind {
 fn work(
     stages: &mut [Box<dyn Stage>],
     specs: &[Arc<SourceSpec>],
+    jsonl_level: Option<i32>,
     rx: Receiver<Item>,
     tx: Sender<Processed>,
     window: usize,
@@ -412,7 +419,7 @@ fn work(
                 Err(_) => break,
             }
         }
-        let processed = process_window(stages, specs, items)?;
+        let processed = process_window(stages, specs, jsonl_level, items)?;
         for p in processed {
             if tx.send(p).is_err() {
                 return Ok(()); // the writer failed; it reports why
@@ -425,6 +432,7 @@ fn work(
 fn process_window(
     stages: &mut [Box<dyn Stage>],
     specs: &[Arc<SourceSpec>],
+    jsonl_level: Option<i32>,
     items: Vec<Item>,
 ) -> Result<Vec<Processed>, RunError> {
     // Decode in parallel.
@@ -465,6 +473,7 @@ fn process_window(
                         flow: Vec::with_capacity(stages.len()),
                         blank_lines: d.blank_lines,
                         file_end,
+                        jsonl: None,
                     },
                 }
             }
@@ -514,6 +523,27 @@ fn process_window(
                     flow.push((din, bin, applied.batch.num_rows() as u64, out_bytes));
                     ledger.extend(applied.ledger.into_iter().map(|r| (si + 1, r)));
                     *batch = Some(applied.batch);
+                }
+                Ok(())
+            })?;
+    }
+    // Encode the JSONL output here, in parallel, rather than in the writer.
+    if let Some(level) = jsonl_level {
+        procs
+            .par_iter_mut()
+            .try_for_each(|p| -> Result<(), RunError> {
+                if let ProcessedKind::Data {
+                    batch: Some(b),
+                    jsonl,
+                    ..
+                } = &mut p.kind
+                {
+                    if b.num_rows() > 0 {
+                        *jsonl = Some(io::jsonl_frame(b, level).map_err(|e| RunError::Io {
+                            path: "<jsonl encoder>".into(),
+                            source: e,
+                        })?);
+                    }
                 }
                 Ok(())
             })?;
@@ -575,6 +605,7 @@ impl UnitWriter<'_> {
                 flow,
                 blank_lines,
                 file_end,
+                jsonl,
             } => {
                 let rejects = ledger.iter().filter(|(s, _)| *s == 0).count() as u64;
                 cur.stats.read_many(source, read_docs, read_bytes);
@@ -594,7 +625,9 @@ impl UnitWriter<'_> {
                     cur.stats
                         .keep_many(source, b.num_rows() as u64, batch::text_bytes(&b));
                     let path = self.layout.root.clone();
-                    cur.shards.write(&b).map_err(io_err(&path))?;
+                    cur.shards
+                        .write(&b, jsonl.as_deref())
+                        .map_err(io_err(&path))?;
                 }
                 if let Some((file, status, detail)) = file_end {
                     if status == ledger::FileStatus::Truncated {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, StringBuilder};
-use arrow_array::RecordBatch;
+use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
@@ -80,6 +80,18 @@ impl Stage for Normalize {
 
     fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
         let text = Core::of(batch).text;
+        let clean: Vec<bool> = text
+            .iter()
+            .map(|t| clean_as_is(t.unwrap_or_default(), &self.config))
+            .collect();
+        if clean.iter().all(|&c| c) {
+            // Nothing to rewrite: keep the text column as it is, no copy.
+            return Ok(StageOutput {
+                text: None,
+                columns: vec![Arc::new(BooleanArray::from(vec![false; clean.len()]))],
+                drops: Vec::new(),
+            });
+        }
         let bytes = text.value_data().len();
         let mut out = StringBuilder::with_capacity(batch.num_rows(), bytes);
         let mut changed = BooleanBuilder::with_capacity(batch.num_rows());
@@ -87,6 +99,11 @@ impl Stage for Normalize {
         let mut buf = String::new();
         for (row, t) in text.iter().enumerate() {
             let t = t.unwrap_or_default();
+            if clean[row] {
+                changed.append_value(false);
+                out.append_value(t);
+                continue;
+            }
             normalize_text(t, &self.config, &mut buf);
             changed.append_value(buf != t);
             if buf.is_empty() {
@@ -114,6 +131,27 @@ fn is_unicode_space(c: char) -> bool {
     )
 }
 
+/// Bytes that may start a character other than [`Class::Plain`]: ASCII
+/// whitespace and controls, and the lead bytes of U+0080..U+00BF (C1
+/// controls, NEL, no-break space), U+1680, U+2000..U+206F, U+3000 and U+FEFF.
+/// Continuation bytes (0x80..0xBF) are never in the set, so a scan that
+/// skips the rest can never stop inside a character.
+static MAYBE_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b <= 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[0x7F] = true;
+    t[0xC2] = true;
+    t[0xE1] = true;
+    t[0xE2] = true;
+    t[0xE3] = true;
+    t[0xEF] = true;
+    t
+};
+
 /// What one character means to the normalizer.
 enum Class {
     Plain,
@@ -134,6 +172,52 @@ fn classify(c: char, cfg: &NormalizeConfig) -> Class {
     }
 }
 
+/// True when `text` certainly comes out of [`normalize_text`] unchanged
+/// under the default settings.
+///
+/// Branch-free over fixed-size blocks, so it vectorizes: most real text is
+/// already clean, and proving that is far cheaper than rewriting it.
+fn clean_as_is(text: &str, cfg: &NormalizeConfig) -> bool {
+    if !(cfg.strip_trailing_spaces && cfg.unicode_spaces && cfg.max_newlines == 2) {
+        return false;
+    }
+    let b = text.as_bytes();
+    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+        return true;
+    };
+    if first == b'\n' || last.is_ascii_whitespace() {
+        return false;
+    }
+    // Bytes that always need the careful path: controls other than \n (tabs
+    // included, to keep this simple), DEL, lead bytes of the special
+    // non-ASCII characters, and anything at or above U+0300 when composing.
+    let nfc_limit = if cfg.nfc { 0xCC } else { 0xF8 };
+    let bad_byte = |x: u8| {
+        ((x < 0x20) & (x != b'\n'))
+            | (x == 0x7F)
+            | (x == 0xC2)
+            | (x == 0xE1)
+            | (x == 0xE2)
+            | (x == 0xE3)
+            | (x == 0xEF)
+            | (x >= nfc_limit)
+    };
+    let mut bad = false;
+    for chunk in b.chunks(64) {
+        bad |= chunk.iter().fold(false, |acc, &x| acc | bad_byte(x));
+    }
+    // A space before a newline, or three newlines in a row.
+    let pairs = b.iter().zip(&b[1..]);
+    bad |= pairs.fold(false, |acc, (&x, &y)| acc | ((x == b' ') & (y == b'\n')));
+    if b.len() >= 3 {
+        let triples = b.iter().zip(&b[1..]).zip(&b[2..]);
+        bad |= triples.fold(false, |acc, ((&x, &y), &z)| {
+            acc | ((x == b'\n') & (y == b'\n') & (z == b'\n'))
+        });
+    }
+    !bad
+}
+
 /// Normalizes `text` into `out` (cleared first).
 ///
 /// One pass that copies runs of ordinary characters whole; only whitespace,
@@ -141,12 +225,14 @@ fn classify(c: char, cfg: &NormalizeConfig) -> Class {
 pub fn normalize_text(text: &str, cfg: &NormalizeConfig, out: &mut String) {
     out.clear();
     let composed;
-    let s: &str = if cfg.nfc && is_nfc_quick(text.chars()) != IsNormalized::Yes {
-        composed = text.nfc().collect::<String>();
-        &composed
-    } else {
-        text
-    };
+    let below_combining = || text.bytes().all(|b| b < 0xCC);
+    let s: &str =
+        if cfg.nfc && !below_combining() && is_nfc_quick(text.chars()) != IsNormalized::Yes {
+            composed = text.nfc().collect::<String>();
+            &composed
+        } else {
+            text
+        };
     out.reserve(s.len());
     let mut pending = String::new(); // spaces not yet known to be trailing
     let mut newlines = 0usize;
@@ -175,15 +261,25 @@ pub fn normalize_text(text: &str, cfg: &NormalizeConfig, out: &mut String) {
     let mut run_start = 0;
     while i < b.len() {
         let x = b[i];
-        let (c, len) = if x > 0x20 && x < 0x7f {
+        // Most bytes cannot start a character the normalizer cares about.
+        if !MAYBE_SPECIAL[x as usize] {
             i += 1;
             continue;
-        } else if x < 0x80 {
-            (x as char, 1)
-        } else {
-            let c = s[i..].chars().next().expect("i is on a char boundary");
-            (c, c.len_utf8())
-        };
+        }
+        // A lone space or newline between ordinary characters, inside a run,
+        // is left as it is: this keeps word boundaries on the fast path.
+        if (x == b' ' || x == b'\n')
+            && i > run_start
+            && b.get(i + 1).is_some_and(|&n| !MAYBE_SPECIAL[n as usize])
+        {
+            i += 2;
+            continue;
+        }
+        let c = s[i..]
+            .chars()
+            .next()
+            .expect("special bytes start characters");
+        let len = c.len_utf8();
         let class = classify(c, cfg);
         if let Class::Plain = class {
             i += len;
@@ -263,6 +359,20 @@ mod tests {
     }
 
     #[test]
+    fn clean_text_is_recognized_without_rewriting() {
+        let cfg = NormalizeConfig::default();
+        assert!(clean_as_is(
+            "Tots els éssers humans\nneixen  lliures.\n\nArticle 2",
+            &cfg
+        ));
+        for dirty in [
+            "a \nb", "a\r\nb", "a\n\n\nb", "\na", "a ", "a\u{A0}b", "e\u{301}",
+        ] {
+            assert!(!clean_as_is(dirty, &cfg), "{dirty:?}");
+        }
+    }
+
+    #[test]
     fn options_can_be_turned_off() {
         let cfg = NormalizeConfig {
             strip_trailing_spaces: false,
@@ -273,6 +383,71 @@ mod tests {
         let mut out = String::new();
         normalize_text("a  \n\n\n\nb\u{A0}c", &cfg, &mut out);
         assert_eq!(out, "a  \n\n\n\nb\u{A0}c");
+    }
+
+    /// The obvious char-by-char version of the same rules.
+    fn reference(text: &str, cfg: &NormalizeConfig) -> String {
+        let text: String = if cfg.nfc {
+            text.nfc().collect()
+        } else {
+            text.into()
+        };
+        let text = text.replace("\r\n", "\n");
+        let mut lines: Vec<String> = vec![String::new()];
+        for c in text.chars() {
+            match classify(c, cfg) {
+                Class::Newline => lines.push(String::new()),
+                Class::Space(sp) => lines.last_mut().unwrap().push(sp),
+                Class::Remove => {}
+                Class::Plain => lines.last_mut().unwrap().push(c),
+            }
+        }
+        let lines: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim_end_matches([' ', '\t']))
+            .collect();
+        let mut out = String::new();
+        let mut blank_run = 0;
+        for l in lines {
+            if l.trim_start_matches([' ', '\t']).is_empty() {
+                blank_run += 1;
+                continue;
+            }
+            if !out.is_empty() {
+                for _ in 0..(blank_run + 1).min(cfg.max_newlines as usize) {
+                    out.push('\n');
+                }
+            }
+            blank_run = 0;
+            out.push_str(l);
+        }
+        out
+    }
+
+    #[test]
+    fn fast_scan_matches_the_reference_on_random_text() {
+        let alphabet: Vec<char> =
+            "ab  \n\né\u{301}\tЖλ\n\r\u{0}\u{85}\u{A0}\u{2003}\u{2028}\u{3000}\u{FEFF}\u{1680}€𝄞 "
+                .chars()
+                .collect();
+        let mut seed = 0x2545F4914F6CDD1Du64;
+        let cfg = NormalizeConfig::default();
+        let mut out = String::new();
+        for _ in 0..5000 {
+            let mut t = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            for k in 0..(seed % 40) {
+                let x = seed.rotate_left(k as u32 * 5) ^ k;
+                t.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            normalize_text(&t, &cfg, &mut out);
+            assert_eq!(out, reference(&t, &cfg), "input {t:?}");
+            if clean_as_is(&t, &cfg) {
+                assert_eq!(out, t, "judged clean but changed: {t:?}");
+            }
+        }
     }
 
     #[test]
