@@ -118,11 +118,7 @@ pub fn plan_units(m: &LoadedManifest) -> Result<Vec<Unit>, InputError> {
             if source.format == InputFormat::Parquet {
                 parquet_in::check_schema(&path, source)?;
             }
-            let rel = path
-                .strip_prefix(&m.base)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .into_owned();
+            let rel = crate::manifest::relative_to(&path, &m.base);
             inputs.push(InputFile {
                 path,
                 rel: rel.into(),

@@ -194,11 +194,52 @@ impl LoadedManifest {
 
 pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let path = Path::new(p);
-    if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
         base.join(path)
+    };
+    lexical_clean(&joined)
+}
+
+/// `path` relative to the folder `base`, whichever folder forja runs from.
+///
+/// This is the file name recorded in document ids and the ledger, so it must
+/// not depend on the current directory or on how the manifest was named.
+pub(crate) fn relative_to(path: &Path, base: &Path) -> String {
+    let abs = |p: &Path| lexical_clean(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    let (p, b) = (abs(path), abs(base));
+    let pc: Vec<_> = p.components().collect();
+    let bc: Vec<_> = b.components().collect();
+    let common = pc.iter().zip(&bc).take_while(|(x, y)| x == y).count();
+    let mut rel = PathBuf::new();
+    for _ in common..bc.len() {
+        rel.push("..");
     }
+    for c in &pc[common..] {
+        rel.push(c);
+    }
+    rel.to_string_lossy().into_owned()
+}
+
+/// Removes `.` and `name/..` pairs without touching the file system, so
+/// `manifests/../out` is shown as `out`.
+pub(crate) fn lexical_clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }
 
 #[cfg(test)]
@@ -263,6 +304,30 @@ max_doc_bytes = 100
         let text = toml::to_string(&m).unwrap();
         let back: Manifest = toml::from_str(&text).unwrap();
         assert_eq!(m, back);
+    }
+
+    #[test]
+    fn relative_paths_resolve_from_the_manifest_folder() {
+        let base = Path::new("manifests");
+        assert_eq!(resolve(base, "../out/demo"), PathBuf::from("out/demo"));
+        assert_eq!(resolve(base, "./x/../y"), PathBuf::from("manifests/y"));
+        assert_eq!(resolve(Path::new("."), "../a"), PathBuf::from("../a"));
+        assert_eq!(resolve(base, "/abs/p"), PathBuf::from("/abs/p"));
+    }
+
+    #[test]
+    fn recorded_paths_are_relative_to_the_manifest_folder() {
+        let cwd = std::env::current_dir().unwrap();
+        let file = cwd.join("data/demo/a.jsonl");
+        assert_eq!(
+            relative_to(&file, Path::new("manifests")),
+            "../data/demo/a.jsonl"
+        );
+        assert_eq!(
+            relative_to(Path::new("data/demo/a.jsonl"), &cwd.join("manifests")),
+            "../data/demo/a.jsonl"
+        );
+        assert_eq!(relative_to(Path::new("m/in/x"), Path::new("m")), "in/x");
     }
 
     #[test]

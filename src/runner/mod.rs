@@ -155,7 +155,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     }
     check_columns(&stages)?;
 
-    let record = RunRecord::new(m, all_units.len(), opts.world_size);
+    let record = RunRecord::new(m, &all_units, opts.world_size);
     let mine: Vec<Unit> = all_units
         .into_iter()
         .filter(|u| u.index % opts.world_size == opts.rank)
@@ -182,6 +182,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
         layout.check_not_foreign(&record)?;
     }
     layout.write_record(&record)?;
+    layout.clear_rank()?;
     let todo: Vec<Unit> = mine[resumed..].to_vec();
     for u in &todo {
         layout.clear_unit(u)?;
@@ -318,7 +319,7 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} of input files, {binary_bytes_per_sec}, ETA {eta}, {msg}",
         )
         .expect("valid template"),
     );

@@ -32,16 +32,27 @@ pub struct RunRecord {
     pub manifest_name: String,
     pub manifest_hash: String,
     pub units: usize,
+    /// xxh3 of every input's path and size: a resume over changed inputs is refused.
+    pub inputs_hash: String,
     pub world_size: usize,
 }
 
 impl RunRecord {
-    pub fn new(m: &LoadedManifest, units: usize, world_size: usize) -> Self {
+    pub fn new(m: &LoadedManifest, units: &[Unit], world_size: usize) -> Self {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for u in units {
+            for f in &u.files {
+                h.update(f.rel.as_bytes());
+                h.update(&[0]);
+                h.update(&f.size.to_le_bytes());
+            }
+        }
         RunRecord {
             forja_version: env!("CARGO_PKG_VERSION").into(),
             manifest_name: m.manifest.name.clone(),
             manifest_hash: manifest_hash(m),
-            units,
+            units: units.len(),
+            inputs_hash: format!("{:016x}", h.digest()),
             world_size,
         }
     }
@@ -169,7 +180,14 @@ impl Layout {
 
     /// Removes whatever an earlier attempt wrote for this unit.
     pub fn clear_unit(&self, u: &Unit) -> Result<(), RunError> {
-        for suffix in ["done.json", "ledger.parquet", "state"] {
+        for suffix in [
+            "done.json",
+            "ledger.parquet",
+            "state",
+            "done.json.tmp",
+            "ledger.parquet.tmp",
+            "state.tmp",
+        ] {
             remove_if_exists(&self.unit_file(u.index, suffix))?;
         }
         let prefix = format!("{:06}-", u.index);
@@ -242,6 +260,23 @@ impl Layout {
             stats: stats.clone(),
         };
         write_json(&self.unit_file(unit, "done.json"), &marker)
+    }
+
+    /// Removes the rank's own final files and any temporary ones a killed
+    /// attempt left, so that they are rewritten from the units.
+    pub fn clear_rank(&self) -> Result<(), RunError> {
+        let name = self.rank_name();
+        for rel in [
+            format!("ledger/{name}.parquet"),
+            format!("ledger/{name}.parquet.tmp"),
+            format!("stats/{name}.json"),
+            format!("stats/{name}.json.tmp"),
+            "stats.json".to_string(),
+            "stats.json.tmp".to_string(),
+        ] {
+            remove_if_exists(&self.root.join(rel))?;
+        }
+        Ok(())
     }
 
     /// Writes the rank's ledger (unit parts in order) and funnel.

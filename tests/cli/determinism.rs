@@ -112,3 +112,31 @@ fn ranks_split_the_work_and_stats_merge() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--world-size 2"));
 }
+
+#[test]
+fn ids_and_outputs_do_not_depend_on_the_working_directory() {
+    let env = Env::new();
+    corpus(&env);
+    let m = env.manifest("cwd", &(src("") + STAGES));
+    env.ok(&["run", "--quiet", "cwd.toml", "--out", "here"]);
+    std::fs::create_dir_all(env.path("elsewhere")).unwrap();
+    let out = env
+        .cmd()
+        .current_dir(env.path("elsewhere"))
+        .args(["run", "--quiet", m.to_str().unwrap(), "--out", "../there"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        tree(&env.path("here/parquet")),
+        tree(&env.path("there/parquet"))
+    );
+    assert_eq!(
+        tree(&env.path("here/ledger")),
+        tree(&env.path("there/ledger"))
+    );
+}
