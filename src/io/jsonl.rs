@@ -511,3 +511,99 @@ mod tests {
         assert_eq!(d.batch.unwrap().num_rows(), 1);
     }
 }
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+    use crate::batch::Core;
+    use arrow_array::Array;
+
+    fn read_all(content: &[u8], max: u64, name: &str) -> (Vec<(u64, String)>, Vec<(u64, Reason)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let spec = Arc::new(SourceSpec {
+            name: "s".into(),
+            text_field: "text".into(),
+            url_field: None,
+            max_doc_bytes: max,
+        });
+        let file = InputFile {
+            path: path.clone(),
+            rel: name.into(),
+            size: content.len() as u64,
+        };
+        let mut r = JsonlReader::new(file, spec.clone(), 1 << 16, Arc::new(AtomicU64::new(0)));
+        let (mut docs, mut rejects) = (Vec::new(), Vec::new());
+        let mut ends = 0;
+        while let Some(chunk) = r.next_chunk().unwrap() {
+            if let Chunk::FileEnd { .. } = chunk {
+                ends += 1;
+            }
+            let d = super::super::decode(chunk, &spec);
+            if let Some(b) = d.batch {
+                let core = Core::of(&b);
+                for i in 0..b.num_rows() {
+                    docs.push((core.line.value(i), core.text.value(i).to_string()));
+                }
+            }
+            rejects.extend(d.rejects.iter().map(|r| (r.line, r.reason)));
+        }
+        assert_eq!(ends, 1, "one end marker per file");
+        (docs, rejects)
+    }
+
+    #[test]
+    fn oversized_lines_are_skipped_wherever_they_fall() {
+        let mut c = Vec::new();
+        c.extend_from_slice(b"{\"text\":\"one\"}\n");
+        // Spans many reads: skipped as it streams.
+        c.extend_from_slice(b"{\"text\":\"");
+        c.resize(c.len() + 300_000, b'x');
+        c.extend_from_slice(b"\"}\n");
+        c.extend_from_slice(b"{\"text\":\"three\"}\n");
+        // Over the cap but inside one chunk: rejected by the decoder.
+        c.extend_from_slice(b"{\"text\":\"");
+        c.resize(c.len() + 2_000, b'y');
+        c.extend_from_slice(b"\"}\n");
+        c.extend_from_slice(b"{\"text\":\"five\"}"); // no final newline
+        let (docs, rejects) = read_all(&c, 1_000, "a.jsonl");
+        assert_eq!(
+            docs,
+            vec![(1, "one".into()), (3, "three".into()), (5, "five".into())]
+        );
+        assert_eq!(rejects, vec![(2, Reason::TooLarge), (4, Reason::TooLarge)]);
+    }
+
+    #[test]
+    fn oversized_last_line_without_newline_is_rejected() {
+        let mut c = b"{\"text\":\"one\"}\n{\"text\":\"".to_vec();
+        c.resize(c.len() + 200_000, b'x');
+        let (docs, rejects) = read_all(&c, 1_000, "b.jsonl");
+        assert_eq!(docs, vec![(1, "one".into())]);
+        assert_eq!(rejects, vec![(2, Reason::TooLarge)]);
+    }
+
+    #[test]
+    fn corrupt_gzip_keeps_the_lines_before_the_damage() {
+        let mut lines = Vec::new();
+        for i in 0..5000 {
+            lines.extend_from_slice(format!("{{\"text\":\"document number {i}\"}}\n").as_bytes());
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &lines).unwrap();
+        let mut gz = gz.finish().unwrap();
+        let n = gz.len();
+        gz.truncate(n / 2);
+        let (docs, rejects) = read_all(&gz, 1_000, "c.jsonl.gz");
+        assert!(!docs.is_empty() && docs.len() < 5000);
+        for (i, (line, text)) in docs.iter().enumerate() {
+            assert_eq!(
+                (*line, text.as_str()),
+                (i as u64 + 1, format!("document number {i}").as_str())
+            );
+        }
+        assert!(rejects.len() <= 1);
+        assert!(rejects.iter().all(|r| r.1 == Reason::TruncatedFile));
+    }
+}
