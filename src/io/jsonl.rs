@@ -516,9 +516,11 @@ mod tests {
 mod reader_tests {
     use super::*;
     use crate::batch::Core;
-    use arrow_array::Array;
 
-    fn read_all(content: &[u8], max: u64, name: &str) -> (Vec<(u64, String)>, Vec<(u64, Reason)>) {
+    /// (line, text) of each document and (line, reason) of each reject.
+    type ReadBack = (Vec<(u64, String)>, Vec<(u64, Reason)>);
+
+    fn read_all(content: &[u8], max: u64, name: &str) -> ReadBack {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
