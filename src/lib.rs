@@ -28,5 +28,6 @@ pub use runner::{
 };
 pub use stages::{
     apply, normalize_text, Applied, Barrier, Drop, ExactDedupConfig, LengthConfig, Mode,
-    NormalizeConfig, Scope, Stage, StageConfig, StageError, StageOutput,
+    NormalizeConfig, Quality, QualityConfig, QualityRule, Scope, Stage, StageConfig, StageError,
+    StageOutput,
 };

@@ -25,8 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use stats::{FileStats, FileStatus, SourceCounts, StageCounts, Stats};
 
 /// Why a document did not reach the output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     // Rejected by a reader.
     /// The line is not a JSON object.
@@ -52,9 +51,89 @@ pub enum Reason {
     TooLong,
     TooFewWords,
     TooManyWords,
+    // Dropped by the quality stage; names follow the rules' papers.
+    QualityEmpty,
+    GopherShortDoc,
+    GopherLongDoc,
+    GopherShortWords,
+    GopherLongWords,
+    GopherHashes,
+    GopherEllipses,
+    GopherBulletLines,
+    GopherEllipsisLines,
+    GopherAlphaWords,
+    GopherStopWords,
+    GopherDupParagraphs,
+    GopherDupParagraphChars,
+    GopherDupLines,
+    GopherDupLineChars,
+    GopherTop2Gram,
+    GopherTop3Gram,
+    GopherTop4Gram,
+    GopherDup5Grams,
+    GopherDup6Grams,
+    GopherDup7Grams,
+    GopherDup8Grams,
+    GopherDup9Grams,
+    GopherDup10Grams,
+    C4LoremIpsum,
+    C4CurlyBracket,
+    C4TooFewSentences,
+    FinewebLinePunct,
+    FinewebShortLines,
+    FinewebCharDup,
+    FinewebList,
 }
 
 impl Reason {
+    /// Every reason, for parsing names back.
+    pub const ALL: [Reason; 44] = [
+        Reason::MalformedJson,
+        Reason::MissingTextField,
+        Reason::InvalidUtf8,
+        Reason::TooLarge,
+        Reason::EmptyText,
+        Reason::TruncatedFile,
+        Reason::ReadError,
+        Reason::EmptyAfterNormalize,
+        Reason::ExactDuplicate,
+        Reason::TooShort,
+        Reason::TooLong,
+        Reason::TooFewWords,
+        Reason::TooManyWords,
+        Reason::QualityEmpty,
+        Reason::GopherShortDoc,
+        Reason::GopherLongDoc,
+        Reason::GopherShortWords,
+        Reason::GopherLongWords,
+        Reason::GopherHashes,
+        Reason::GopherEllipses,
+        Reason::GopherBulletLines,
+        Reason::GopherEllipsisLines,
+        Reason::GopherAlphaWords,
+        Reason::GopherStopWords,
+        Reason::GopherDupParagraphs,
+        Reason::GopherDupParagraphChars,
+        Reason::GopherDupLines,
+        Reason::GopherDupLineChars,
+        Reason::GopherTop2Gram,
+        Reason::GopherTop3Gram,
+        Reason::GopherTop4Gram,
+        Reason::GopherDup5Grams,
+        Reason::GopherDup6Grams,
+        Reason::GopherDup7Grams,
+        Reason::GopherDup8Grams,
+        Reason::GopherDup9Grams,
+        Reason::GopherDup10Grams,
+        Reason::C4LoremIpsum,
+        Reason::C4CurlyBracket,
+        Reason::C4TooFewSentences,
+        Reason::FinewebLinePunct,
+        Reason::FinewebShortLines,
+        Reason::FinewebCharDup,
+        Reason::FinewebList,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::MalformedJson => "malformed_json",
@@ -70,6 +149,58 @@ impl Reason {
             Reason::TooLong => "too_long",
             Reason::TooFewWords => "too_few_words",
             Reason::TooManyWords => "too_many_words",
+            Reason::QualityEmpty => "quality_empty",
+            Reason::GopherShortDoc => "gopher_short_doc",
+            Reason::GopherLongDoc => "gopher_long_doc",
+            Reason::GopherShortWords => "gopher_short_words",
+            Reason::GopherLongWords => "gopher_long_words",
+            Reason::GopherHashes => "gopher_hashes",
+            Reason::GopherEllipses => "gopher_ellipses",
+            Reason::GopherBulletLines => "gopher_bullet_lines",
+            Reason::GopherEllipsisLines => "gopher_ellipsis_lines",
+            Reason::GopherAlphaWords => "gopher_alpha_words",
+            Reason::GopherStopWords => "gopher_stop_words",
+            Reason::GopherDupParagraphs => "gopher_dup_paragraphs",
+            Reason::GopherDupParagraphChars => "gopher_dup_paragraph_chars",
+            Reason::GopherDupLines => "gopher_dup_lines",
+            Reason::GopherDupLineChars => "gopher_dup_line_chars",
+            Reason::GopherTop2Gram => "gopher_top_2_gram",
+            Reason::GopherTop3Gram => "gopher_top_3_gram",
+            Reason::GopherTop4Gram => "gopher_top_4_gram",
+            Reason::GopherDup5Grams => "gopher_dup_5_grams",
+            Reason::GopherDup6Grams => "gopher_dup_6_grams",
+            Reason::GopherDup7Grams => "gopher_dup_7_grams",
+            Reason::GopherDup8Grams => "gopher_dup_8_grams",
+            Reason::GopherDup9Grams => "gopher_dup_9_grams",
+            Reason::GopherDup10Grams => "gopher_dup_10_grams",
+            Reason::C4LoremIpsum => "c4_lorem_ipsum",
+            Reason::C4CurlyBracket => "c4_curly_bracket",
+            Reason::C4TooFewSentences => "c4_too_few_sentences",
+            Reason::FinewebLinePunct => "fineweb_line_punct",
+            Reason::FinewebShortLines => "fineweb_short_lines",
+            Reason::FinewebCharDup => "fineweb_char_dup",
+            Reason::FinewebList => "fineweb_list",
+        }
+    }
+
+    /// The reason for a top n-gram rule, n in 2..=4 (checked with the config).
+    pub fn top_n_gram(n: usize) -> Reason {
+        match n {
+            2 => Reason::GopherTop2Gram,
+            3 => Reason::GopherTop3Gram,
+            _ => Reason::GopherTop4Gram,
+        }
+    }
+
+    /// The reason for a duplicate n-gram rule, n in 5..=10 (checked with the config).
+    pub fn dup_n_grams(n: usize) -> Reason {
+        match n {
+            5 => Reason::GopherDup5Grams,
+            6 => Reason::GopherDup6Grams,
+            7 => Reason::GopherDup7Grams,
+            8 => Reason::GopherDup8Grams,
+            9 => Reason::GopherDup9Grams,
+            _ => Reason::GopherDup10Grams,
         }
     }
 
@@ -84,6 +215,31 @@ impl Reason {
             | Reason::ReadError => Kind::Rejected,
             _ => Kind::Dropped,
         }
+    }
+}
+
+impl std::str::FromStr for Reason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Reason::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown reason {s:?}"))
+    }
+}
+
+// Serialized by name, the same name the ledger uses.
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -232,6 +388,13 @@ mod tests {
         assert_eq!(Reason::TooShort.kind(), Kind::Dropped);
         let json = serde_json::to_string(&Reason::InvalidUtf8).unwrap();
         assert_eq!(json, "\"invalid_utf8\"");
+        for r in Reason::ALL {
+            let back: Reason = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+            assert_eq!(back, r);
+        }
+        let names: std::collections::HashSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len(), "names are distinct");
     }
 
     #[test]

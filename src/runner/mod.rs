@@ -145,7 +145,12 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     }
     let out = opts.output.clone().unwrap_or_else(|| m.output_dir());
     let all_units = io::plan_units(m)?;
-    let mut stages: Vec<Box<dyn Stage>> = m.manifest.stages.iter().map(|s| s.build()).collect();
+    let mut stages: Vec<Box<dyn Stage>> = m
+        .manifest
+        .stages
+        .iter()
+        .map(|s| s.build())
+        .collect::<Result<_, _>>()?;
     let plan = phases(&stages);
     if plan.len() > 1 {
         return Err(RunError::Plan(format!(

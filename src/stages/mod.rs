@@ -12,6 +12,7 @@
 mod exact_dedup;
 mod length;
 mod normalize;
+pub mod quality;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use crate::ledger::{LedgerRow, Reason};
 pub use exact_dedup::{ExactDedup, ExactDedupConfig, Scope};
 pub use length::{Length, LengthConfig};
 pub use normalize::{normalize_text, Normalize, NormalizeConfig};
+pub use quality::{Quality, QualityConfig, Rule as QualityRule};
 
 /// Whether a stage drops documents or only annotates them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +115,7 @@ pub enum StageConfig {
     Normalize(NormalizeConfig),
     ExactDedup(ExactDedupConfig),
     Length(LengthConfig),
+    Quality(QualityConfig),
 }
 
 impl StageConfig {
@@ -121,6 +124,7 @@ impl StageConfig {
             StageConfig::Normalize(_) => "normalize",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::Length(_) => "length",
+            StageConfig::Quality(_) => "quality",
         }
     }
 
@@ -129,15 +133,17 @@ impl StageConfig {
         match self {
             StageConfig::Normalize(_) | StageConfig::ExactDedup(_) => Vec::new(),
             StageConfig::Length(c) => c.problems(),
+            StageConfig::Quality(c) => c.problems(),
         }
     }
 
-    pub fn build(&self) -> Box<dyn Stage> {
-        match self {
+    pub fn build(&self) -> Result<Box<dyn Stage>, StageError> {
+        Ok(match self {
             StageConfig::Normalize(c) => Box::new(Normalize::new(c.clone())),
             StageConfig::ExactDedup(c) => Box::new(ExactDedup::new(c.clone())),
             StageConfig::Length(c) => Box::new(Length::new(c.clone())),
-        }
+            StageConfig::Quality(c) => Box::new(Quality::new(c.clone())?),
+        })
     }
 }
 
@@ -258,6 +264,11 @@ mod tests {
                 min_chars: Some(5),
                 max_words: Some(10),
                 ..Default::default()
+            }),
+            StageConfig::Quality(QualityConfig {
+                mode: Mode::Annotate,
+                rules: vec![QualityRule::C4, QualityRule::GopherQuality],
+                language: "ca".into(),
             }),
         ];
         #[derive(Serialize, Deserialize)]

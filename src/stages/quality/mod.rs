@@ -1,0 +1,504 @@
+//! `quality`: the heuristic quality rules of Gopher, C4 and FineWeb.
+//!
+//! Every signal is a typed column. In filter mode the rule families run as
+//! a cascade in the configured order (by default datatrove's FineWeb
+//! order: Gopher repetition, Gopher quality, C4, FineWeb) and a document
+//! leaves at the first rule it fails, with that rule as the ledger reason.
+//! In annotate mode every family runs and nothing is dropped; the first
+//! failing rule is still named in `quality_rule`.
+//!
+//! Thresholds and stop words are data (`filters/quality.toml`,
+//! `filters/stopwords/`), compiled in, with per-language overrides; a
+//! document's language is its `lang` column when an earlier stage made one.
+
+mod c4;
+mod fineweb;
+mod gopher;
+pub mod text;
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::builder::{Float64Builder, StringBuilder};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field};
+use serde::{Deserialize, Serialize};
+
+use super::{Drop, Mode, Stage, StageError, StageOutput};
+use crate::batch::Core;
+use crate::ledger::Reason;
+use gopher::{GopherQualityParams, GopherRepetitionParams};
+
+/// The compiled-in thresholds.
+pub const THRESHOLDS: &str = include_str!("../../../filters/quality.toml");
+
+macro_rules! stop_word_lists {
+    ($($code:literal),*) => {
+        /// (language, its stop-word list), from `filters/stopwords/`.
+        pub const STOP_WORDS: &[(&str, &str)] = &[
+            $(($code, include_str!(concat!("../../../filters/stopwords/", $code, ".txt")))),*
+        ];
+    };
+}
+
+stop_word_lists!(
+    "bg", "ca", "cs", "cy", "da", "de", "el", "en", "es", "et", "eu", "fi", "fr", "ga", "gl", "hr",
+    "hu", "it", "lt", "lv", "mt", "nl", "nn", "no", "oc", "pl", "pt", "ro", "ru", "sh", "sk", "sl",
+    "sr", "sv", "uk"
+);
+
+/// A rule family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    GopherRepetition,
+    GopherQuality,
+    C4,
+    Fineweb,
+}
+
+impl Rule {
+    fn key(self) -> &'static str {
+        match self {
+            Rule::GopherRepetition => "gopher_repetition",
+            Rule::GopherQuality => "gopher_quality",
+            Rule::C4 => "c4",
+            Rule::Fineweb => "fineweb",
+        }
+    }
+
+    fn signals(self) -> &'static [&'static str] {
+        match self {
+            Rule::GopherRepetition => &gopher::REPETITION_SIGNALS,
+            Rule::GopherQuality => &gopher::QUALITY_SIGNALS,
+            Rule::C4 => &c4::SIGNALS,
+            Rule::Fineweb => &fineweb::SIGNALS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityConfig {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Rule families, in cascade order.
+    #[serde(default = "default_rules")]
+    pub rules: Vec<Rule>,
+    /// Language of documents that have no `lang` column value.
+    #[serde(default = "default_language")]
+    pub language: String,
+}
+
+fn default_rules() -> Vec<Rule> {
+    vec![
+        Rule::GopherRepetition,
+        Rule::GopherQuality,
+        Rule::C4,
+        Rule::Fineweb,
+    ]
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            mode: Mode::Filter,
+            rules: default_rules(),
+            language: default_language(),
+        }
+    }
+}
+
+impl QualityConfig {
+    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        let mut p = Vec::new();
+        if self.rules.is_empty() {
+            p.push((Some("rules"), "`rules` is empty".to_string()));
+        }
+        let mut seen = HashSet::new();
+        for r in &self.rules {
+            if !seen.insert(*r) {
+                p.push((Some("rules"), format!("rule `{}` is listed twice", r.key())));
+            }
+        }
+        if let Err(e) = Thresholds::parse(THRESHOLDS) {
+            p.push((None, e));
+        }
+        p
+    }
+}
+
+/// What one rule family decided, with its signals in column order.
+pub struct Verdict<const N: usize> {
+    pub signals: [f64; N],
+    pub fail: Option<(Reason, String)>,
+}
+
+/// One document after the rules.
+struct Judged<'t> {
+    /// Every signal column, in order (None: not computed or not a number).
+    signals: Vec<Option<f64>>,
+    /// The first rule it failed.
+    fail: Option<(Reason, String)>,
+    /// Its text after C4's line removal.
+    text: Cow<'t, str>,
+}
+
+/// The rules with one language's thresholds.
+struct RuleSet {
+    repetition: gopher::GopherRepetition,
+    quality: gopher::GopherQuality,
+    c4: c4::C4,
+    fineweb: fineweb::Fineweb,
+}
+
+/// `filters/quality.toml`, parsed.
+struct Thresholds {
+    default: toml::Table,
+    lang: toml::Table,
+}
+
+impl Thresholds {
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut t: toml::Table =
+            toml::from_str(text).map_err(|e| format!("filters/quality.toml: {e}"))?;
+        let mut take = |k: &str| match t.remove(k) {
+            Some(toml::Value::Table(t)) => Ok(t),
+            None => Ok(toml::Table::new()),
+            Some(_) => Err(format!("filters/quality.toml: `{k}` must be a table")),
+        };
+        let th = Thresholds {
+            default: take("default")?,
+            lang: take("lang")?,
+        };
+        // Every language's rules must build.
+        th.rules_for("en")?;
+        for lang in th.lang.keys() {
+            th.rules_for(lang)?;
+        }
+        Ok(th)
+    }
+
+    /// The `[default.<rule>]` table with `[lang.<code>.<rule>]` laid over it.
+    fn table(&self, lang: &str, rule: &str) -> toml::Table {
+        let mut t = match self.default.get(rule) {
+            Some(toml::Value::Table(t)) => t.clone(),
+            _ => toml::Table::new(),
+        };
+        if let Some(toml::Value::Table(l)) = self.lang.get(lang) {
+            if let Some(toml::Value::Table(over)) = l.get(rule) {
+                for (k, v) in over {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        t
+    }
+
+    fn params<T: for<'de> Deserialize<'de>>(&self, lang: &str, rule: &str) -> Result<T, String> {
+        toml::Value::Table(self.table(lang, rule))
+            .try_into()
+            .map_err(|e| format!("filters/quality.toml [{rule}] for `{lang}`: {e}"))
+    }
+
+    fn rules_for(&self, lang: &str) -> Result<RuleSet, String> {
+        let q: GopherQualityParams = self.params(lang, "gopher_quality")?;
+        let stop_words: HashSet<String> = match &q.stop_words {
+            Some(list) => list.iter().cloned().collect(),
+            None => STOP_WORDS
+                .iter()
+                .find(|(code, _)| *code == lang)
+                .map(|(_, list)| {
+                    list.lines()
+                        .map(str::trim)
+                        .filter(|w| !w.is_empty())
+                        .take(q.stop_words_top.unwrap_or(usize::MAX))
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        // A language without a list cannot fail a rule it has no data for.
+        let mut q = q;
+        if stop_words.is_empty() {
+            q.min_stop_words = None;
+        }
+        let rep: GopherRepetitionParams = self.params(lang, "gopher_repetition")?;
+        if let Some(p) = rep.problems().into_iter().next() {
+            return Err(format!("filters/quality.toml [gopher_repetition]: {p}"));
+        }
+        Ok(RuleSet {
+            repetition: gopher::GopherRepetition::new(rep),
+            quality: gopher::GopherQuality::new(q, stop_words),
+            c4: c4::C4::new(self.params(lang, "c4")?),
+            fineweb: fineweb::Fineweb::new(self.params(lang, "fineweb")?),
+        })
+    }
+}
+
+pub struct Quality {
+    config: QualityConfig,
+    /// Per language; `None` key: the configured default language.
+    rules: HashMap<String, RuleSet>,
+    fallback: RuleSet,
+}
+
+impl Quality {
+    pub fn new(config: QualityConfig) -> Result<Self, StageError> {
+        let fail = |message| StageError::Failed {
+            stage: "quality".into(),
+            message,
+        };
+        let th = Thresholds::parse(THRESHOLDS).map_err(fail)?;
+        let mut rules = HashMap::new();
+        for (code, _) in STOP_WORDS {
+            rules.insert(code.to_string(), th.rules_for(code).map_err(fail)?);
+        }
+        let fallback = th.rules_for(&config.language).map_err(fail)?;
+        Ok(Quality {
+            config,
+            rules,
+            fallback,
+        })
+    }
+
+    /// Runs the configured rules on one text. Returns the signals (in
+    /// column order), the first failure, and the text after C4's line removal.
+    fn judge<'t>(&self, rules: &RuleSet, text: &'t str) -> Judged<'t> {
+        let mut signals = Vec::new();
+        let mut fail = None;
+        let mut cur: Cow<'t, str> = Cow::Borrowed(text);
+        // Word boundaries of `cur` as byte ranges, so C4 can replace `cur`.
+        let mut spans: Option<Vec<std::ops::Range<usize>>> = None;
+        let word_spans = |t: &str| -> Vec<std::ops::Range<usize>> {
+            let base = t.as_ptr() as usize;
+            text::words(t)
+                .into_iter()
+                .map(|w| {
+                    let start = w.as_ptr() as usize - base;
+                    start..start + w.len()
+                })
+                .collect()
+        };
+        let stop_early = self.config.mode == Mode::Filter;
+        for rule in &self.config.rules {
+            if fail.is_some() && stop_early {
+                signals.extend(rule.signals().iter().map(|_| None));
+                continue;
+            }
+            let (sig, f): (Vec<f64>, Option<(Reason, String)>) = match rule {
+                Rule::GopherRepetition | Rule::GopherQuality => {
+                    let sp = spans.get_or_insert_with(|| word_spans(&cur));
+                    let words: Vec<&str> = sp.iter().map(|r| &cur[r.clone()]).collect();
+                    if *rule == Rule::GopherRepetition {
+                        let v = rules.repetition.check(&cur, &words);
+                        (v.signals.to_vec(), v.fail)
+                    } else {
+                        let v = rules.quality.check(&cur, &words);
+                        (v.signals.to_vec(), v.fail)
+                    }
+                }
+                Rule::C4 => {
+                    let o = rules.c4.check(&cur);
+                    if let Some(t) = o.text {
+                        spans = None;
+                        cur = Cow::Owned(t);
+                    }
+                    (o.signals.to_vec(), o.fail)
+                }
+                Rule::Fineweb => {
+                    let n = spans.get_or_insert_with(|| word_spans(&cur)).len();
+                    let v = rules.fineweb.check(&cur, n);
+                    (v.signals.to_vec(), v.fail)
+                }
+            };
+            signals.extend(sig.into_iter().map(|v| v.is_finite().then_some(v)));
+            if fail.is_none() {
+                fail = f;
+            }
+        }
+        Judged {
+            signals,
+            fail,
+            text: cur,
+        }
+    }
+}
+
+impl Stage for Quality {
+    fn name(&self) -> &'static str {
+        "quality"
+    }
+
+    fn mode(&self) -> Mode {
+        self.config.mode
+    }
+
+    fn fields(&self) -> Vec<Field> {
+        let mut f: Vec<Field> = self
+            .config
+            .rules
+            .iter()
+            .flat_map(|r| r.signals().iter())
+            .map(|name| Field::new(*name, DataType::Float64, true))
+            .collect();
+        // The first rule the document fails, whether or not it was dropped.
+        f.push(Field::new("quality_rule", DataType::Utf8, true));
+        f
+    }
+
+    fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
+        let text = Core::of(batch).text;
+        let lang: Option<&StringArray> = batch
+            .schema()
+            .index_of("lang")
+            .ok()
+            .and_then(|i| batch.column(i).as_any().downcast_ref::<StringArray>());
+        let n_signals = self.fields().len() - 1;
+        let mut cols: Vec<Float64Builder> = (0..n_signals)
+            .map(|_| Float64Builder::with_capacity(batch.num_rows()))
+            .collect();
+        let mut rule_col = StringBuilder::new();
+        let mut drops = Vec::new();
+        let mut new_text: Option<StringBuilder> = None;
+        for row in 0..batch.num_rows() {
+            let t = text.value(row);
+            let rules = lang
+                .filter(|l| l.is_valid(row))
+                .and_then(|l| self.rules.get(l.value(row)))
+                .unwrap_or(&self.fallback);
+            let Judged {
+                signals,
+                fail,
+                text: cur,
+            } = self.judge(rules, t);
+            for (c, v) in cols.iter_mut().zip(signals) {
+                c.append_option(v);
+            }
+            rule_col.append_option(fail.as_ref().map(|f| f.0.as_str()));
+            if let Some((reason, detail)) = fail {
+                drops.push(Drop {
+                    row,
+                    reason,
+                    detail,
+                });
+            }
+            // Filter mode keeps what C4 kept; annotate mode never changes text.
+            if self.config.mode == Mode::Filter && cur != t && new_text.is_none() {
+                let mut b = StringBuilder::with_capacity(batch.num_rows(), text.value_data().len());
+                for r in 0..row {
+                    b.append_value(text.value(r));
+                }
+                new_text = Some(b);
+            }
+            if let Some(b) = new_text.as_mut() {
+                b.append_value(if self.config.mode == Mode::Filter {
+                    &cur
+                } else {
+                    t
+                });
+            }
+        }
+        let mut columns: Vec<ArrayRef> = cols
+            .into_iter()
+            .map(|mut c| Arc::new(c.finish()) as ArrayRef)
+            .collect();
+        columns.push(Arc::new(rule_col.finish()));
+        Ok(StageOutput {
+            text: new_text.map(|mut b| Arc::new(b.finish()) as ArrayRef),
+            columns,
+            drops,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::CoreBuilder;
+
+    #[test]
+    fn bundled_thresholds_parse_for_every_language() {
+        let th = Thresholds::parse(THRESHOLDS).unwrap();
+        for (code, list) in STOP_WORDS {
+            assert!(list.lines().count() > 50, "{code}");
+            th.rules_for(code).unwrap();
+        }
+        assert_eq!(STOP_WORDS.len(), 35);
+    }
+
+    #[test]
+    fn language_overrides_lay_over_defaults() {
+        let text = format!("{THRESHOLDS}\n[lang.ca.fineweb]\nshort_line_length = 10\n");
+        let th = Thresholds::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            th.table("ca", "fineweb")["short_line_length"].as_integer(),
+            Some(10)
+        );
+        assert_eq!(
+            th.table("es", "fineweb")["short_line_length"].as_integer(),
+            Some(30)
+        );
+    }
+
+    fn batch(texts: &[&str]) -> RecordBatch {
+        let mut b = CoreBuilder::with_capacity(texts.len(), 1000);
+        for (i, t) in texts.iter().enumerate() {
+            b.push("s", "f", i as u64 + 1, t, None, None);
+        }
+        b.finish()
+    }
+
+    const GOOD: &str = "Everyone has duties to the community in which alone the free and full development of his personality is possible. In the exercise of his rights and freedoms, everyone shall be subject only to such limitations as are determined by law. The purpose is securing due recognition and respect for the rights and freedoms of others. It also serves meeting the just requirements of morality, public order and the general welfare. These rights and freedoms may in no case be exercised contrary to the purposes and principles of the United Nations.";
+
+    #[test]
+    fn cascade_stops_at_the_first_failing_rule() {
+        let q = Quality::new(QualityConfig::default()).unwrap();
+        let b = batch(&[GOOD, "Too short to be a document."]);
+        let out = q.process(&b).unwrap();
+        assert_eq!(out.drops.len(), 1);
+        assert_eq!(out.drops[0].row, 1);
+        // Repetition runs first: in 27 characters, one 2-gram is already a third.
+        assert_eq!(out.drops[0].reason, Reason::GopherTop2Gram);
+        assert_eq!(out.columns.len(), q.fields().len());
+        // Rules after the failing one were not run on the dropped document.
+        let fineweb = out.columns[q.fields().len() - 2]
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .unwrap();
+        assert!(fineweb.is_valid(0) && fineweb.is_null(1));
+    }
+
+    #[test]
+    fn annotate_mode_runs_every_rule_and_keeps_text() {
+        let q = Quality::new(QualityConfig {
+            mode: Mode::Annotate,
+            ..Default::default()
+        })
+        .unwrap();
+        let page = format!("Home | News\n{GOOD}");
+        let out = q.process(&batch(&[&page])).unwrap();
+        assert!(out.text.is_none(), "annotate mode never rewrites text");
+        let removed = out.columns[12]
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .unwrap();
+        assert_eq!(removed.value(0), 1.0, "C4 would remove the menu line");
+    }
+
+    #[test]
+    fn filter_mode_keeps_what_c4_keeps() {
+        let q = Quality::new(QualityConfig::default()).unwrap();
+        let page = format!("Home | News\n{GOOD}");
+        let out = q.process(&batch(&[&page])).unwrap();
+        assert!(out.drops.is_empty(), "{:?}", out.drops);
+        let text = out.text.unwrap();
+        let text = text.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(text.value(0), GOOD);
+    }
+}
