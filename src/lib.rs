@@ -26,6 +26,7 @@ pub use runner::{
     manifest_hash, merge_rank_stats, phases, run, RunError, RunOptions, RunRecord, RunSummary,
     FORJA_DIR,
 };
+pub use stages::quality::text::words;
 pub use stages::{
     apply, normalize_text, Applied, Barrier, Drop, ExactDedupConfig, LengthConfig, Mode,
     NormalizeConfig, Quality, QualityConfig, QualityRule, Scope, Stage, StageConfig, StageError,

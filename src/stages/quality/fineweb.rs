@@ -59,7 +59,7 @@ impl Fineweb {
             .filter(|l| chars(l) <= p.short_line_length)
             .count() as f64
             / n;
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::with_hasher(xxhash_rust::xxh3::Xxh3Builder::new());
         let dup_chars: usize = lines
             .iter()
             .filter(|l| !seen.insert(**l))

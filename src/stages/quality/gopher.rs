@@ -6,9 +6,10 @@
 //! instead of joined into strings: same counts, no allocation per n-gram.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 
 use serde::Deserialize;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3Builder};
 
 use super::text::{chars, is_punct, splitlines, strip};
 use super::Verdict;
@@ -95,7 +96,8 @@ impl GopherQuality {
             .filter(|w| w.chars().any(char::is_alphabetic))
             .count() as f64
             / n_words;
-        let distinct: HashSet<&str> = words.iter().copied().collect();
+        let mut distinct = HashSet::with_capacity_and_hasher(words.len(), Xxh3Builder::new());
+        distinct.extend(words.iter().copied());
         let stops = distinct
             .iter()
             .filter(|w| self.stop_words.contains(**w))
@@ -214,9 +216,13 @@ pub const REPETITION_SIGNALS: [&str; 4] = [
     "gopher_dup_line_char_frac",
 ];
 
+/// Keys that are already hashes need no hashing again.
+type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<super::PassThrough>>;
+type HashKeySet = HashSet<u64, BuildHasherDefault<super::PassThrough>>;
+
 /// Duplicate elements and their characters, counting every repeat after the first.
-fn duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize, usize) {
-    let mut seen = HashSet::new();
+pub(super) fn duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize, usize) {
+    let mut seen = HashSet::with_capacity_and_hasher(64, Xxh3Builder::new());
     let (mut n, mut dup, mut dup_chars) = (0, 0, 0);
     for it in items {
         n += 1;
@@ -228,13 +234,11 @@ fn duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize, usize)
     (n, dup, dup_chars)
 }
 
-fn gram_hash(words: &[&str]) -> u64 {
-    let mut h = Xxh3::new();
-    for w in words {
-        h.update(w.as_bytes());
-        h.update(&[0xFF]); // not UTF-8: cannot occur inside a word
-    }
-    h.digest()
+/// Key of the n-gram made of these word hashes (order matters).
+fn gram_key(word_hashes: &[u64]) -> u64 {
+    word_hashes.iter().fold(0x9E37_79B9_7F4A_7C15u64, |k, &h| {
+        (k.rotate_left(23) ^ h).wrapping_mul(0xFF51_AFD7_ED55_8CCD)
+    })
 }
 
 pub struct GopherRepetition {
@@ -287,15 +291,20 @@ impl GopherRepetition {
             }
         }
         let lens: Vec<usize> = words.iter().map(|w| chars(w)).collect();
+        let hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
+        // Sized once, cleared per n: growing them was a seventh of the time.
+        let mut counts: HashKeyed<(usize, usize)> =
+            HashKeyed::with_capacity_and_hasher(words.len(), Default::default());
+        let mut seen = HashKeySet::with_capacity_and_hasher(words.len(), Default::default());
         for &(n, max) in &p.top_n_grams {
             if words.len() < n {
                 continue;
             }
             // Most frequent n-gram; among equals, the one that occurs first.
-            let mut counts: HashMap<u64, (usize, usize)> = HashMap::new();
+            counts.clear();
             for i in 0..=words.len() - n {
                 counts
-                    .entry(gram_hash(&words[i..i + n]))
+                    .entry(gram_key(&hashes[i..i + n]))
                     .or_insert((0, i))
                     .0 += 1;
             }
@@ -315,10 +324,10 @@ impl GopherRepetition {
             }
         }
         for &(n, max) in &p.dup_n_grams {
-            let mut seen = HashSet::new();
+            seen.clear();
             let (mut repeated, mut i) = (0usize, 0usize);
             while i + n <= words.len() {
-                if seen.insert(gram_hash(&words[i..i + n])) {
+                if seen.insert(gram_key(&hashes[i..i + n])) {
                     i += 1;
                 } else {
                     repeated += lens[i..i + n].iter().sum::<usize>();
