@@ -8,6 +8,7 @@
 mod batch;
 mod io;
 mod ledger;
+pub mod lid;
 mod manifest;
 mod runner;
 mod stages;

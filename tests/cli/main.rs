@@ -5,5 +5,6 @@ mod harness;
 mod bad_input;
 mod determinism;
 mod manifest;
+mod quality;
 mod readers;
 mod resume;

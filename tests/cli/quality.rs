@@ -1,0 +1,93 @@
+//! The quality stage on the demo corpus's real text.
+
+use crate::harness::*;
+
+/// The English documents of the demo: the installation guide and the UDHR.
+fn english(env: &Env) {
+    let guide = std::fs::read(format!("{REPO}/data/demo/install-guide/en.jsonl.gz")).unwrap();
+    env.write("in/guide-en.jsonl.gz", &guide);
+    let udhr: Vec<_> = udhr().into_iter().filter(|r| r["lang"] == "en").collect();
+    assert_eq!(udhr.len(), 31);
+    env.write("in/udhr-en.jsonl", &jsonl(&udhr));
+}
+
+#[test]
+fn filter_mode_drops_with_rule_reasons_and_keeps_the_invariant() {
+    let env = Env::new();
+    english(&env);
+    let m = env.manifest(
+        "q",
+        "[[source]]\nname = \"en\"\npaths = [\"in/*\"]\nformat = \"jsonl\"\nlicence = \"x\"\n\
+         [[stage]]\ntype = \"normalize\"\n[[stage]]\ntype = \"quality\"\n",
+    );
+    env.ok(&["run", "--quiet", m.to_str().unwrap()]);
+    let out = env.path("out-q");
+    let s = assert_accounted(&out);
+    let reasons: Vec<String> = ledger(&out).into_iter().map(|r| r.0).collect();
+    // UDHR articles are a few sentences: Gopher's 50-word minimum (or its
+    // repetition rules, which run first) drops them.
+    assert!(
+        reasons.iter().any(|r| r == "gopher_short_doc"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .all(|r| ["gopher_", "c4_", "fineweb_", "quality_"]
+                .iter()
+                .any(|p| r.starts_with(p))),
+        "{reasons:?}"
+    );
+    let kept = s["kept"].as_u64().unwrap();
+    assert!(kept > 20, "long guide pages pass: {s:#}");
+    // C4 keeps only lines that end a sentence, so the guide's navigation
+    // (section titles, "Prev"/"Next" links) is gone from the kept text.
+    let mut lines = 0;
+    for t in kept_texts(&out) {
+        for l in t.lines() {
+            lines += 1;
+            assert!(
+                l.ends_with(['.', '?', '!', '"', '\'']),
+                "{l:?} in kept text"
+            );
+        }
+    }
+    assert!(lines > 100);
+}
+
+#[test]
+fn annotate_mode_on_the_whole_demo_drops_nothing_and_writes_signals() {
+    let env = Env::new();
+    let base = format!("{REPO}/data/demo");
+    let m = env.manifest(
+        "qa",
+        &format!(
+            "[[source]]\nname = \"udhr\"\npaths = [\"{base}/udhr/*.jsonl.zst\"]\nformat = \"jsonl\"\nlicence = \"x\"\n\
+             [[source]]\nname = \"gnome\"\npaths = [\"{base}/gnome-help/data/*.parquet\"]\nformat = \"parquet\"\nlicence = \"x\"\n\
+             [[stage]]\ntype = \"quality\"\nmode = \"annotate\"\n"
+        ),
+    );
+    env.ok(&["run", "--quiet", m.to_str().unwrap()]);
+    let out = env.path("out-qa");
+    let s = assert_accounted(&out);
+    assert_eq!(s["dropped"], 0);
+    assert_eq!(s["kept"], s["documents_read"]);
+    let raw = zstd::decode_all(
+        std::fs::File::open(out.join("jsonl/udhr/000000-0000.jsonl.zst")).unwrap(),
+    )
+    .unwrap();
+    let first: serde_json::Value =
+        serde_json::from_slice(raw.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    for col in [
+        "gopher_words",
+        "gopher_dup_line_frac",
+        "c4_sentences",
+        "fineweb_line_punct_ratio",
+    ] {
+        assert!(first.get(col).is_some(), "{col} in {first}");
+    }
+    assert!(
+        first["quality_rule"].is_string(),
+        "a preamble alone fails some rule"
+    );
+}
