@@ -24,12 +24,12 @@ pub use manifest::{
     OutputConfig, OutputFormat, Problem, Problems, ReaderConfig, SourceConfig, MANIFEST_VERSION,
 };
 pub use runner::{
-    manifest_hash, merge_rank_stats, phases, run, RunError, RunOptions, RunRecord, RunSummary,
-    FORJA_DIR,
+    build_stages, manifest_hash, merge_rank_stats, phases, run, RunError, RunOptions, RunRecord,
+    RunSummary, FORJA_DIR,
 };
 pub use stages::quality::text::words;
 pub use stages::{
-    apply, normalize_text, Applied, Barrier, Drop, ExactDedupConfig, LengthConfig, Mode,
-    NormalizeConfig, Quality, QualityConfig, QualityRule, Scope, Stage, StageConfig, StageError,
-    StageOutput,
+    apply, normalize_text, Applied, Barrier, BuildContext, Drop, ExactDedupConfig, LengthConfig,
+    Lid, LidBackend, LidConfig, Mode, NormalizeConfig, Quality, QualityConfig, QualityRule, Scope,
+    Stage, StageConfig, StageError, StageOutput,
 };

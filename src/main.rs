@@ -82,6 +82,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Validate { manifest } => match forja::load_manifest(&manifest) {
             Ok(m) => {
                 let units = forja::plan_units(&m)?;
+                // Stages load their models and data here, so a bad path fails now.
+                forja::build_stages(&m)?;
                 println!(
                     "{}: ok ({} sources, {} stages, {} units of input)",
                     manifest.display(),

@@ -51,6 +51,13 @@ pub enum Reason {
     TooLong,
     TooFewWords,
     TooManyWords,
+    // Dropped by the lid stage.
+    /// The top language holds less than `doc_threshold` of the bytes.
+    MixedLanguage,
+    /// No line reached the confidence threshold.
+    LanguageUnidentified,
+    /// Not one of the manifest's `languages`.
+    LanguageNotAllowed,
     // Dropped by the quality stage; names follow the rules' papers.
     QualityEmpty,
     GopherShortDoc,
@@ -87,7 +94,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for parsing names back.
-    pub const ALL: [Reason; 44] = [
+    pub const ALL: [Reason; 47] = [
         Reason::MalformedJson,
         Reason::MissingTextField,
         Reason::InvalidUtf8,
@@ -101,6 +108,9 @@ impl Reason {
         Reason::TooLong,
         Reason::TooFewWords,
         Reason::TooManyWords,
+        Reason::MixedLanguage,
+        Reason::LanguageUnidentified,
+        Reason::LanguageNotAllowed,
         Reason::QualityEmpty,
         Reason::GopherShortDoc,
         Reason::GopherLongDoc,
@@ -149,6 +159,9 @@ impl Reason {
             Reason::TooLong => "too_long",
             Reason::TooFewWords => "too_few_words",
             Reason::TooManyWords => "too_many_words",
+            Reason::MixedLanguage => "mixed_language",
+            Reason::LanguageUnidentified => "language_unidentified",
+            Reason::LanguageNotAllowed => "language_not_allowed",
             Reason::QualityEmpty => "quality_empty",
             Reason::GopherShortDoc => "gopher_short_doc",
             Reason::GopherLongDoc => "gopher_long_doc",

@@ -399,8 +399,20 @@ impl FastText {
         rows
     }
 
+    /// The most likely label's index and probability.
+    pub fn predict_index(&self, text: &str) -> Option<(usize, f32)> {
+        self.predict_top(text, 1).into_iter().next()
+    }
+
     /// The top `k` labels of one line of text, with their probabilities.
     pub fn predict(&self, text: &str, k: usize) -> Vec<(&str, f32)> {
+        self.predict_top(text, k)
+            .into_iter()
+            .map(|(i, p)| (self.labels[i].as_str(), p))
+            .collect()
+    }
+
+    fn predict_top(&self, text: &str, k: usize) -> Vec<(usize, f32)> {
         let rows = self.rows(text);
         if rows.is_empty() || k == 0 {
             return Vec::new();
@@ -438,9 +450,7 @@ impl FastText {
             }
         }
         top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        top.into_iter()
-            .map(|(s, i)| (self.labels[i].as_str(), s.exp()))
-            .collect()
+        top.into_iter().map(|(s, i)| (i, s.exp())).collect()
     }
 
     fn dot(&self, row: usize, hidden: &[f32]) -> f32 {

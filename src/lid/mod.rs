@@ -1,6 +1,133 @@
 //! Language identification backends.
 //!
 //! Each backend names languages in its own codes; forja names them as
-//! Salamandra does (ISO 639-1, `sh` for Serbo-Croatian Latin, `no`/`nn`).
+//! Salamandra does: ISO 639-1, with `sh` for Serbo-Croatian (Latin), `no`
+//! for Bokmål and `nn` for Nynorsk. [`salamandra_code`] is the one table
+//! that maps backend codes to those names.
 
 pub mod fasttext;
+
+use std::path::Path;
+
+/// The 35 languages of Salamandra's corpus.
+pub const SALAMANDRA: [&str; 35] = [
+    "bg", "ca", "cs", "cy", "da", "de", "el", "en", "es", "et", "eu", "fi", "fr", "ga", "gl", "hr",
+    "hu", "it", "lt", "lv", "mt", "nl", "nn", "no", "oc", "pl", "pt", "ro", "ru", "sh", "sk", "sl",
+    "sr", "sv", "uk",
+];
+
+/// Backend code (ISO 639-1 as fastText uses it, or ISO 639-3 as whatlang
+/// does) to the name forja uses. Codes outside the table pass through.
+pub fn salamandra_code(code: &str) -> &str {
+    match code {
+        // ISO 639-3 (whatlang) to ISO 639-1.
+        "bul" => "bg",
+        "cat" => "ca",
+        "ces" => "cs",
+        "cym" => "cy",
+        "dan" => "da",
+        "deu" => "de",
+        "ell" => "el",
+        "eng" => "en",
+        "spa" => "es",
+        "est" => "et",
+        "eus" => "eu",
+        "fin" => "fi",
+        "fra" => "fr",
+        "gle" => "ga",
+        "glg" => "gl",
+        "hrv" => "hr",
+        "hun" => "hu",
+        "ita" => "it",
+        "lit" => "lt",
+        "lav" => "lv",
+        "mlt" => "mt",
+        "nld" => "nl",
+        "nno" => "nn",
+        "nob" => "no",
+        "oci" => "oc",
+        "pol" => "pl",
+        "por" => "pt",
+        "ron" => "ro",
+        "rus" => "ru",
+        "slk" => "sk",
+        "slv" => "sl",
+        "srp" => "sr",
+        "swe" => "sv",
+        "ukr" => "uk",
+        "bos" => "sh",
+        // fastText: Bosnian is written in Latin script: Salamandra's `sh`.
+        "bs" => "sh",
+        other => other,
+    }
+}
+
+/// Identifies the language of one line: (code as forja names it, confidence).
+pub trait Identify: Send + Sync {
+    fn identify(&self, line: &str) -> Option<(&str, f32)>;
+}
+
+/// fastText lid.176 (or any supervised fastText model with `__label__xx` labels).
+pub struct FastTextLid {
+    model: fasttext::FastText,
+    /// Label index -> forja code.
+    codes: Vec<String>,
+}
+
+impl FastTextLid {
+    pub fn load(path: &Path) -> Result<Self, fasttext::FastTextError> {
+        let model = fasttext::FastText::load(path)?;
+        let codes = model
+            .labels()
+            .iter()
+            .map(|l| salamandra_code(l.strip_prefix("__label__").unwrap_or(l)).to_string())
+            .collect();
+        Ok(FastTextLid { model, codes })
+    }
+}
+
+impl Identify for FastTextLid {
+    fn identify(&self, line: &str) -> Option<(&str, f32)> {
+        let (label, p) = self.model.predict_index(line)?;
+        Some((&self.codes[label], p))
+    }
+}
+
+/// whatlang: fast, about 70 languages, but none of gl, mt, oc, eu, ga, cy.
+pub struct WhatlangLid;
+
+impl Identify for WhatlangLid {
+    fn identify(&self, line: &str) -> Option<(&str, f32)> {
+        let info = whatlang::detect(line)?;
+        Some((
+            salamandra_code(info.lang().code()),
+            info.confidence() as f32,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_salamandra_names() {
+        assert_eq!(salamandra_code("cat"), "ca");
+        assert_eq!(salamandra_code("nob"), "no");
+        assert_eq!(salamandra_code("bs"), "sh");
+        assert_eq!(salamandra_code("gl"), "gl");
+        assert_eq!(salamandra_code("ast"), "ast");
+        for code in SALAMANDRA {
+            assert_eq!(salamandra_code(code), code, "639-1 codes pass through");
+        }
+    }
+
+    #[test]
+    fn whatlang_names_languages_the_salamandra_way() {
+        let (lang, conf) = WhatlangLid
+            .identify("Tots els éssers humans neixen lliures i iguals en dignitat i en drets.")
+            .unwrap();
+        assert_eq!(lang, "ca");
+        assert!(conf > 0.5);
+    }
+}

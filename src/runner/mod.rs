@@ -145,12 +145,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     }
     let out = opts.output.clone().unwrap_or_else(|| m.output_dir());
     let all_units = io::plan_units(m)?;
-    let mut stages: Vec<Box<dyn Stage>> = m
-        .manifest
-        .stages
-        .iter()
-        .map(|s| s.build())
-        .collect::<Result<_, _>>()?;
+    let mut stages = build_stages(m)?;
     let plan = phases(&stages);
     if plan.len() > 1 {
         return Err(RunError::Plan(format!(
@@ -158,7 +153,6 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
             plan.len()
         )));
     }
-    check_columns(&stages)?;
 
     let record = RunRecord::new(m, &all_units, opts.world_size);
     let mine: Vec<Unit> = all_units
@@ -293,6 +287,22 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
         elapsed: started.elapsed(),
         input_bytes,
     })
+}
+
+/// Builds a manifest's stages (loading any model files they name) and
+/// checks that their columns fit together.
+pub fn build_stages(m: &LoadedManifest) -> Result<Vec<Box<dyn Stage>>, RunError> {
+    let ctx = stages::BuildContext {
+        base: m.base.clone(),
+    };
+    let stages: Vec<Box<dyn Stage>> = m
+        .manifest
+        .stages
+        .iter()
+        .map(|s| s.build(&ctx))
+        .collect::<Result<_, _>>()?;
+    check_columns(&stages)?;
+    Ok(stages)
 }
 
 /// Refuses stage lists whose added columns would clash.

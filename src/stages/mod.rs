@@ -11,6 +11,7 @@
 
 mod exact_dedup;
 mod length;
+mod lid;
 mod normalize;
 pub mod quality;
 
@@ -25,6 +26,7 @@ use crate::ledger::{LedgerRow, Reason};
 
 pub use exact_dedup::{ExactDedup, ExactDedupConfig, Scope};
 pub use length::{Length, LengthConfig};
+pub use lid::{Backend as LidBackend, Lid, LidConfig};
 pub use normalize::{normalize_text, Normalize, NormalizeConfig};
 pub use quality::{Quality, QualityConfig, Rule as QualityRule};
 
@@ -115,7 +117,15 @@ pub enum StageConfig {
     Normalize(NormalizeConfig),
     ExactDedup(ExactDedupConfig),
     Length(LengthConfig),
+    Lid(LidConfig),
     Quality(QualityConfig),
+}
+
+/// What building a stage may need from outside its own parameters.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The manifest's folder: relative paths in stage parameters start here.
+    pub base: std::path::PathBuf,
 }
 
 impl StageConfig {
@@ -124,6 +134,7 @@ impl StageConfig {
             StageConfig::Normalize(_) => "normalize",
             StageConfig::ExactDedup(_) => "exact_dedup",
             StageConfig::Length(_) => "length",
+            StageConfig::Lid(_) => "lid",
             StageConfig::Quality(_) => "quality",
         }
     }
@@ -133,12 +144,14 @@ impl StageConfig {
         match self {
             StageConfig::Normalize(_) | StageConfig::ExactDedup(_) => Vec::new(),
             StageConfig::Length(c) => c.problems(),
+            StageConfig::Lid(c) => c.problems(),
             StageConfig::Quality(c) => c.problems(),
         }
     }
 
-    pub fn build(&self) -> Result<Box<dyn Stage>, StageError> {
+    pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
         Ok(match self {
+            StageConfig::Lid(c) => Box::new(Lid::new(c.clone(), ctx)?),
             StageConfig::Normalize(c) => Box::new(Normalize::new(c.clone())),
             StageConfig::ExactDedup(c) => Box::new(ExactDedup::new(c.clone())),
             StageConfig::Length(c) => Box::new(Length::new(c.clone())),
@@ -264,6 +277,16 @@ mod tests {
                 min_chars: Some(5),
                 max_words: Some(10),
                 ..Default::default()
+            }),
+            StageConfig::Lid(LidConfig {
+                mode: Mode::Annotate,
+                backend: LidBackend::Whatlang,
+                model: Some("m.ftz".into()),
+                line_threshold: 0.5,
+                doc_threshold: 0.7,
+                languages: vec!["ca".into(), "code".into()],
+                code_sources: vec!["github".into()],
+                top: 2,
             }),
             StageConfig::Quality(QualityConfig {
                 mode: Mode::Annotate,

@@ -56,5 +56,5 @@ fn syntax_error_has_a_location() {
 fn bundled_manifests_validate() {
     let env = Env::new();
     let stdout = env.ok(&["validate", &format!("{REPO}/manifests/demo.toml")]);
-    assert!(stdout.contains("ok (4 sources, 3 stages"), "{stdout}");
+    assert!(stdout.contains("ok (4 sources, 5 stages"), "{stdout}");
 }

@@ -91,3 +91,50 @@ fn annotate_mode_on_the_whole_demo_drops_nothing_and_writes_signals() {
         "a preamble alone fails some rule"
     );
 }
+
+/// Language identification then quality rules, per language, on the whole
+/// multilingual demo: every document accounted for, reasons from both stages.
+#[test]
+fn lid_then_quality_on_the_demo() {
+    let env = Env::new();
+    let base = format!("{REPO}/data/demo");
+    let m = env.manifest(
+        "lq",
+        &format!(
+            "[[source]]\nname = \"udhr\"\npaths = [\"{base}/udhr/*.jsonl.zst\"]\nformat = \"jsonl\"\nlicence = \"x\"\n\
+             [[source]]\nname = \"gnome\"\npaths = [\"{base}/gnome-help/data/*.parquet\"]\nformat = \"parquet\"\nlicence = \"x\"\n\
+             [[source]]\nname = \"guide\"\npaths = [\"{base}/install-guide/*.jsonl.gz\"]\nformat = \"jsonl\"\nlicence = \"x\"\n\
+             [[stage]]\ntype = \"normalize\"\n\
+             [[stage]]\ntype = \"lid\"\nmodel = \"{REPO}/models/lid.176.ftz\"\n\
+             [[stage]]\ntype = \"quality\"\n"
+        ),
+    );
+    env.ok(&["run", "--quiet", m.to_str().unwrap()]);
+    let out = env.path("out-lq");
+    let s = assert_accounted(&out);
+    let lid = &s["stages"][2];
+    let quality = &s["stages"][3];
+    assert_eq!(lid["name"], "lid");
+    // Untranslated GNOME pages are English inside Catalan, Romanian, ...:
+    // some are mixed enough to go.
+    assert!(
+        lid["dropped"]["mixed_language"].as_u64().unwrap_or(0) > 0,
+        "{lid:#}"
+    );
+    // UDHR articles are too short for Gopher; long guide pages pass.
+    assert!(
+        quality["dropped"].as_object().unwrap().len() >= 2,
+        "{quality:#}"
+    );
+    assert!(s["kept"].as_u64().unwrap() > 50, "{s:#}");
+    // Kept documents carry their language, and it is one of the demo's.
+    for (rel, bytes) in tree(&out.join("jsonl")) {
+        let raw = zstd::decode_all(&bytes[..]).unwrap();
+        for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let lang = v["lang"].as_str().unwrap_or_else(|| panic!("{rel}: {v}"));
+            assert!(forja::lid::SALAMANDRA.contains(&lang), "{lang} in {rel}");
+            assert!(v["lang_share"].as_f64().unwrap() >= 0.6);
+        }
+    }
+}
