@@ -90,11 +90,17 @@ pub enum Reason {
     FinewebShortLines,
     FinewebCharDup,
     FinewebList,
+    OscarTiny,
+    OscarShortSentences,
+    OscarHeader,
+    OscarFooter,
+    OscarNoisy,
+    CurateLowScore,
 }
 
 impl Reason {
     /// Every reason, for parsing names back.
-    pub const ALL: [Reason; 47] = [
+    pub const ALL: [Reason; 53] = [
         Reason::MalformedJson,
         Reason::MissingTextField,
         Reason::InvalidUtf8,
@@ -142,6 +148,12 @@ impl Reason {
         Reason::FinewebShortLines,
         Reason::FinewebCharDup,
         Reason::FinewebList,
+        Reason::OscarTiny,
+        Reason::OscarShortSentences,
+        Reason::OscarHeader,
+        Reason::OscarFooter,
+        Reason::OscarNoisy,
+        Reason::CurateLowScore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +205,12 @@ impl Reason {
             Reason::FinewebShortLines => "fineweb_short_lines",
             Reason::FinewebCharDup => "fineweb_char_dup",
             Reason::FinewebList => "fineweb_list",
+            Reason::OscarTiny => "oscar_tiny",
+            Reason::OscarShortSentences => "oscar_short_sentences",
+            Reason::OscarHeader => "oscar_header",
+            Reason::OscarFooter => "oscar_footer",
+            Reason::OscarNoisy => "oscar_noisy",
+            Reason::CurateLowScore => "curate_low_score",
         }
     }
 

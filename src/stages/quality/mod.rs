@@ -12,8 +12,10 @@
 //! document's language is its `lang` column when an earlier stage made one.
 
 mod c4;
+mod curate;
 mod fineweb;
 mod gopher;
+mod oscar;
 pub mod text;
 
 use std::borrow::Cow;
@@ -56,6 +58,10 @@ pub enum Rule {
     GopherQuality,
     C4,
     Fineweb,
+    /// OSCAR / ungoliant annotations (not in the default cascade).
+    Oscar,
+    /// The CURATE-style score (not in the default cascade).
+    Curate,
 }
 
 impl Rule {
@@ -65,6 +71,8 @@ impl Rule {
             Rule::GopherQuality => "gopher_quality",
             Rule::C4 => "c4",
             Rule::Fineweb => "fineweb",
+            Rule::Oscar => "oscar",
+            Rule::Curate => "curate",
         }
     }
 
@@ -74,6 +82,8 @@ impl Rule {
             Rule::GopherQuality => &gopher::QUALITY_SIGNALS,
             Rule::C4 => &c4::SIGNALS,
             Rule::Fineweb => &fineweb::SIGNALS,
+            Rule::Oscar => &oscar::SIGNALS,
+            Rule::Curate => &curate::SIGNALS,
         }
     }
 }
@@ -166,8 +176,10 @@ struct Judged<'t> {
     signals: Vec<Option<f64>>,
     /// The first rule it failed.
     fail: Option<(Reason, String)>,
-    /// Its text after C4's line removal.
+    /// Its text after C4's line removal and OSCAR's trim.
     text: Cow<'t, str>,
+    /// OSCAR's labels, when that rule ran.
+    annotations: Option<String>,
 }
 
 /// The rules with one language's thresholds.
@@ -176,6 +188,8 @@ struct RuleSet {
     quality: gopher::GopherQuality,
     c4: c4::C4,
     fineweb: fineweb::Fineweb,
+    oscar: oscar::Oscar,
+    curate: curate::Curate,
 }
 
 /// `filters/quality.toml`, parsed.
@@ -258,6 +272,14 @@ impl Thresholds {
             quality: gopher::GopherQuality::new(q, stop_words),
             c4: c4::C4::new(self.params(lang, "c4")?),
             fineweb: fineweb::Fineweb::new(self.params(lang, "fineweb")?),
+            oscar: {
+                let p: oscar::OscarParams = self.params(lang, "oscar")?;
+                if let Some(e) = oscar::Oscar::problems(&p).into_iter().next() {
+                    return Err(format!("filters/quality.toml: {e}"));
+                }
+                oscar::Oscar::new(p)
+            },
+            curate: curate::Curate::new(self.params(lang, "curate")?),
         })
     }
 }
@@ -307,6 +329,7 @@ impl Quality {
                 .collect()
         };
         let stop_early = self.config.mode == Mode::Filter;
+        let mut annotations = None;
         for rule in &self.config.rules {
             if fail.is_some() && stop_early {
                 signals.extend(rule.signals().iter().map(|_| None));
@@ -337,6 +360,19 @@ impl Quality {
                     let v = rules.fineweb.check(&cur, n);
                     (v.signals.to_vec(), v.fail)
                 }
+                Rule::Oscar => {
+                    let o = rules.oscar.check(&cur);
+                    annotations = Some(o.annotations.join(","));
+                    if let Some(t) = o.text {
+                        spans = None;
+                        cur = Cow::Owned(t);
+                    }
+                    (o.signals.to_vec(), o.fail)
+                }
+                Rule::Curate => {
+                    let v = rules.curate.check(&cur);
+                    (v.signals.to_vec(), v.fail)
+                }
             };
             signals.extend(sig.into_iter().map(|v| v.is_finite().then_some(v)));
             if fail.is_none() {
@@ -347,6 +383,7 @@ impl Quality {
             signals,
             fail,
             text: cur,
+            annotations,
         }
     }
 }
@@ -368,6 +405,9 @@ impl Stage for Quality {
             .flat_map(|r| r.signals().iter())
             .map(|name| Field::new(*name, DataType::Float64, true))
             .collect();
+        if self.config.rules.contains(&Rule::Oscar) {
+            f.push(Field::new("oscar_annotations", DataType::Utf8, true));
+        }
         // The first rule the document fails, whether or not it was dropped.
         f.push(Field::new("quality_rule", DataType::Utf8, true));
         f
@@ -380,7 +420,9 @@ impl Stage for Quality {
             .index_of("lang")
             .ok()
             .and_then(|i| batch.column(i).as_any().downcast_ref::<StringArray>());
-        let n_signals = self.fields().len() - 1;
+        let has_oscar = self.config.rules.contains(&Rule::Oscar);
+        let n_signals = self.fields().len() - 1 - usize::from(has_oscar);
+        let mut oscar_col = StringBuilder::new();
         let mut cols: Vec<Float64Builder> = (0..n_signals)
             .map(|_| Float64Builder::with_capacity(batch.num_rows()))
             .collect();
@@ -397,7 +439,11 @@ impl Stage for Quality {
                 signals,
                 fail,
                 text: cur,
+                annotations,
             } = self.judge(rules, t);
+            if has_oscar {
+                oscar_col.append_option(annotations);
+            }
             for (c, v) in cols.iter_mut().zip(signals) {
                 c.append_option(v);
             }
@@ -409,7 +455,7 @@ impl Stage for Quality {
                     detail,
                 });
             }
-            // Filter mode keeps what C4 kept; annotate mode never changes text.
+            // Filter mode keeps what C4 and OSCAR kept; annotate mode never changes text.
             if self.config.mode == Mode::Filter && cur != t && new_text.is_none() {
                 let mut b = StringBuilder::with_capacity(batch.num_rows(), text.value_data().len());
                 for r in 0..row {
@@ -429,6 +475,9 @@ impl Stage for Quality {
             .into_iter()
             .map(|mut c| Arc::new(c.finish()) as ArrayRef)
             .collect();
+        if has_oscar {
+            columns.push(Arc::new(oscar_col.finish()));
+        }
         columns.push(Arc::new(rule_col.finish()));
         Ok(StageOutput {
             text: new_text.map(|mut b| Arc::new(b.finish()) as ArrayRef),
@@ -510,6 +559,38 @@ mod tests {
             .downcast_ref::<arrow_array::Float64Array>()
             .unwrap();
         assert_eq!(removed.value(0), 1.0, "C4 would remove the menu line");
+    }
+
+    #[test]
+    fn every_rule_family_writes_its_columns() {
+        let all = vec![
+            Rule::Oscar,
+            Rule::GopherRepetition,
+            Rule::GopherQuality,
+            Rule::C4,
+            Rule::Fineweb,
+            Rule::Curate,
+        ];
+        let q = Quality::new(QualityConfig {
+            mode: Mode::Annotate,
+            rules: all,
+            ..Default::default()
+        })
+        .unwrap();
+        let out = q.process(&batch(&[GOOD, "Menu"])).unwrap();
+        assert_eq!(out.columns.len(), q.fields().len());
+        let names: Vec<String> = q.fields().iter().map(|f| f.name().clone()).collect();
+        let at = |n: &str| names.iter().position(|x| x == n).unwrap();
+        let oscar = out.columns[at("oscar_annotations")]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(oscar.value(0), "tiny", "one long line is a tiny document");
+        let score = out.columns[at("curate_score")]
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .unwrap();
+        assert!(score.value(0) > 0.8 && score.value(1) < 0.8);
     }
 
     #[test]
