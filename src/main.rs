@@ -46,6 +46,23 @@ enum Command {
         /// The run's output folder.
         dir: PathBuf,
     },
+    /// Measure a language-ID backend on labelled text (`lang<TAB>text` lines).
+    EvalLid {
+        /// Files of `lang<TAB>text` lines (`\n` in the text for a newline).
+        data: Vec<PathBuf>,
+        /// fasttext or whatlang.
+        #[arg(long, default_value = "fasttext")]
+        backend: String,
+        /// The fastText model.
+        #[arg(long, default_value = "models/lid.176.ftz")]
+        model: PathBuf,
+        /// Line confidence threshold of the document rule.
+        #[arg(long, default_value_t = 0.8)]
+        line_threshold: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -147,6 +164,60 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     ),
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EvalLid {
+            data,
+            backend,
+            model,
+            line_threshold,
+            json,
+        } => {
+            let backend: Box<dyn forja::lid::Identify> = match backend.as_str() {
+                "fasttext" => Box::new(
+                    forja::lid::FastTextLid::load(&model)
+                        .with_context(|| "loading the fastText model (scripts/fetch-models)")?,
+                ),
+                "whatlang" => Box::new(forja::lid::WhatlangLid),
+                other => bail!("unknown backend {other:?}: fasttext or whatlang"),
+            };
+            let mut samples = Vec::new();
+            for d in &data {
+                samples.extend(forja::lid::eval::read_samples(d).map_err(anyhow::Error::msg)?);
+            }
+            if samples.is_empty() {
+                bail!("no labelled text in {data:?}");
+            }
+            let report = forja::lid::eval::evaluate(backend.as_ref(), &samples, line_threshold);
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<6} {:>6} {:>9} {:>13}  mistaken for",
+                "lang", "docs", "accuracy", "unidentified"
+            );
+            for (lang, r) in &report.languages {
+                let confused: Vec<String> = r
+                    .confused_with
+                    .iter()
+                    .map(|(l, n)| format!("{l}:{n}"))
+                    .collect();
+                println!(
+                    "{lang:<6} {:>6} {:>9.3} {:>13}  {}",
+                    r.total,
+                    forja::lid::eval::Report::accuracy(r),
+                    r.unidentified,
+                    confused.join(" ")
+                );
+            }
+            let (worst, wacc) = report.worst().unwrap_or(("-", 0.0));
+            println!(
+                "macro accuracy {:.4}, worst {worst} {wacc:.3}; {:.0} docs/s, {:.2} MB/s on one thread",
+                report.macro_accuracy(),
+                report.documents as f64 / report.seconds.max(1e-9),
+                report.bytes as f64 / 1e6 / report.seconds.max(1e-9)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { dir } => {

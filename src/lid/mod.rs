@@ -5,8 +5,10 @@
 //! for Bokmål and `nn` for Nynorsk. [`salamandra_code`] is the one table
 //! that maps backend codes to those names.
 
+pub mod eval;
 pub mod fasttext;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The 35 languages of Salamandra's corpus.
@@ -103,6 +105,63 @@ impl Identify for WhatlangLid {
             salamandra_code(info.lang().code()),
             info.confidence() as f32,
         ))
+    }
+}
+
+/// A document's language by ungoliant's rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocLanguage {
+    pub lang: String,
+    /// Mean confidence of its lines, weighted by bytes.
+    pub score: f64,
+    /// Its share of the document's bytes.
+    pub share: f64,
+    /// The top languages and their shares.
+    pub top: Vec<(String, f64)>,
+}
+
+/// ungoliant's document rule: identify each non-blank line, count the bytes
+/// of lines at or above `line_threshold` per language; the language with the
+/// most bytes wins (ties: the first code in order).
+pub fn document_language(
+    backend: &dyn Identify,
+    text: &str,
+    line_threshold: f64,
+    top_n: usize,
+) -> Option<DocLanguage> {
+    {
+        let mut bytes: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+        let mut total = 0usize;
+        for line in text.split('\n') {
+            if line.trim().is_empty() {
+                continue;
+            }
+            total += line.len();
+            if let Some((lang, conf)) = backend.identify(line) {
+                if conf as f64 >= line_threshold {
+                    let e = bytes.entry(lang).or_default();
+                    e.0 += line.len();
+                    e.1 += conf as f64 * line.len() as f64;
+                }
+            }
+        }
+        // Most bytes wins; on a tie, the first code in order (BTreeMap) does.
+        let mut ranked: Vec<(&str, usize, f64)> =
+            bytes.into_iter().map(|(l, (b, c))| (l, b, c)).collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let &(lang, b, conf) = ranked.first()?;
+        let share = |b: usize| b as f64 / total.max(1) as f64;
+        let top = ranked
+            .iter()
+            .take(top_n)
+            .map(|(l, b, _)| (l.to_string(), share(*b)))
+            .collect();
+        Some(DocLanguage {
+            lang: lang.to_string(),
+            score: conf / b as f64,
+            share: share(b),
+            top,
+        })
     }
 }
 

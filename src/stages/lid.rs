@@ -7,7 +7,6 @@
 //! sources listed in `code_sources` are code: `lang = "code"`, no natural
 //! language identification, and a `code_language` from the file extension.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, StringBuilder};
@@ -18,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput};
 use crate::batch::{self, Core};
 use crate::ledger::Reason;
-use crate::lid::{FastTextLid, Identify, WhatlangLid};
+use crate::lid::{document_language, DocLanguage, FastTextLid, Identify, WhatlangLid};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,17 +90,6 @@ impl LidConfig {
     }
 }
 
-/// A document's language by ungoliant's rule.
-struct DocLanguage {
-    lang: String,
-    /// Mean confidence of its lines, weighted by bytes.
-    score: f64,
-    /// Its share of the document's bytes.
-    share: f64,
-    /// The top languages and their shares.
-    top: Vec<(String, f64)>,
-}
-
 pub struct Lid {
     config: LidConfig,
     backend: Box<dyn Identify>,
@@ -127,38 +115,18 @@ impl Lid {
     }
 
     fn document(&self, text: &str) -> Option<DocLanguage> {
-        let mut bytes: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
-        let mut total = 0usize;
-        for line in text.split('\n') {
-            if line.trim().is_empty() {
-                continue;
-            }
-            total += line.len();
-            if let Some((lang, conf)) = self.backend.identify(line) {
-                if conf as f64 >= self.config.line_threshold {
-                    let e = bytes.entry(lang).or_default();
-                    e.0 += line.len();
-                    e.1 += conf as f64 * line.len() as f64;
-                }
-            }
-        }
-        // Most bytes wins; on a tie, the first code in order (BTreeMap) does.
-        let mut ranked: Vec<(&str, usize, f64)> =
-            bytes.into_iter().map(|(l, (b, c))| (l, b, c)).collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        let &(lang, b, conf) = ranked.first()?;
-        let share = |b: usize| b as f64 / total.max(1) as f64;
-        let top = ranked
-            .iter()
-            .take(self.config.top)
-            .map(|(l, b, _)| (l.to_string(), share(*b)))
-            .collect();
-        Some(DocLanguage {
-            lang: lang.to_string(),
-            score: conf / b as f64,
-            share: share(b),
-            top,
-        })
+        document_language(
+            self.backend.as_ref(),
+            text,
+            self.config.line_threshold,
+            self.config.top,
+        )
+    }
+}
+
+impl Lid {
+    pub fn config(&self) -> &LidConfig {
+        &self.config
     }
 }
 

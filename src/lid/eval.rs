@@ -1,0 +1,130 @@
+//! Accuracy and speed of a language-ID backend on labelled text.
+//!
+//! `forja eval-lid` reads `lang<TAB>text` lines (newlines in the text
+//! written as `\n`), identifies each text with the same document rule the
+//! `lid` stage applies, and reports accuracy per language, the macro
+//! average, the worst language, what each language was mistaken for, and
+//! documents and megabytes per second on one thread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{document_language, Identify};
+
+pub struct Sample {
+    pub lang: String,
+    pub text: String,
+}
+
+/// Reads `lang<TAB>text` lines; `\n` in the text stands for a newline.
+pub fn read_samples(path: &Path) -> Result<Vec<Sample>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let (lang, t) = l
+                .split_once('\t')
+                .ok_or_else(|| format!("{}:{}: no tab", path.display(), i + 1))?;
+            Ok(Sample {
+                lang: lang.to_string(),
+                text: t.replace("\\n", "\n"),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LangResult {
+    pub total: u64,
+    pub correct: u64,
+    pub unidentified: u64,
+    /// What it was taken for, when wrong.
+    pub confused_with: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub languages: BTreeMap<String, LangResult>,
+    pub documents: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn accuracy(r: &LangResult) -> f64 {
+        r.correct as f64 / r.total.max(1) as f64
+    }
+
+    pub fn macro_accuracy(&self) -> f64 {
+        let n = self.languages.len().max(1) as f64;
+        self.languages.values().map(Self::accuracy).sum::<f64>() / n
+    }
+
+    /// The language with the lowest accuracy.
+    pub fn worst(&self) -> Option<(&str, f64)> {
+        self.languages
+            .iter()
+            .map(|(l, r)| (l.as_str(), Self::accuracy(r)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)))
+    }
+}
+
+pub fn evaluate(backend: &dyn Identify, samples: &[Sample], line_threshold: f64) -> Report {
+    let mut languages: BTreeMap<String, LangResult> = BTreeMap::new();
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    for s in samples {
+        bytes += s.text.len() as u64;
+        let got = document_language(backend, &s.text, line_threshold, 1).map(|d| d.lang);
+        let r = languages.entry(s.lang.clone()).or_default();
+        r.total += 1;
+        match got {
+            Some(g) if g == s.lang => r.correct += 1,
+            Some(g) => *r.confused_with.entry(g).or_default() += 1,
+            None => r.unidentified += 1,
+        }
+    }
+    Report {
+        languages,
+        documents: samples.len() as u64,
+        bytes,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lid::WhatlangLid;
+
+    #[test]
+    fn counts_hits_misses_and_unidentified() {
+        let samples = vec![
+            Sample {
+                lang: "en".into(),
+                text: "All human beings are born free and equal in dignity and rights.".into(),
+            },
+            Sample {
+                lang: "gl".into(),
+                text: "Toda persoa ten dereito á vida, á liberdade e á seguridade da súa persoa."
+                    .into(),
+            },
+            Sample {
+                lang: "en".into(),
+                text: "12345".into(),
+            },
+        ];
+        let r = evaluate(&WhatlangLid, &samples, 0.0);
+        assert_eq!(r.languages["en"].total, 2);
+        assert_eq!(r.languages["en"].correct, 1);
+        assert_eq!(r.languages["en"].unidentified, 1);
+        // whatlang has no Galician: it must be taken for something else.
+        assert_eq!(r.languages["gl"].correct, 0);
+        assert_eq!(r.worst().unwrap().0, "gl");
+        assert!((r.macro_accuracy() - 0.25).abs() < 1e-9);
+    }
+}
