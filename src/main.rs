@@ -59,9 +59,23 @@ enum Command {
         /// Line confidence threshold of the document rule.
         #[arg(long, default_value_t = 0.8)]
         line_threshold: f64,
+        /// A close-group model to re-decide close languages.
+        #[arg(long)]
+        groups: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Train the close-group language model from `lang<TAB>text` lines.
+    TrainLidGroups {
+        /// Files of `lang<TAB>text` lines.
+        data: Vec<PathBuf>,
+        /// Where to write the model.
+        #[arg(long, default_value = "models/lid-groups.bin")]
+        out: PathBuf,
+        /// N-grams kept per language.
+        #[arg(long, default_value_t = 6000)]
+        keep: usize,
     },
 }
 
@@ -171,6 +185,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             backend,
             model,
             line_threshold,
+            groups,
             json,
         } => {
             let backend: Box<dyn forja::lid::Identify> = match backend.as_str() {
@@ -180,6 +195,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ),
                 "whatlang" => Box::new(forja::lid::WhatlangLid),
                 other => bail!("unknown backend {other:?}: fasttext or whatlang"),
+            };
+            let backend: Box<dyn forja::lid::Identify> = match groups {
+                None => backend,
+                Some(g) => Box::new(forja::lid::groups::Refined {
+                    base: backend,
+                    groups: forja::lid::groups::GroupModel::load(&g)?,
+                }),
             };
             let mut samples = Vec::new();
             for d in &data {
@@ -218,6 +240,33 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 report.documents as f64 / report.seconds.max(1e-9),
                 report.bytes as f64 / 1e6 / report.seconds.max(1e-9)
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TrainLidGroups { data, out, keep } => {
+            let mut samples = Vec::new();
+            for d in &data {
+                samples.extend(forja::lid::eval::read_samples(d).map_err(anyhow::Error::msg)?);
+            }
+            let model = forja::lid::groups::GroupModel::train(
+                samples.iter().map(|s| (s.lang.as_str(), s.text.as_str())),
+                keep,
+            );
+            model
+                .save(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            let mut per_lang = std::collections::BTreeMap::<&str, usize>::new();
+            for s in &samples {
+                *per_lang.entry(s.lang.as_str()).or_default() += s.text.len();
+            }
+            println!(
+                "{}: languages {}",
+                out.display(),
+                model.languages().join(" ")
+            );
+            forja::lid::groups::describe(&model, std::io::stdout())?;
+            for l in model.languages() {
+                println!("  {l}: {:.2} MB of training text", per_lang[l] as f64 / 1e6);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { dir } => {

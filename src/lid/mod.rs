@@ -7,6 +7,7 @@
 
 pub mod eval;
 pub mod fasttext;
+pub mod groups;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -67,6 +68,12 @@ pub fn salamandra_code(code: &str) -> &str {
 /// Identifies the language of one line: (code as forja names it, confidence).
 pub trait Identify: Send + Sync {
     fn identify(&self, line: &str) -> Option<(&str, f32)>;
+}
+
+impl Identify for Box<dyn Identify> {
+    fn identify(&self, line: &str) -> Option<(&str, f32)> {
+        self.as_ref().identify(line)
+    }
 }
 
 /// fastText lid.176 (or any supervised fastText model with `__label__xx` labels).

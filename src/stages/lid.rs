@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput};
 use crate::batch::{self, Core};
 use crate::ledger::Reason;
+use crate::lid::groups::{GroupModel, Refined};
 use crate::lid::{document_language, DocLanguage, FastTextLid, Identify, WhatlangLid};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,10 @@ pub struct LidConfig {
     /// The fastText model, relative to the manifest's folder.
     #[serde(default)]
     pub model: Option<String>,
+    /// A close-group model (`forja train-lid-groups`) that re-decides
+    /// between close languages (gl/pt/es, nn/no/da, sh/hr/sr/sl, ...).
+    #[serde(default)]
+    pub groups: Option<String>,
     /// Lines identified with less confidence count as unidentified.
     #[serde(default = "default_line_threshold")]
     pub line_threshold: f64,
@@ -109,6 +114,20 @@ impl Lid {
                     stage: "lid".into(),
                     message: e.to_string(),
                 })?)
+            }
+        };
+        let backend: Box<dyn Identify> = match &config.groups {
+            None => backend,
+            Some(g) => {
+                let path = crate::manifest::resolve(&ctx.base, g);
+                let groups = GroupModel::load(&path).map_err(|e| StageError::Failed {
+                    stage: "lid".into(),
+                    message: e.to_string(),
+                })?;
+                Box::new(Refined {
+                    base: backend,
+                    groups,
+                })
             }
         };
         Ok(Lid { config, backend })
@@ -322,6 +341,7 @@ mod tests {
                 mode: Mode::Filter,
                 backend: Backend::Fasttext,
                 model: Some("models/lid.176.ftz".into()),
+                groups: None,
                 line_threshold: 0.8,
                 doc_threshold: 0.6,
                 languages: languages.iter().map(|s| s.to_string()).collect(),
