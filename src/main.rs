@@ -201,6 +201,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 Some(g) => Box::new(forja::lid::groups::Refined {
                     base: backend,
                     groups: forja::lid::groups::GroupModel::load(&g)?,
+                    confident: line_threshold as f32,
                 }),
             };
             let mut samples = Vec::new();

@@ -404,6 +404,11 @@ impl FastText {
         self.predict_top(text, 1).into_iter().next()
     }
 
+    /// The top `k` labels' indices and probabilities, best first.
+    pub fn predict_indices(&self, text: &str, k: usize) -> Vec<(usize, f32)> {
+        self.predict_top(text, k)
+    }
+
     /// The top `k` labels of one line of text, with their probabilities.
     pub fn predict(&self, text: &str, k: usize) -> Vec<(&str, f32)> {
         self.predict_top(text, k)

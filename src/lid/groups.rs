@@ -1,9 +1,11 @@
 //! A second opinion for close languages: character n-gram Naive Bayes.
 //!
 //! lid.176 is unsure or wrong between close languages (gl/pt/es, oc/ca,
-//! nn/no/da, sh/hr/sr/sl, sk/cs). When its top label falls in one of those
-//! groups, [`Refined`] asks a Naive Bayes model over character 1-4-grams,
-//! trained only on that group's languages, to choose among them.
+//! nn/no/da, sh/hr/sr/sl, sk/cs), and unsure, though usually right, on some
+//! others (ga, cy, mt, eu). [`Refined`] asks a Naive Bayes model over
+//! character 1-4-grams for a second opinion: when fastText's top label falls
+//! in a close group, the model chooses within the group; when fastText is
+//! below the confidence threshold, it chooses among fastText's top three.
 //! `forja train-lid-groups` trains it from labelled text; the model is a
 //! small file (`models/lid-groups.bin`).
 //!
@@ -81,9 +83,6 @@ impl GroupModel {
     pub fn train<'a>(samples: impl Iterator<Item = (&'a str, &'a str)>, keep: usize) -> Self {
         let mut counts: HashMap<&str, HashMap<u32, u64>> = HashMap::new();
         for (lang, text) in samples {
-            if !GROUPS.iter().any(|g| g.contains(&lang)) {
-                continue;
-            }
             let c = counts.entry(lang).or_default();
             ngrams(text, |h| *c.entry(h).or_default() += 1);
         }
@@ -127,11 +126,18 @@ impl GroupModel {
     /// belongs to a group this model knows.
     pub fn decide(&self, lang: &str, text: &str) -> Option<(&str, f32)> {
         let group = self.groups.iter().find(|g| g.iter().any(|l| l == lang))?;
-        let models: Vec<&LangModel> = group
+        let group: Vec<&str> = group.iter().map(String::as_str).collect();
+        self.decide_among(&group, text).filter(|_| group.len() >= 2)
+    }
+
+    /// The best of `candidates` (those this model knows) for `text`, with
+    /// its posterior among them.
+    pub fn decide_among(&self, candidates: &[&str], text: &str) -> Option<(&str, f32)> {
+        let models: Vec<&LangModel> = candidates
             .iter()
-            .filter_map(|l| self.langs.iter().find(|m| &m.code == l))
+            .filter_map(|l| self.langs.iter().find(|m| m.code == *l))
             .collect();
-        if models.len() < 2 {
+        if models.is_empty() {
             return None;
         }
         let mut scores = vec![0f64; models.len()];
@@ -255,19 +261,29 @@ impl GroupModel {
     }
 }
 
-/// A backend whose answers for close languages the group model re-decides.
+/// A backend whose answers the group model re-decides for close languages
+/// and when the backend is unsure.
 pub struct Refined<B> {
     pub base: B,
     pub groups: GroupModel,
+    /// Below this confidence the backend's top three are re-decided.
+    pub confident: f32,
 }
 
 impl<B: Identify> Identify for Refined<B> {
     fn identify(&self, line: &str) -> Option<(&str, f32)> {
-        let (lang, conf) = self.base.identify(line)?;
-        match self.groups.decide(lang, line) {
-            Some((l, p)) => Some((l, p)),
-            None => Some((lang, conf)),
+        let cands = self.base.candidates(line, 3);
+        let &(lang, conf) = cands.first()?;
+        if let Some(d) = self.groups.decide(lang, line) {
+            return Some(d);
         }
+        if conf < self.confident {
+            let names: Vec<&str> = cands.iter().map(|c| c.0).collect();
+            if let Some(d) = self.groups.decide_among(&names, line) {
+                return Some(d);
+            }
+        }
+        Some((lang, conf))
     }
 }
 

@@ -68,11 +68,20 @@ pub fn salamandra_code(code: &str) -> &str {
 /// Identifies the language of one line: (code as forja names it, confidence).
 pub trait Identify: Send + Sync {
     fn identify(&self, line: &str) -> Option<(&str, f32)>;
+
+    /// The `k` most likely languages, best first (backends with one answer give one).
+    fn candidates(&self, line: &str, k: usize) -> Vec<(&str, f32)> {
+        let _ = k;
+        self.identify(line).into_iter().collect()
+    }
 }
 
 impl Identify for Box<dyn Identify> {
     fn identify(&self, line: &str) -> Option<(&str, f32)> {
         self.as_ref().identify(line)
+    }
+    fn candidates(&self, line: &str, k: usize) -> Vec<(&str, f32)> {
+        self.as_ref().candidates(line, k)
     }
 }
 
@@ -99,6 +108,13 @@ impl Identify for FastTextLid {
     fn identify(&self, line: &str) -> Option<(&str, f32)> {
         let (label, p) = self.model.predict_index(line)?;
         Some((&self.codes[label], p))
+    }
+    fn candidates(&self, line: &str, k: usize) -> Vec<(&str, f32)> {
+        self.model
+            .predict_indices(line, k)
+            .into_iter()
+            .map(|(i, p)| (self.codes[i].as_str(), p))
+            .collect()
     }
 }
 

@@ -127,6 +127,7 @@ impl Lid {
                 Box::new(Refined {
                     base: backend,
                     groups,
+                    confident: config.line_threshold as f32,
                 })
             }
         };
@@ -388,12 +389,25 @@ mod tests {
     }
 
     /// The known weakness of lid.176 on close pairs (gl/es): below the line
-    /// threshold the line is left unidentified rather than called Spanish.
+    /// threshold the line is left unidentified rather than called Spanish;
+    /// with the close-group model it is named Galician.
     #[test]
-    fn lid176_is_unsure_of_some_galician() {
+    fn the_group_model_settles_what_lid176_is_unsure_of() {
         let (langs, out) = run(&lid(&[]), &[("w", GL_HARD)]);
         assert_eq!(langs, vec![None]);
         assert_eq!(out.drops[0].reason, Reason::LanguageUnidentified);
+        let ctx = BuildContext {
+            base: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        };
+        let mut cfg = lid(&[]).config().clone();
+        cfg.groups = Some("models/lid-groups.bin".into());
+        let refined = Lid::new(cfg, &ctx).unwrap();
+        let (langs, out) = run(&refined, &[("w", GL_HARD), ("w", CA), ("w", EN)]);
+        assert_eq!(
+            langs,
+            vec![Some("gl".into()), Some("ca".into()), Some("en".into())]
+        );
+        assert!(out.drops.is_empty());
     }
 
     #[test]
