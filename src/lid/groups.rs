@@ -202,6 +202,11 @@ impl GroupModel {
         })
     }
 
+    /// The compiled-in model.
+    pub fn builtin() -> Self {
+        Self::from_bytes(super::LID_GROUPS).expect("the bundled group model loads")
+    }
+
     fn from_bytes(b: &[u8]) -> Result<Self, String> {
         struct R<'a> {
             b: &'a [u8],

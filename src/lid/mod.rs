@@ -12,6 +12,13 @@ pub mod groups;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// fastText lid.176 (CC-BY-SA-3.0, see models/NOTICE), compiled in so that
+/// the default `lid` stage needs no file.
+pub const LID176: &[u8] = include_bytes!("../../models/lid.176.ftz");
+
+/// forja's second-opinion model (`forja train-lid-groups`), compiled in.
+pub const LID_GROUPS: &[u8] = include_bytes!("../../models/lid-groups.bin");
+
 /// The 35 languages of Salamandra's corpus.
 pub const SALAMANDRA: [&str; 35] = [
     "bg", "ca", "cs", "cy", "da", "de", "el", "en", "es", "et", "eu", "fi", "fr", "ga", "gl", "hr",
@@ -94,13 +101,21 @@ pub struct FastTextLid {
 
 impl FastTextLid {
     pub fn load(path: &Path) -> Result<Self, fasttext::FastTextError> {
-        let model = fasttext::FastText::load(path)?;
+        Ok(Self::with_model(fasttext::FastText::load(path)?))
+    }
+
+    /// The compiled-in lid.176.
+    pub fn builtin() -> Self {
+        Self::with_model(fasttext::FastText::from_bytes(LID176).expect("the bundled lid.176 loads"))
+    }
+
+    fn with_model(model: fasttext::FastText) -> Self {
         let codes = model
             .labels()
             .iter()
             .map(|l| salamandra_code(l.strip_prefix("__label__").unwrap_or(l)).to_string())
             .collect();
-        Ok(FastTextLid { model, codes })
+        FastTextLid { model, codes }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::lid::{document_language, DocLanguage, FastTextLid, Identify, Whatlang
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
-    /// fastText lid.176 (knows all 35 languages; needs `model`).
+    /// fastText lid.176 (knows all 35 languages), compiled in unless `model` says otherwise.
     #[default]
     Fasttext,
     /// whatlang: no model file, but cannot name gl, mt, oc, eu, ga or cy.
@@ -37,11 +37,16 @@ pub struct LidConfig {
     pub mode: Mode,
     #[serde(default)]
     pub backend: Backend,
-    /// The fastText model, relative to the manifest's folder.
+    /// Another fastText model, relative to the manifest's folder (default:
+    /// the compiled-in lid.176).
     #[serde(default)]
     pub model: Option<String>,
-    /// A close-group model (`forja train-lid-groups`) that re-decides
-    /// between close languages (gl/pt/es, nn/no/da, sh/hr/sr/sl, ...).
+    /// Re-decide close languages (gl/pt/es, nn/no/da, sh/hr/sr/sl, ...) and
+    /// unsure lines with the second-opinion model.
+    #[serde(default = "yes")]
+    pub second_opinion: bool,
+    /// Another second-opinion model (`forja train-lid-groups`), relative to
+    /// the manifest's folder (default: the compiled-in one).
     #[serde(default)]
     pub groups: Option<String>,
     /// Lines identified with less confidence count as unidentified.
@@ -61,6 +66,9 @@ pub struct LidConfig {
     pub top: usize,
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_line_threshold() -> f64 {
     0.8
 }
@@ -74,10 +82,10 @@ fn default_top() -> usize {
 impl LidConfig {
     pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
         let mut p = Vec::new();
-        if self.backend == Backend::Fasttext && self.model.is_none() {
+        if self.groups.is_some() && !self.second_opinion {
             p.push((
-                Some("backend"),
-                "the fasttext backend needs `model = \"path/to/lid.176.ftz\"` (scripts/fetch-models puts it in models/)".into(),
+                Some("groups"),
+                "`groups` is set but `second_opinion = false` turns it off".into(),
             ));
         }
         for (name, v) in [
@@ -102,34 +110,31 @@ pub struct Lid {
 
 impl Lid {
     pub fn new(config: LidConfig, ctx: &BuildContext) -> Result<Self, StageError> {
-        let backend: Box<dyn Identify> = match config.backend {
-            Backend::Whatlang => Box::new(WhatlangLid),
-            Backend::Fasttext => {
-                let model = config.model.as_deref().ok_or_else(|| StageError::Failed {
-                    stage: "lid".into(),
-                    message: "the fasttext backend needs `model`".into(),
-                })?;
+        let fail = |message: String| StageError::Failed {
+            stage: "lid".into(),
+            message,
+        };
+        let backend: Box<dyn Identify> = match (config.backend, &config.model) {
+            (Backend::Whatlang, _) => Box::new(WhatlangLid),
+            (Backend::Fasttext, None) => Box::new(FastTextLid::builtin()),
+            (Backend::Fasttext, Some(model)) => {
                 let path = crate::manifest::resolve(&ctx.base, model);
-                Box::new(FastTextLid::load(&path).map_err(|e| StageError::Failed {
-                    stage: "lid".into(),
-                    message: e.to_string(),
-                })?)
+                Box::new(FastTextLid::load(&path).map_err(|e| fail(e.to_string()))?)
             }
         };
-        let backend: Box<dyn Identify> = match &config.groups {
-            None => backend,
-            Some(g) => {
-                let path = crate::manifest::resolve(&ctx.base, g);
-                let groups = GroupModel::load(&path).map_err(|e| StageError::Failed {
-                    stage: "lid".into(),
-                    message: e.to_string(),
-                })?;
-                Box::new(Refined {
-                    base: backend,
-                    groups,
-                    confident: config.line_threshold as f32,
-                })
-            }
+        let backend: Box<dyn Identify> = if !config.second_opinion {
+            backend
+        } else {
+            let groups = match &config.groups {
+                None => GroupModel::builtin(),
+                Some(g) => GroupModel::load(&crate::manifest::resolve(&ctx.base, g))
+                    .map_err(|e| fail(e.to_string()))?,
+            };
+            Box::new(Refined {
+                base: backend,
+                groups,
+                confident: config.line_threshold as f32,
+            })
         };
         Ok(Lid { config, backend })
     }
@@ -342,6 +347,7 @@ mod tests {
                 mode: Mode::Filter,
                 backend: Backend::Fasttext,
                 model: Some("models/lid.176.ftz".into()),
+                second_opinion: false,
                 groups: None,
                 line_threshold: 0.8,
                 doc_threshold: 0.6,
@@ -400,8 +406,13 @@ mod tests {
             base: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         };
         let mut cfg = lid(&[]).config().clone();
+        cfg.second_opinion = true;
         cfg.groups = Some("models/lid-groups.bin".into());
         let refined = Lid::new(cfg, &ctx).unwrap();
+        // The defaults (compiled-in models) decide the same way.
+        let defaults: LidConfig = serde_json::from_str("{}").unwrap();
+        let (langs_default, _) = run(&Lid::new(defaults, &ctx).unwrap(), &[("w", GL_HARD)]);
+        assert_eq!(langs_default, vec![Some("gl".into())]);
         let (langs, out) = run(&refined, &[("w", GL_HARD), ("w", CA), ("w", EN)]);
         assert_eq!(
             langs,
@@ -447,6 +458,7 @@ mod tests {
 
     #[test]
     fn missing_model_is_a_clear_error() {
+        // (A missing second-opinion model is reported the same way.)
         let ctx = BuildContext {
             base: PathBuf::from("/nonexistent"),
         };

@@ -282,6 +282,7 @@ mod tests {
                 mode: Mode::Annotate,
                 backend: LidBackend::Whatlang,
                 model: Some("m.ftz".into()),
+                second_opinion: true,
                 groups: Some("g.bin".into()),
                 line_threshold: 0.5,
                 doc_threshold: 0.7,

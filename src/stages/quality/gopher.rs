@@ -432,6 +432,105 @@ mod tests {
         assert_eq!(q(&numbers), Some(Reason::GopherAlphaWords));
     }
 
+    #[test]
+    fn length_and_symbol_rules_fail_on_their_own_cases() {
+        // 100,000 words is Gopher's ceiling: the article, 1,200 times.
+        let long = vec![PROSE; 1200].join(" ");
+        assert_eq!(q(&long), Some(Reason::GopherLongDoc));
+        // Catalan function words only: a mean word length under 3.
+        let tiny = "El pa i el vi a la taula, i tu i jo a casa. ".repeat(8);
+        assert_eq!(q(&tiny), Some(Reason::GopherShortWords));
+        // German compounds: a mean word length over 10.
+        let compounds = "Menschenrechtsverletzungen Staatsangehörigkeit Diskriminierungsverbot Rechtsstaatlichkeit Gleichberechtigung Meinungsfreiheit Versammlungsfreiheit Religionsfreiheit Unschuldsvermutung Persönlichkeitsentfaltung ".repeat(6);
+        assert_eq!(q(&compounds), Some(Reason::GopherLongWords));
+        let ellipses: String = PROSE
+            .split(' ')
+            .enumerate()
+            .map(|(i, w)| {
+                if i % 4 == 3 {
+                    format!("{w}...")
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(q(&ellipses), Some(Reason::GopherEllipses));
+        let trailing = PROSE.replace(". ", "…\n");
+        assert_eq!(q(&trailing), Some(Reason::GopherEllipsisLines));
+    }
+
+    fn only(p: GopherRepetitionParams) -> GopherRepetition {
+        GopherRepetition::new(p)
+    }
+
+    fn no_rules() -> GopherRepetitionParams {
+        GopherRepetitionParams {
+            dup_para_frac: None,
+            dup_para_char_frac: None,
+            dup_line_frac: None,
+            dup_line_char_frac: None,
+            top_n_grams: vec![],
+            dup_n_grams: vec![],
+        }
+    }
+
+    #[test]
+    fn each_repetition_rule_alone_passes_prose_and_fails_repeats() {
+        let cases: Vec<(GopherRepetitionParams, String, Reason)> = vec![
+            (
+                GopherRepetitionParams {
+                    dup_para_char_frac: Some(0.2),
+                    ..no_rules()
+                },
+                format!("{PROSE}\n\nOne.\n\nTwo.\n\nThree.\n\n{PROSE}"),
+                Reason::GopherDupParagraphChars,
+            ),
+            (
+                GopherRepetitionParams {
+                    dup_line_char_frac: Some(0.2),
+                    ..no_rules()
+                },
+                format!("{PROSE}\nOne.\nTwo.\nThree.\n{PROSE}"),
+                Reason::GopherDupLineChars,
+            ),
+            (
+                GopherRepetitionParams {
+                    top_n_grams: vec![(3, 0.18)],
+                    ..no_rules()
+                },
+                format!("{PROSE} {}", "rights and freedoms, ".repeat(25)),
+                Reason::GopherTop3Gram,
+            ),
+            (
+                GopherRepetitionParams {
+                    top_n_grams: vec![(4, 0.16)],
+                    ..no_rules()
+                },
+                format!("{PROSE} {}", "the United Nations organisation ".repeat(20)),
+                Reason::GopherTop4Gram,
+            ),
+            (
+                GopherRepetitionParams {
+                    dup_n_grams: vec![(10, 0.10)],
+                    ..no_rules()
+                },
+                format!("{PROSE} {PROSE}"),
+                Reason::GopherDup10Grams,
+            ),
+        ];
+        for (params, text, reason) in cases {
+            let rule = only(params);
+            assert_eq!(
+                rule.check(PROSE, &words(PROSE)).fail,
+                None,
+                "{reason:?} passes prose"
+            );
+            let got = rule.check(&text, &words(&text)).fail.map(|f| f.0);
+            assert_eq!(got, Some(reason));
+        }
+    }
+
     fn repetition() -> GopherRepetition {
         GopherRepetition::new(GopherRepetitionParams {
             dup_para_frac: Some(0.3),
