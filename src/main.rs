@@ -50,7 +50,7 @@ enum Command {
     EvalLid {
         /// Files of `lang<TAB>text` lines (`\n` in the text for a newline).
         data: Vec<PathBuf>,
-        /// fasttext or whatlang.
+        /// fasttext, whatlang, or lingua (with `--features lingua`).
         #[arg(long, default_value = "fasttext")]
         backend: String,
         /// The fastText model.
@@ -194,7 +194,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                         .with_context(|| "loading the fastText model (scripts/fetch-models)")?,
                 ),
                 "whatlang" => Box::new(forja::lid::WhatlangLid),
-                other => bail!("unknown backend {other:?}: fasttext or whatlang"),
+                #[cfg(feature = "lingua")]
+                "lingua" => Box::new(forja::lid::LinguaLid::new(&[]).map_err(anyhow::Error::msg)?),
+                #[cfg(not(feature = "lingua"))]
+                "lingua" => bail!(
+                    "this forja was built without lingua: cargo build --release --features lingua"
+                ),
+                other => bail!("unknown backend {other:?}: fasttext, whatlang or lingua"),
             };
             let backend: Box<dyn forja::lid::Identify> = match groups {
                 None => backend,

@@ -8,6 +8,10 @@
 pub mod eval;
 pub mod fasttext;
 pub mod groups;
+#[cfg(feature = "lingua")]
+mod lingua_backend;
+#[cfg(feature = "lingua")]
+pub use lingua_backend::LinguaLid;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,6 +70,8 @@ pub fn salamandra_code(code: &str) -> &str {
         "swe" => "sv",
         "ukr" => "uk",
         "bos" => "sh",
+        // lingua: Bokmål.
+        "nb" => "no",
         // fastText: Bosnian is written in Latin script: Salamandra's `sh`.
         "bs" => "sh",
         other => other,

@@ -28,6 +28,9 @@ pub enum Backend {
     Fasttext,
     /// whatlang: no model file, but cannot name gl, mt, oc, eu, ga or cy.
     Whatlang,
+    /// lingua: accurate and slow; needs a forja built with `--features lingua`;
+    /// cannot name gl, mt or oc.
+    Lingua,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +119,7 @@ impl Lid {
         };
         let backend: Box<dyn Identify> = match (config.backend, &config.model) {
             (Backend::Whatlang, _) => Box::new(WhatlangLid),
+            (Backend::Lingua, _) => lingua_backend(&config.languages).map_err(fail)?,
             (Backend::Fasttext, None) => Box::new(FastTextLid::builtin()),
             (Backend::Fasttext, Some(model)) => {
                 let path = crate::manifest::resolve(&ctx.base, model);
@@ -153,6 +157,16 @@ impl Lid {
     pub fn config(&self) -> &LidConfig {
         &self.config
     }
+}
+
+#[cfg(feature = "lingua")]
+fn lingua_backend(languages: &[String]) -> Result<Box<dyn Identify>, String> {
+    Ok(Box::new(crate::lid::LinguaLid::new(languages)?))
+}
+
+#[cfg(not(feature = "lingua"))]
+fn lingua_backend(_: &[String]) -> Result<Box<dyn Identify>, String> {
+    Err("this forja was built without the lingua backend; build it with `cargo build --release --features lingua`".into())
 }
 
 /// The programming language of a code document, from its path's extension.
@@ -454,6 +468,17 @@ mod tests {
                 (2, Reason::LanguageUnidentified)
             ]
         );
+    }
+
+    #[cfg(not(feature = "lingua"))]
+    #[test]
+    fn lingua_without_the_feature_says_how_to_get_it() {
+        let cfg: LidConfig = serde_json::from_str(r#"{"backend": "lingua"}"#).unwrap();
+        let ctx = BuildContext {
+            base: PathBuf::from("."),
+        };
+        let err = Lid::new(cfg, &ctx).err().unwrap().to_string();
+        assert!(err.contains("--features lingua"), "{err}");
     }
 
     #[test]
