@@ -215,6 +215,9 @@ fn code_language(path: &str) -> Option<&'static str> {
     })
 }
 
+/// Formats in `code_language` that hold prose: a `.md` page is not code.
+const PROSE_FORMATS: [&str; 4] = ["Markdown", "HTML", "TeX", "XML"];
+
 /// Where a code document's own path is, if its record carried one.
 fn record_path(metadata: &StringArray, row: usize) -> Option<String> {
     if !metadata.is_valid(row) {
@@ -265,9 +268,14 @@ impl Stage for Lid {
         };
         for row in 0..n {
             let source = core.source.value(row);
-            if self.config.code_sources.iter().any(|s| s == source) {
-                let path =
-                    record_path(metadata, row).unwrap_or_else(|| core.file.value(row).into());
+            let own_path = record_path(metadata, row);
+            // A record whose own path names a programming language is code too.
+            let code_by_path = own_path
+                .as_deref()
+                .and_then(code_language)
+                .is_some_and(|l| !PROSE_FORMATS.contains(&l));
+            if code_by_path || self.config.code_sources.iter().any(|s| s == source) {
+                let path = own_path.unwrap_or_else(|| core.file.value(row).into());
                 lang.append_value("code");
                 score.append_value(1.0);
                 share.append_value(1.0);
@@ -383,9 +391,17 @@ mod tests {
     const EN: &str = "All human beings are born free and equal in dignity and rights. They are endowed with reason and conscience and should act towards one another in a spirit of brotherhood.";
 
     fn run(l: &Lid, rows: &[(&str, &str)]) -> (Vec<Option<String>>, StageOutput) {
+        run_meta(l, rows, None)
+    }
+
+    fn run_meta(
+        l: &Lid,
+        rows: &[(&str, &str)],
+        meta: Option<&str>,
+    ) -> (Vec<Option<String>>, StageOutput) {
         let mut b = CoreBuilder::with_capacity(rows.len(), 1000);
         for (i, (src, t)) in rows.iter().enumerate() {
-            b.push(src, "x/main.rs", i as u64 + 1, t, None, None);
+            b.push(src, "x/main.rs", i as u64 + 1, t, None, meta);
         }
         let out = l.process(&b.finish()).unwrap();
         let langs = out.columns[0]
@@ -433,6 +449,27 @@ mod tests {
             vec![Some("gl".into()), Some("ca".into()), Some("en".into())]
         );
         assert!(out.drops.is_empty());
+    }
+
+    #[test]
+    fn records_with_a_code_path_are_code_and_markdown_is_not() {
+        let (langs, out) = run_meta(
+            &lid(&[]),
+            &[("web", "def f():\n    return 1")],
+            Some(r#"{"path":"src/util.py"}"#),
+        );
+        assert_eq!(langs[0].as_deref(), Some("code"));
+        let code = out.columns[4]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(code.value(0), "Python");
+        let (langs, _) = run_meta(
+            &lid(&[]),
+            &[("web", EN)],
+            Some(r#"{"path":"docs/README.md"}"#),
+        );
+        assert_eq!(langs[0].as_deref(), Some("en"));
     }
 
     #[test]
