@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
+use super::bytes::Bytes;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FastTextError {
     #[error("{path}: {source}")]
@@ -71,54 +73,6 @@ impl std::fmt::Debug for FastText {
             .field("labels", &self.labels.len())
             .field("loss", &self.args.loss)
             .finish()
-    }
-}
-
-struct Bytes<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let s = self
-            .b
-            .get(self.at..self.at + n)
-            .ok_or_else(|| format!("ends early at byte {}", self.at))?;
-        self.at += n;
-        Ok(s)
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    fn f64(&mut self) -> Result<f64, String> {
-        Ok(f64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn f32s(&mut self, n: usize) -> Result<Vec<f32>, String> {
-        let raw = self.take(n.checked_mul(4).ok_or("matrix too large")?)?;
-        Ok(raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect())
-    }
-    fn cstr(&mut self) -> Result<String, String> {
-        let rest = &self.b[self.at..];
-        let end = memchr::memchr(0, rest).ok_or("unterminated word")?;
-        let s = String::from_utf8_lossy(&rest[..end]).into_owned();
-        self.at += end + 1;
-        Ok(s)
     }
 }
 
@@ -225,7 +179,7 @@ impl FastText {
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<FastText, String> {
-        let mut r = Bytes { b, at: 0 };
+        let mut r = Bytes::new(b);
         if r.i32()? != 793712314 {
             return Err("bad magic number".into());
         }

@@ -21,6 +21,7 @@ use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::bytes::Bytes;
 use super::Identify;
 
 const MAGIC: &[u8; 4] = b"FJLG";
@@ -208,32 +209,7 @@ impl GroupModel {
     }
 
     fn from_bytes(b: &[u8]) -> Result<Self, String> {
-        struct R<'a> {
-            b: &'a [u8],
-            at: usize,
-        }
-        impl<'a> R<'a> {
-            fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-                let s = self.b.get(self.at..self.at + n).ok_or("ends early")?;
-                self.at += n;
-                Ok(s)
-            }
-            fn u32(&mut self) -> Result<u32, String> {
-                Ok(u32::from_le_bytes(
-                    self.take(4)?.try_into().expect("4 bytes"),
-                ))
-            }
-            fn f32(&mut self) -> Result<f32, String> {
-                Ok(f32::from_le_bytes(
-                    self.take(4)?.try_into().expect("4 bytes"),
-                ))
-            }
-            fn string(&mut self) -> Result<String, String> {
-                let len = u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize;
-                String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "bad string".to_string())
-            }
-        }
-        let mut r = R { b, at: 0 };
+        let mut r = Bytes::new(b);
         if r.take(4)? != MAGIC {
             return Err("bad magic".into());
         }
@@ -259,7 +235,7 @@ impl GroupModel {
             }
             langs.push(LangModel { code, unseen, logp });
         }
-        if r.at != b.len() {
+        if !r.at_end() {
             return Err("trailing bytes".into());
         }
         Ok(GroupModel { groups, langs })

@@ -5,6 +5,7 @@
 //! for Bokmål and `nn` for Nynorsk. [`salamandra_code`] is the one table
 //! that maps backend codes to those names.
 
+mod bytes;
 pub mod eval;
 pub mod fasttext;
 pub mod groups;

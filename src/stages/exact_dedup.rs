@@ -7,7 +7,6 @@
 //! phased stage of its own.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow_array::builder::{FixedSizeBinaryBuilder, StringBuilder};
@@ -18,6 +17,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use super::{Drop, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
+use crate::hash::PassThroughState;
 use crate::ledger::Reason;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,30 +40,10 @@ pub enum Scope {
     Source,
 }
 
-/// The keys are already xxh3 hashes: hashing them again is wasted work.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
-}
-
 pub struct ExactDedup {
     config: ExactDedupConfig,
     /// Hash of every kept text -> id of the document that has it.
-    seen: HashMap<u128, Box<str>, BuildHasherDefault<PassThrough>>,
+    seen: HashMap<u128, Box<str>, PassThroughState>,
     /// Entries added since the last checkpoint.
     fresh: Vec<(u128, Box<str>)>,
 }

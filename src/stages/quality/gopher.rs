@@ -6,13 +6,13 @@
 //! instead of joined into strings: same counts, no allocation per n-gram.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasherDefault;
 
 use serde::Deserialize;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3Builder};
 
 use super::text::{chars, is_punct, splitlines, strip};
 use super::Verdict;
+use crate::hash::PassThroughState;
 use crate::ledger::Reason;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -217,8 +217,8 @@ pub const REPETITION_SIGNALS: [&str; 4] = [
 ];
 
 /// Keys that are already hashes need no hashing again.
-type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<super::PassThrough>>;
-type HashKeySet = HashSet<u64, BuildHasherDefault<super::PassThrough>>;
+type HashKeyed<V> = HashMap<u64, V, PassThroughState>;
+type HashKeySet = HashSet<u64, PassThroughState>;
 
 /// Duplicate elements and their characters, counting every repeat after the first.
 pub(super) fn duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize, usize) {

@@ -149,27 +149,6 @@ pub struct Verdict<const N: usize> {
     pub fail: Option<(Reason, String)>,
 }
 
-/// Hasher for keys that are already good 64-bit hashes.
-#[derive(Default)]
-pub(crate) struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(29) ^ u64::from_le_bytes(b))
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
 /// One document after the rules.
 struct Judged<'t> {
     /// Every signal column, in order (None: not computed or not a number).
