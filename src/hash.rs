@@ -33,15 +33,13 @@ pub type PassThroughState = BuildHasherDefault<PassThrough>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::{BuildHasher, Hash};
+    use std::hash::BuildHasher;
 
     #[test]
     fn integer_keys_pass_through() {
         let s = PassThroughState::default();
         assert_eq!(s.hash_one(42u64), 42);
         assert_eq!(s.hash_one(7u128 << 64 | 9), 9);
-        let mut h = s.build_hasher();
-        "ab".hash(&mut h);
-        assert_ne!(h.finish(), 0);
+        assert_ne!(s.hash_one("ab"), s.hash_one("ba"));
     }
 }
