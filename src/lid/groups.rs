@@ -30,7 +30,7 @@ const MAGIC: &[u8; 4] = b"FJLG";
 pub const GROUPS: [&[&str]; 4] = [
     &["es", "gl", "pt", "ca", "oc", "fr", "it"],
     &["no", "nn", "da", "sv"],
-    &["hr", "sr", "sh", "sl", "mk"],
+    &["hr", "sr", "sh", "sl"],
     &["cs", "sk"],
 ];
 
