@@ -6,6 +6,7 @@
 //! the ledger. Modules stay private; this file is the public surface.
 
 mod batch;
+pub mod dedup;
 mod hash;
 mod io;
 mod ledger;
