@@ -18,16 +18,16 @@ mod stages;
 pub use batch::{core_fields, core_schema, doc_id, Core, CoreBuilder};
 pub use io::{decode_lines, expand_pattern, plan_units, InputError, ReadError, Unit};
 pub use ledger::{
-    count_reasons, read_parquet as read_ledger, FileStats, FileStatus, Kind, LedgerRow, Reason,
-    SourceCounts, StageCounts, Stats,
+    read_parquet as read_ledger, FileStats, FileStatus, Kind, LedgerRow, Reason, SourceCounts,
+    StageCounts, Stats,
 };
 pub use manifest::{
     load as load_manifest, parse as parse_manifest, InputFormat, LoadedManifest, Manifest,
     OutputConfig, OutputFormat, Problem, Problems, ReaderConfig, SourceConfig, MANIFEST_VERSION,
 };
 pub use runner::{
-    build_stages, manifest_hash, merge_rank_stats, phases, run, RunError, RunOptions, RunRecord,
-    RunSummary, FORJA_DIR,
+    build_stages, collect_stats, manifest_hash, phases, run, RunError, RunOptions, RunRecord,
+    RunStats, RunSummary, FORJA_DIR,
 };
 pub use stages::quality::text::words;
 pub use stages::{

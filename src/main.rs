@@ -277,28 +277,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { dir } => {
-            let record: forja::RunRecord = {
-                let p = dir.join(forja::FORJA_DIR).join("run.json");
-                let bytes = std::fs::read(&p)
-                    .with_context(|| format!("{} is not a forja output folder", dir.display()))?;
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("reading {}", p.display()))?
+            let run = match forja::collect_stats(&dir) {
+                Err(forja::RunError::Invariant(e)) => {
+                    println!("invariant broken: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                other => other.with_context(|| {
+                    format!("{} is not a finished forja output folder", dir.display())
+                })?,
             };
-            let (stats, missing) = forja::merge_rank_stats(&dir, record.world_size)?;
-            print!("{}", stats.funnel());
-            if !missing.is_empty() {
+            print!("{}", run.stats.funnel());
+            if !run.missing.is_empty() {
                 println!(
-                    "incomplete: ranks {missing:?} of {} have not finished",
-                    record.world_size
+                    "incomplete: ranks {:?} of {} have not finished",
+                    run.missing, run.world_size
                 );
                 return Ok(ExitCode::from(1));
             }
-            if let Err(e) = stats.check_invariant() {
-                println!("invariant broken: {e}");
-                return Ok(ExitCode::from(1));
-            }
-            let bytes = serde_json::to_vec_pretty(&stats)?;
-            std::fs::write(dir.join("stats.json"), [bytes, b"\n".to_vec()].concat())?;
             Ok(ExitCode::SUCCESS)
         }
     }

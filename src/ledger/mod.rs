@@ -9,7 +9,6 @@
 mod stats;
 
 use std::fs::File;
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -390,22 +389,24 @@ pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, parquet::errors::Pa
         .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
 }
 
-/// Reason counts of a ledger file, for `forja stats` and tests.
-pub fn count_reasons(path: &Path) -> io::Result<std::collections::BTreeMap<String, u64>> {
-    use arrow_array::{Array, StringArray};
-    let batches = read_parquet(path).map_err(io::Error::other)?;
-    let mut out = std::collections::BTreeMap::new();
-    for b in batches {
-        let reasons = b
-            .column(6)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| io::Error::other("ledger reason column is not a string"))?;
-        for i in 0..reasons.len() {
-            *out.entry(reasons.value(i).to_string()).or_default() += 1;
+/// Concatenates ledger parts into one file, one batch in memory at a time.
+pub fn concat_parquet(
+    parts: impl IntoIterator<Item = impl AsRef<Path>>,
+    path: &Path,
+) -> Result<(), parquet::errors::ParquetError> {
+    let file = File::create(path)?;
+    let mut w = ArrowWriter::try_new(file, ledger_schema(), Some(writer_props()))?;
+    for part in parts {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(part)?)?.build()?;
+        for b in reader {
+            let b = b.map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+            if b.num_rows() > 0 {
+                w.write(&b)?;
+            }
         }
     }
-    Ok(out)
+    w.close()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -430,6 +431,7 @@ mod tests {
 
     #[test]
     fn ledger_round_trips_through_parquet() {
+        use arrow_array::Array;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.parquet");
         let rows = vec![LedgerRow {
@@ -443,7 +445,22 @@ mod tests {
             bytes: 0,
         }];
         write_parquet(&path, [rows_to_batch(&rows)]).unwrap();
-        let counts = count_reasons(&path).unwrap();
-        assert_eq!(counts.get("malformed_json"), Some(&1));
+        let joined = dir.path().join("joined.parquet");
+        concat_parquet([&path, &path], &joined).unwrap();
+        let batches = read_parquet(&joined).unwrap();
+        let reasons: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let r = b
+                    .column(6)
+                    .as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .unwrap();
+                (0..r.len())
+                    .map(|i| r.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(reasons, vec!["malformed_json", "malformed_json"]);
     }
 }

@@ -34,7 +34,7 @@ use crate::ledger::{self, FileStats, LedgerRow, Stats};
 use crate::manifest::LoadedManifest;
 use crate::stages::{self, Barrier, Stage, StageError, StageOutput};
 
-pub use units::{merge_rank_stats, RunRecord, FORJA_DIR};
+pub use units::{collect_stats, RunRecord, RunStats, FORJA_DIR};
 
 /// How a run is executed; nothing here changes its output.
 #[derive(Debug, Clone)]

@@ -79,6 +79,13 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
     })
 }
 
+fn parquet_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> RunError + '_ {
+    move |e| RunError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    }
+}
+
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("stats serialize");
     bytes.push(b'\n');
@@ -239,10 +246,7 @@ impl Layout {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let tmp = ledger_path.with_extension("parquet.tmp");
-        ledger::write_parquet(&tmp, [ledger::rows_to_batch(rows)]).map_err(|e| RunError::Io {
-            path: tmp.display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
+        ledger::write_parquet(&tmp, [ledger::rows_to_batch(rows)]).map_err(parquet_err(&tmp))?;
         commit(&tmp, &ledger_path).map_err(io_err(&ledger_path))?;
         let state_path = self.unit_file(unit, "state");
         atomic_write(&state_path, &encode_states(states)).map_err(io_err(&state_path))?;
@@ -286,19 +290,11 @@ impl Layout {
             .join("ledger")
             .join(format!("{}.parquet", self.rank_name()));
         fs::create_dir_all(path.parent().expect("has parent")).map_err(io_err(&self.root))?;
-        let mut batches = Vec::new();
-        for u in units {
-            let part = self.unit_file(u.index, "ledger.parquet");
-            batches.extend(ledger::read_parquet(&part).map_err(|e| RunError::Io {
-                path: part.display().to_string(),
-                source: std::io::Error::other(e),
-            })?);
-        }
         let tmp = path.with_extension("parquet.tmp");
-        ledger::write_parquet(&tmp, batches).map_err(|e| RunError::Io {
-            path: tmp.display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
+        let parts = units
+            .iter()
+            .map(|u| self.unit_file(u.index, "ledger.parquet"));
+        ledger::concat_parquet(parts, &tmp).map_err(parquet_err(&tmp))?;
         commit(&tmp, &path).map_err(io_err(&path))?;
         write_json(
             &self
@@ -311,14 +307,33 @@ impl Layout {
 
     /// Writes `stats.json` once every rank has written its funnel.
     pub fn merge_if_complete(&self) -> Result<Option<Stats>, RunError> {
-        let (merged, missing) = merge_rank_stats(&self.root, self.world)?;
-        if !missing.is_empty() {
-            return Ok(None);
-        }
-        merged.check_invariant().map_err(RunError::Invariant)?;
-        write_json(&self.root.join("stats.json"), &merged)?;
-        Ok(Some(merged))
+        let run = collect_stats(&self.root)?;
+        Ok(run.missing.is_empty().then_some(run.stats))
     }
+}
+
+/// An output folder's funnel, merged over the ranks that have finished.
+pub struct RunStats {
+    pub stats: Stats,
+    pub world_size: usize,
+    /// Ranks that have not written their funnel yet.
+    pub missing: Vec<usize>,
+}
+
+/// Merges the ranks' funnels of an output folder; once every rank is there
+/// and the counts add up, writes `stats.json`.
+pub fn collect_stats(root: &Path) -> Result<RunStats, RunError> {
+    let record: RunRecord = read_json(&root.join(FORJA_DIR).join("run.json"))?;
+    let (stats, missing) = merge_rank_stats(root, record.world_size)?;
+    if missing.is_empty() {
+        stats.check_invariant().map_err(RunError::Invariant)?;
+        write_json(&root.join("stats.json"), &stats)?;
+    }
+    Ok(RunStats {
+        stats,
+        world_size: record.world_size,
+        missing,
+    })
 }
 
 /// Merges the funnels of ranks 0..world in rank order; returns the ranks missing.
