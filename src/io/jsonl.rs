@@ -34,8 +34,6 @@ pub struct JsonlReader {
     line: u64,
     /// Set while skipping the rest of an oversized line: (its line, bytes so far).
     skipping: Option<(u64, u64)>,
-    queue: VecDeque<Chunk>,
-    finished: bool,
 }
 
 impl JsonlReader {
@@ -54,8 +52,6 @@ impl JsonlReader {
             buf: Vec::new(),
             line: 1,
             skipping: None,
-            queue: VecDeque::new(),
-            finished: false,
         }
     }
 
@@ -113,13 +109,13 @@ impl JsonlReader {
     }
 
     /// Queues the first `cut` bytes of `buf` as complete lines.
-    fn emit_lines(&mut self, cut: usize) {
+    fn emit_lines(&mut self, cut: usize, out: &mut VecDeque<Chunk>) {
         let rest = self.buf.split_off(cut);
         let data = std::mem::replace(&mut self.buf, rest);
         let first_line = self.line;
         self.line += memchr::memchr_iter(b'\n', &data).count() as u64;
         if !data.is_empty() {
-            self.queue.push_back(Chunk::Lines {
+            out.push_back(Chunk::Lines {
                 file: self.file.rel.clone(),
                 first_line,
                 data,
@@ -127,19 +123,26 @@ impl JsonlReader {
         }
     }
 
-    fn end(&mut self, status: FileStatus, detail: Option<String>) {
-        self.queue.push_back(Chunk::FileEnd {
+    /// Queues the file's end marker and lets go of the input; the unit is done.
+    fn end(
+        &mut self,
+        status: FileStatus,
+        detail: Option<String>,
+        out: &mut VecDeque<Chunk>,
+    ) -> bool {
+        out.push_back(Chunk::FileEnd {
             file: self.file.rel.clone(),
             status,
             detail,
         });
-        self.finished = true;
         self.input = None;
         self.buf = Vec::new();
+        false
     }
+}
 
-    /// Reads one more piece of input and queues what it yields.
-    fn step(&mut self) -> Result<(), ReadError> {
+impl Reader for JsonlReader {
+    fn step(&mut self, out: &mut VecDeque<Chunk>) -> Result<bool, ReadError> {
         if self.input.is_none() {
             self.input = Some(self.open()?);
         }
@@ -150,7 +153,7 @@ impl JsonlReader {
                 let detail = format!("stream broke after line {}: {e}", self.line - 1);
                 let cut = memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1);
                 if self.skipping.is_none() {
-                    self.emit_lines(cut);
+                    self.emit_lines(cut, out);
                 }
                 let partial = std::mem::take(&mut self.buf);
                 let line = self.skipping.take().map_or(self.line, |(l, _)| l);
@@ -161,10 +164,9 @@ impl JsonlReader {
                         Reason::TruncatedFile,
                         format!("{detail} ({} bytes of this line read)", partial.len()),
                     );
-                    self.queue.push_back(Chunk::Rejects(vec![row]));
+                    out.push_back(Chunk::Rejects(vec![row]));
                 }
-                self.end(FileStatus::Truncated, Some(detail));
-                return Ok(());
+                return Ok(self.end(FileStatus::Truncated, Some(detail), out));
             }
         };
         if let Some((line, so_far)) = self.skipping {
@@ -173,51 +175,33 @@ impl JsonlReader {
                     self.buf.drain(..=nl);
                     self.skipping = None;
                     self.line = line + 1;
-                    let chunk = self.too_large(line, so_far + nl as u64);
-                    self.queue.push_back(chunk);
+                    out.push_back(self.too_large(line, so_far + nl as u64));
                 }
                 None => {
                     let so_far = so_far + self.buf.len() as u64;
                     self.buf.clear();
                     if more {
                         self.skipping = Some((line, so_far));
-                    } else {
-                        self.skipping = None;
-                        let chunk = self.too_large(line, so_far);
-                        self.queue.push_back(chunk);
-                        self.end(FileStatus::Complete, None);
+                        return Ok(true);
                     }
-                    return Ok(());
+                    self.skipping = None;
+                    out.push_back(self.too_large(line, so_far));
+                    return Ok(self.end(FileStatus::Complete, None, out));
                 }
             }
         }
         if !more {
-            self.emit_lines(self.buf.len());
-            self.end(FileStatus::Complete, None);
-            return Ok(());
+            self.emit_lines(self.buf.len(), out);
+            return Ok(self.end(FileStatus::Complete, None, out));
         }
         let cut = memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1);
-        self.emit_lines(cut);
+        self.emit_lines(cut, out);
         // What is left is one partial line; never hold more of it than the cap.
         if self.buf.len() as u64 > self.spec.max_doc_bytes {
             self.skipping = Some((self.line, self.buf.len() as u64));
             self.buf.clear();
         }
-        Ok(())
-    }
-}
-
-impl Reader for JsonlReader {
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, ReadError> {
-        loop {
-            if let Some(c) = self.queue.pop_front() {
-                return Ok(Some(c));
-            }
-            if self.finished {
-                return Ok(None);
-            }
-            self.step()?;
-        }
+        Ok(true)
     }
 }
 
@@ -538,7 +522,12 @@ mod reader_tests {
         let mut r = JsonlReader::new(file, spec.clone(), 1 << 16, Arc::new(AtomicU64::new(0)));
         let (mut docs, mut rejects) = (Vec::new(), Vec::new());
         let mut ends = 0;
-        while let Some(chunk) = r.next_chunk().unwrap() {
+        let mut queue = VecDeque::new();
+        let mut more = true;
+        while more {
+            more = r.step(&mut queue).unwrap();
+        }
+        for chunk in queue {
             if let Chunk::FileEnd { .. } = chunk {
                 ends += 1;
             }

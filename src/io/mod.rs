@@ -11,6 +11,7 @@ mod parquet_in;
 mod text;
 mod writer;
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -213,7 +214,9 @@ pub struct Decoded {
 
 /// Reads one unit as a sequence of chunks.
 pub trait Reader: Send {
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, ReadError>;
+    /// Reads one more piece of the unit and pushes the chunks it yields
+    /// (possibly none) onto `out`; returns false once the unit is done.
+    fn step(&mut self, out: &mut VecDeque<Chunk>) -> Result<bool, ReadError>;
 }
 
 #[derive(Debug, thiserror::Error)]

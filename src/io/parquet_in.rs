@@ -70,8 +70,6 @@ pub struct ParquetReader {
     /// 1-based row number of the next row.
     next_row: u64,
     reported_bytes: u64,
-    queue: VecDeque<Chunk>,
-    finished: bool,
 }
 
 impl ParquetReader {
@@ -90,8 +88,6 @@ impl ParquetReader {
             total_rows: 0,
             next_row: 1,
             reported_bytes: 0,
-            queue: VecDeque::new(),
-            finished: false,
         }
     }
 
@@ -127,7 +123,7 @@ impl ParquetReader {
         self.progress.fetch_add(add, Ordering::Relaxed);
     }
 
-    fn convert(&mut self, rb: &RecordBatch) {
+    fn convert(&mut self, rb: &RecordBatch, out: &mut VecDeque<Chunk>) {
         let spec = self.spec.clone();
         let schema = rb.schema();
         let col = |name: &str| schema.index_of(name).ok().map(|i| rb.column(i).clone());
@@ -197,63 +193,53 @@ impl ParquetReader {
         }
         self.next_row += rb.num_rows() as u64;
         if !builder.is_empty() {
-            self.queue.push_back(Chunk::Batch(builder.finish()));
+            out.push_back(Chunk::Batch(builder.finish()));
         }
         if !rejects.is_empty() {
-            self.queue.push_back(Chunk::Rejects(rejects));
+            out.push_back(Chunk::Rejects(rejects));
         }
     }
 }
 
 impl Reader for ParquetReader {
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, ReadError> {
-        loop {
-            if let Some(c) = self.queue.pop_front() {
-                return Ok(Some(c));
+    fn step(&mut self, out: &mut VecDeque<Chunk>) -> Result<bool, ReadError> {
+        if self.reader.is_none() {
+            self.open()?;
+        }
+        match self.reader.as_mut().expect("opened").next() {
+            Some(Ok(rb)) => {
+                self.convert(&rb, out);
+                self.report_progress();
+                Ok(true)
             }
-            if self.finished {
-                return Ok(None);
+            Some(Err(e)) => {
+                // Rows that could not be decoded are each rejected, so none goes missing.
+                let detail = format!("cannot decode rows from {}: {e}", self.next_row);
+                let rows: Vec<_> = (self.next_row..=self.total_rows)
+                    .map(|line| {
+                        self.spec
+                            .reject(&self.file.rel, line, Reason::ReadError, detail.clone())
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    out.push_back(Chunk::Rejects(rows));
+                }
+                out.push_back(Chunk::FileEnd {
+                    file: self.file.rel.clone(),
+                    status: FileStatus::Truncated,
+                    detail: Some(detail),
+                });
+                self.reader = None;
+                Ok(false)
             }
-            if self.reader.is_none() {
-                self.open()?;
-            }
-            match self.reader.as_mut().expect("opened").next() {
-                Some(Ok(rb)) => {
-                    self.convert(&rb);
-                    self.report_progress();
-                }
-                Some(Err(e)) => {
-                    // Rows that could not be decoded are each rejected, so none goes missing.
-                    let detail = format!("cannot decode rows from {}: {e}", self.next_row);
-                    let rows: Vec<_> = (self.next_row..=self.total_rows)
-                        .map(|line| {
-                            self.spec.reject(
-                                &self.file.rel,
-                                line,
-                                Reason::ReadError,
-                                detail.clone(),
-                            )
-                        })
-                        .collect();
-                    if !rows.is_empty() {
-                        self.queue.push_back(Chunk::Rejects(rows));
-                    }
-                    self.queue.push_back(Chunk::FileEnd {
-                        file: self.file.rel.clone(),
-                        status: FileStatus::Truncated,
-                        detail: Some(detail),
-                    });
-                    self.finished = true;
-                }
-                None => {
-                    self.queue.push_back(Chunk::FileEnd {
-                        file: self.file.rel.clone(),
-                        status: FileStatus::Complete,
-                        detail: None,
-                    });
-                    self.finished = true;
-                    self.reader = None;
-                }
+            None => {
+                out.push_back(Chunk::FileEnd {
+                    file: self.file.rel.clone(),
+                    status: FileStatus::Complete,
+                    detail: None,
+                });
+                self.reader = None;
+                Ok(false)
             }
         }
     }

@@ -18,8 +18,6 @@ pub struct TextReader {
     spec: Arc<SourceSpec>,
     batch_bytes: usize,
     progress: Arc<AtomicU64>,
-    queue: VecDeque<Chunk>,
-    finished: bool,
 }
 
 impl TextReader {
@@ -35,13 +33,13 @@ impl TextReader {
             spec,
             batch_bytes,
             progress,
-            queue: VecDeque::new(),
-            finished: false,
         }
     }
+}
 
+impl Reader for TextReader {
     /// Reads files until about a batch of text is collected.
-    fn fill(&mut self) {
+    fn step(&mut self, out: &mut VecDeque<Chunk>) -> Result<bool, ReadError> {
         let mut builder = CoreBuilder::with_capacity(64, self.batch_bytes);
         let mut bytes = 0usize;
         let mut rejects = Vec::new();
@@ -89,42 +87,29 @@ impl TextReader {
             }
         }
         if !builder.is_empty() {
-            self.queue.push_back(Chunk::Batch(builder.finish()));
+            out.push_back(Chunk::Batch(builder.finish()));
         }
         if !rejects.is_empty() {
-            self.queue.push_back(Chunk::Rejects(rejects));
+            out.push_back(Chunk::Rejects(rejects));
         }
-        if self.next == self.files.len() {
-            let first = self
-                .files
-                .first()
-                .map(|f| f.rel.to_string())
-                .unwrap_or_default();
-            let label = if self.files.len() == 1 {
-                first
-            } else {
-                format!("{first} (+{} more text files)", self.files.len() - 1)
-            };
-            self.queue.push_back(Chunk::FileEnd {
-                file: label.into(),
-                status: FileStatus::Complete,
-                detail: None,
-            });
-            self.finished = true;
+        if self.next < self.files.len() {
+            return Ok(true);
         }
-    }
-}
-
-impl Reader for TextReader {
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, ReadError> {
-        loop {
-            if let Some(c) = self.queue.pop_front() {
-                return Ok(Some(c));
-            }
-            if self.finished {
-                return Ok(None);
-            }
-            self.fill();
-        }
+        let first = self
+            .files
+            .first()
+            .map(|f| f.rel.to_string())
+            .unwrap_or_default();
+        let label = if self.files.len() == 1 {
+            first
+        } else {
+            format!("{first} (+{} more text files)", self.files.len() - 1)
+        };
+        out.push_back(Chunk::FileEnd {
+            file: label.into(),
+            status: FileStatus::Complete,
+            detail: None,
+        });
+        Ok(false)
     }
 }

@@ -16,6 +16,7 @@
 
 mod units;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -363,6 +364,7 @@ fn read_units(
     progress: Arc<AtomicU64>,
     tx: Sender<Item>,
 ) -> Result<(), RunError> {
+    let mut pending = VecDeque::new();
     for u in todo {
         let mut r = io::open_unit(
             u,
@@ -371,14 +373,18 @@ fn read_units(
             cfg,
             progress.clone(),
         );
-        while let Some(chunk) = r.next_chunk()? {
-            let item = Item::Chunk {
-                unit: u.index,
-                source: u.source,
-                chunk,
-            };
-            if tx.send(item).is_err() {
-                return Ok(()); // downstream stopped; its error is reported there
+        let mut more = true;
+        while more {
+            more = r.step(&mut pending)?;
+            for chunk in pending.drain(..) {
+                let item = Item::Chunk {
+                    unit: u.index,
+                    source: u.source,
+                    chunk,
+                };
+                if tx.send(item).is_err() {
+                    return Ok(()); // downstream stopped; its error is reported there
+                }
             }
         }
         let end = Item::UnitEnd {

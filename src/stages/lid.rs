@@ -223,10 +223,20 @@ fn record_path(metadata: &StringArray, row: usize) -> Option<String> {
     if !metadata.is_valid(row) {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_str(metadata.value(row)).ok()?;
-    ["path", "file_path", "filename", "max_stars_repo_path"]
-        .iter()
-        .find_map(|k| v.get(*k).and_then(|p| p.as_str()).map(String::from))
+    const KEYS: [(&str, &str); 4] = [
+        ("path", "\"path\""),
+        ("file_path", "\"file_path\""),
+        ("filename", "\"filename\""),
+        ("max_stars_repo_path", "\"max_stars_repo_path\""),
+    ];
+    let raw = metadata.value(row);
+    // Most records have none of these keys: do not parse them for nothing.
+    if !KEYS.iter().any(|(_, quoted)| raw.contains(quoted)) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+    KEYS.iter()
+        .find_map(|(k, _)| v.get(*k).and_then(|p| p.as_str()).map(String::from))
 }
 
 impl Stage for Lid {

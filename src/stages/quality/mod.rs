@@ -400,7 +400,7 @@ impl Stage for Quality {
             .ok()
             .and_then(|i| batch.column(i).as_any().downcast_ref::<StringArray>());
         let has_oscar = self.config.rules.contains(&Rule::Oscar);
-        let n_signals = self.fields().len() - 1 - usize::from(has_oscar);
+        let n_signals: usize = self.config.rules.iter().map(|r| r.signals().len()).sum();
         let mut oscar_col = StringBuilder::new();
         let mut cols: Vec<Float64Builder> = (0..n_signals)
             .map(|_| Float64Builder::with_capacity(batch.num_rows()))
