@@ -38,8 +38,9 @@ pub enum InputError {
     BadParquet { path: String, message: String },
 }
 
-/// Expands one `paths` entry into the sorted files it names.
-pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, InputError> {
+/// Expands one `paths` entry into the sorted files it names, with their
+/// sizes, checking that each one opens.
+pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<(PathBuf, u64)>, InputError> {
     let full = crate::manifest::resolve(base, pattern);
     let full_str = full.to_string_lossy().into_owned();
     let paths = glob::glob(&full_str).map_err(|e| InputError::BadPattern {
@@ -61,7 +62,7 @@ pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, InputE
                 path: p.display().to_string(),
                 source: e,
             })?;
-            out.push(p);
+            out.push((p, meta.len()));
         }
     }
     if out.is_empty() {
@@ -97,33 +98,21 @@ impl Unit {
     }
 }
 
-/// Lists every unit of every source, in manifest order, checking that each
-/// input can be opened (and, for Parquet, has the configured columns).
+/// Lists every unit of every source, in manifest order, from the inputs the
+/// manifest's loading found (checking that Parquet files have the configured
+/// columns).
 pub fn plan_units(m: &LoadedManifest) -> Result<Vec<Unit>, InputError> {
     let mut units = Vec::new();
     for (si, source) in m.manifest.sources.iter().enumerate() {
-        let mut files: Vec<PathBuf> = Vec::new();
-        for pattern in &source.paths {
-            files.extend(expand_pattern(&m.base, pattern)?);
-        }
-        files.sort();
-        files.dedup();
-        let mut inputs = Vec::with_capacity(files.len());
-        for path in files {
-            let size = std::fs::metadata(&path)
-                .map_err(|e| InputError::Unreadable {
-                    path: path.display().to_string(),
-                    source: e,
-                })?
-                .len();
+        let mut inputs = Vec::with_capacity(m.inputs[si].len());
+        for (path, size) in &m.inputs[si] {
             if source.format == InputFormat::Parquet {
-                parquet_in::check_schema(&path, source)?;
+                parquet_in::check_schema(path, source)?;
             }
-            let rel = crate::manifest::relative_to(&path, &m.base);
             inputs.push(InputFile {
-                path,
-                rel: rel.into(),
-                size,
+                path: path.clone(),
+                rel: crate::manifest::relative_to(path, &m.base).into(),
+                size: *size,
             });
         }
         match source.format {

@@ -90,16 +90,22 @@ pub fn load(path: &Path) -> Result<LoadedManifest, Problems> {
         list,
     })?;
     let mut list = Vec::new();
+    let mut inputs = Vec::with_capacity(parsed.manifest.sources.len());
     for (source, spans) in parsed.manifest.sources.iter().zip(&parsed.path_spans) {
+        let mut files = Vec::new();
         for (pattern, span) in source.paths.iter().zip(spans) {
-            if let Err(e) = expand_pattern(&base, pattern) {
-                list.push(locate(
+            match expand_pattern(&base, pattern) {
+                Ok(found) => files.extend(found),
+                Err(e) => list.push(locate(
                     &text,
                     span.start,
                     format!("source `{}`: {e}", source.name),
-                ));
+                )),
             }
         }
+        files.sort();
+        files.dedup();
+        inputs.push(files);
     }
     if !list.is_empty() {
         return Err(Problems {
@@ -112,6 +118,7 @@ pub fn load(path: &Path) -> Result<LoadedManifest, Problems> {
         path: path.to_path_buf(),
         base,
         text,
+        inputs,
     })
 }
 

@@ -179,6 +179,8 @@ pub struct LoadedManifest {
     pub base: PathBuf,
     /// The exact text, hashed into the run record.
     pub text: String,
+    /// Per source: every file its patterns match, sorted, once, with its size.
+    pub inputs: Vec<Vec<(PathBuf, u64)>>,
 }
 
 impl LoadedManifest {
