@@ -53,13 +53,14 @@ enum Command {
         /// fasttext, whatlang, or lingua (with `--features lingua`).
         #[arg(long, default_value = "fasttext")]
         backend: String,
-        /// The fastText model.
-        #[arg(long, default_value = "models/lid.176.ftz")]
-        model: PathBuf,
+        /// Another fastText model (default: the compiled-in lid.176).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Line confidence threshold of the document rule.
         #[arg(long, default_value_t = 0.8)]
         line_threshold: f64,
-        /// A close-group model to re-decide close languages.
+        /// Add the second opinion for close languages, from this model
+        /// (`models/lid-groups.bin` is the compiled-in one).
         #[arg(long)]
         groups: Option<PathBuf>,
         /// Print the report as JSON.
@@ -188,28 +189,27 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             groups,
             json,
         } => {
-            let backend: Box<dyn forja::lid::Identify> = match backend.as_str() {
-                "fasttext" => Box::new(
-                    forja::lid::FastTextLid::load(&model)
-                        .with_context(|| "loading the fastText model (scripts/fetch-models)")?,
-                ),
-                "whatlang" => Box::new(forja::lid::WhatlangLid),
-                #[cfg(feature = "lingua")]
-                "lingua" => Box::new(forja::lid::LinguaLid::new(&[]).map_err(anyhow::Error::msg)?),
-                #[cfg(not(feature = "lingua"))]
-                "lingua" => bail!(
-                    "this forja was built without lingua: cargo build --release --features lingua"
-                ),
+            // The same construction as the `lid` stage's, so what is measured is what runs.
+            let backend = match backend.as_str() {
+                "fasttext" => forja::LidBackend::Fasttext,
+                "whatlang" => forja::LidBackend::Whatlang,
+                "lingua" => forja::LidBackend::Lingua,
                 other => bail!("unknown backend {other:?}: fasttext, whatlang or lingua"),
             };
-            let backend: Box<dyn forja::lid::Identify> = match groups {
-                None => backend,
-                Some(g) => Box::new(forja::lid::groups::Refined {
-                    base: backend,
-                    groups: forja::lid::groups::GroupModel::load(&g)?,
-                    confident: line_threshold as f32,
-                }),
+            let path_text = |p: PathBuf| p.display().to_string();
+            let config = forja::LidConfig {
+                mode: forja::Mode::Annotate,
+                backend,
+                model: model.map(path_text),
+                second_opinion: groups.is_some(),
+                groups: groups.map(path_text),
+                line_threshold,
+                doc_threshold: 0.6,
+                languages: Vec::new(),
+                code_sources: Vec::new(),
+                top: 1,
             };
+            let lid = forja::Lid::new(config, &forja::BuildContext { base: ".".into() })?;
             let mut samples = Vec::new();
             for d in &data {
                 samples.extend(forja::lid::eval::read_samples(d).map_err(anyhow::Error::msg)?);
@@ -217,7 +217,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if samples.is_empty() {
                 bail!("no labelled text in {data:?}");
             }
-            let report = forja::lid::eval::evaluate(backend.as_ref(), &samples, line_threshold);
+            let report = forja::lid::eval::evaluate(lid.identifier(), &samples, line_threshold);
             if json {
                 println!("{}", serde_json::to_string(&report)?);
                 return Ok(ExitCode::SUCCESS);

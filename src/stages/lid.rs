@@ -157,6 +157,11 @@ impl Lid {
     pub fn config(&self) -> &LidConfig {
         &self.config
     }
+
+    /// The line identifier the stage applies (backend and second opinion).
+    pub fn identifier(&self) -> &dyn Identify {
+        self.backend.as_ref()
+    }
 }
 
 #[cfg(feature = "lingua")]
