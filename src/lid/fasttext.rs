@@ -353,25 +353,16 @@ impl FastText {
         rows
     }
 
-    /// The most likely label's index and probability.
-    pub fn predict_index(&self, text: &str) -> Option<(usize, f32)> {
-        self.predict_top(text, 1).into_iter().next()
-    }
-
-    /// The top `k` labels' indices and probabilities, best first.
-    pub fn predict_indices(&self, text: &str, k: usize) -> Vec<(usize, f32)> {
-        self.predict_top(text, k)
-    }
-
     /// The top `k` labels of one line of text, with their probabilities.
     pub fn predict(&self, text: &str, k: usize) -> Vec<(&str, f32)> {
-        self.predict_top(text, k)
+        self.predict_indices(text, k)
             .into_iter()
             .map(|(i, p)| (self.labels[i].as_str(), p))
             .collect()
     }
 
-    fn predict_top(&self, text: &str, k: usize) -> Vec<(usize, f32)> {
+    /// The top `k` labels' indices and probabilities, best first.
+    pub fn predict_indices(&self, text: &str, k: usize) -> Vec<(usize, f32)> {
         let rows = self.rows(text);
         if rows.is_empty() || k == 0 {
             return Vec::new();

@@ -128,7 +128,7 @@ impl FastTextLid {
 
 impl Identify for FastTextLid {
     fn identify(&self, line: &str) -> Option<(&str, f32)> {
-        let (label, p) = self.model.predict_index(line)?;
+        let (label, p) = *self.model.predict_indices(line, 1).first()?;
         Some((&self.codes[label], p))
     }
     fn candidates(&self, line: &str, k: usize) -> Vec<(&str, f32)> {
