@@ -27,6 +27,14 @@ impl Hasher for PassThrough {
     }
 }
 
+/// A key for a sequence of hashes (an n-gram of word hashes): order matters,
+/// and nothing is allocated.
+pub fn sequence_key(hashes: &[u64]) -> u64 {
+    hashes.iter().fold(0x9E37_79B9_7F4A_7C15u64, |k, &h| {
+        (k.rotate_left(23) ^ h).wrapping_mul(0xFF51_AFD7_ED55_8CCD)
+    })
+}
+
 /// `BuildHasher` for [`PassThrough`].
 pub type PassThroughState = BuildHasherDefault<PassThrough>;
 
@@ -41,5 +49,6 @@ mod tests {
         assert_eq!(s.hash_one(42u64), 42);
         assert_eq!(s.hash_one(7u128 << 64 | 9), 9);
         assert_ne!(s.hash_one("ab"), s.hash_one("ba"));
+        assert_ne!(sequence_key(&[1, 2]), sequence_key(&[2, 1]));
     }
 }

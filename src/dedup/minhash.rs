@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::hash::PassThroughState;
+use crate::hash::{sequence_key, PassThroughState};
 
 const P: u64 = (1 << 61) - 1;
 
@@ -40,13 +40,7 @@ pub fn shingles(text: &str, n: usize) -> Vec<u64> {
         return Vec::new();
     }
     let n = n.max(1).min(words.len());
-    words
-        .windows(n)
-        .map(|w| {
-            let bytes: Vec<u8> = w.iter().flat_map(|h| h.to_le_bytes()).collect();
-            xxh3_64(&bytes)
-        })
-        .collect()
+    words.windows(n).map(sequence_key).collect()
 }
 
 /// Jaccard similarity of two shingle lists (as sets).

@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3Builder};
 
 use super::text::{chars, is_punct, splitlines, strip};
 use super::Verdict;
-use crate::hash::PassThroughState;
+use crate::hash::{sequence_key, PassThroughState};
 use crate::ledger::Reason;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -234,13 +234,6 @@ pub(super) fn duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, us
     (n, dup, dup_chars)
 }
 
-/// Key of the n-gram made of these word hashes (order matters).
-fn gram_key(word_hashes: &[u64]) -> u64 {
-    word_hashes.iter().fold(0x9E37_79B9_7F4A_7C15u64, |k, &h| {
-        (k.rotate_left(23) ^ h).wrapping_mul(0xFF51_AFD7_ED55_8CCD)
-    })
-}
-
 pub struct GopherRepetition {
     p: GopherRepetitionParams,
 }
@@ -304,7 +297,7 @@ impl GopherRepetition {
             counts.clear();
             for i in 0..=words.len() - n {
                 counts
-                    .entry(gram_key(&hashes[i..i + n]))
+                    .entry(sequence_key(&hashes[i..i + n]))
                     .or_insert((0, i))
                     .0 += 1;
             }
@@ -327,7 +320,7 @@ impl GopherRepetition {
             seen.clear();
             let (mut repeated, mut i) = (0usize, 0usize);
             while i + n <= words.len() {
-                if seen.insert(gram_key(&hashes[i..i + n])) {
+                if seen.insert(sequence_key(&hashes[i..i + n])) {
                     i += 1;
                 } else {
                     repeated += lens[i..i + n].iter().sum::<usize>();
