@@ -1,5 +1,40 @@
-//! A little-endian reader over a model file's bytes, for the model formats
-//! of this module. Every read says where the file ended early.
+//! Reading model files: a little-endian reader over their bytes (every read
+//! says where the file ended early), and one error type for the model
+//! formats of this module.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a {kind} ({message})")]
+    Format {
+        path: String,
+        kind: &'static str,
+        message: String,
+    },
+}
+
+/// Reads a model file and parses it, naming the file in any error.
+pub(super) fn load_model<T>(
+    path: &Path,
+    kind: &'static str,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, ModelError> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    parse(&bytes).map_err(|message| ModelError::Format {
+        path: path.display().to_string(),
+        kind,
+        message,
+    })
+}
 
 pub(super) struct Bytes<'a> {
     b: &'a [u8],

@@ -11,18 +11,9 @@
 //! makes prediction a few dot products.
 
 use std::collections::HashMap;
-use std::io;
 use std::path::Path;
 
-use super::bytes::Bytes;
-
-#[derive(Debug, thiserror::Error)]
-pub enum FastTextError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
-    #[error("{path}: not a fastText model ({message})")]
-    Format { path: String, message: String },
-}
+use super::bytes::{load_model, Bytes, ModelError};
 
 /// Model hyper-parameters that prediction needs.
 #[derive(Debug, Clone)]
@@ -167,15 +158,8 @@ fn load_matrix(r: &mut Bytes, quantized: bool) -> Result<(usize, usize, Vec<f32>
 }
 
 impl FastText {
-    pub fn load(path: &Path) -> Result<FastText, FastTextError> {
-        let bytes = std::fs::read(path).map_err(|e| FastTextError::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        Self::from_bytes(&bytes).map_err(|message| FastTextError::Format {
-            path: path.display().to_string(),
-            message,
-        })
+    pub fn load(path: &Path) -> Result<FastText, ModelError> {
+        load_model(path, "fastText model", Self::from_bytes)
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<FastText, String> {

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::bytes::Bytes;
+use super::bytes::{load_model, Bytes, ModelError};
 use super::Identify;
 
 const MAGIC: &[u8; 4] = b"FJLG";
@@ -68,14 +68,6 @@ struct LangModel {
 pub struct GroupModel {
     groups: Vec<Vec<String>>,
     langs: Vec<LangModel>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GroupModelError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
-    #[error("{path}: not a forja language-group model ({message})")]
-    Format { path: String, message: String },
 }
 
 impl GroupModel {
@@ -192,15 +184,8 @@ impl GroupModel {
         crate::io::atomic_write(path, &out)
     }
 
-    pub fn load(path: &Path) -> Result<Self, GroupModelError> {
-        let bytes = std::fs::read(path).map_err(|e| GroupModelError::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        Self::from_bytes(&bytes).map_err(|message| GroupModelError::Format {
-            path: path.display().to_string(),
-            message,
-        })
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        load_model(path, "forja language-group model", Self::from_bytes)
     }
 
     /// The compiled-in model.

@@ -6,6 +6,7 @@
 //! that maps backend codes to those names.
 
 mod bytes;
+pub use bytes::ModelError;
 pub mod eval;
 pub mod fasttext;
 pub mod groups;
@@ -107,7 +108,7 @@ pub struct FastTextLid {
 }
 
 impl FastTextLid {
-    pub fn load(path: &Path) -> Result<Self, fasttext::FastTextError> {
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
         Ok(Self::with_model(fasttext::FastText::load(path)?))
     }
 
