@@ -26,12 +26,13 @@ pub use manifest::{
     OutputConfig, OutputFormat, Problem, Problems, ReaderConfig, SourceConfig, MANIFEST_VERSION,
 };
 pub use runner::{
-    build_stages, collect_stats, manifest_hash, phases, run, RunError, RunOptions, RunRecord,
+    build_stages, collect_stats, manifest_hash, run, steps, RunError, RunOptions, RunRecord,
     RunStats, RunSummary, FORJA_DIR,
 };
 pub use stages::quality::text::words;
 pub use stages::{
-    apply, normalize_text, Applied, Barrier, BuildContext, Drop, ExactDedupConfig, LengthConfig,
-    Lid, LidBackend, LidConfig, Mode, NormalizeConfig, Quality, QualityConfig, QualityRule, Scope,
-    Stage, StageConfig, StageError, StageOutput,
+    apply, normalize_text, Applied, BuildContext, Drop, ExactDedupConfig, Global, LengthConfig,
+    Lid, LidBackend, LidConfig, Mode, NearDedupConfig, NormalizeConfig, Position, Quality,
+    QualityConfig, QualityRule, RepeatedLinesConfig, Scope, Stage, StageConfig, StageError,
+    StageOutput, TextUnit,
 };

@@ -38,6 +38,15 @@ enum Command {
         /// Output folder (overrides the manifest's).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Memory budget of the global dedup steps (e.g. 512M, 8G); they
+        /// spill to disk past it.
+        #[arg(long, default_value = "2G", value_parser = parse_bytes)]
+        mem: usize,
+        /// Run one step only, e.g. `near_dedup:scan`, `near_dedup:reduce`,
+        /// `near_dedup:cluster` or `final` (for job arrays; every step of
+        /// a global stage needs the one before it complete).
+        #[arg(long)]
+        phase: Option<String>,
     },
     /// Check a manifest and its inputs; print every problem with its location.
     Validate { manifest: PathBuf },
@@ -100,6 +109,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// `512M`, `8G`, `1.5G` or a plain byte count.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("{s:?}: use a number with K, M, G or T")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: use a number with K, M, G or T"))?;
+    if v.is_nan() || v <= 0.0 {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    Ok((v * mult as f64) as usize)
+}
+
 fn default_manifest() -> PathBuf {
     let local = PathBuf::from("manifests/demo.toml");
     if local.exists() {
@@ -137,6 +171,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             world_size,
             resume,
             out,
+            mem,
+            phase,
         } => {
             let path = manifest.unwrap_or_else(default_manifest);
             let m = match forja::load_manifest(&path) {
@@ -152,6 +188,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 resume,
                 progress: !cli.quiet,
                 output: out,
+                mem,
+                phase,
                 ..Default::default()
             };
             if let Some(t) = threads {
@@ -162,7 +200,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             let summary =
                 forja::run(&m, &opts).with_context(|| format!("running {}", path.display()))?;
-            if !cli.quiet {
+            if !cli.quiet && !summary.steps.iter().any(|s| s == "final") {
+                println!(
+                    "rank {rank}/{world_size}: ran {} in {:.2}s",
+                    summary.steps.join(", "),
+                    summary.elapsed.as_secs_f64()
+                );
+            } else if !cli.quiet {
                 let secs = summary.elapsed.as_secs_f64();
                 println!("{}", summary.stats.funnel());
                 println!(

@@ -46,6 +46,12 @@ pub enum Reason {
     EmptyAfterNormalize,
     /// Same normalized text as an earlier document (its id is in `detail`).
     ExactDuplicate,
+    /// A near duplicate (MinHash-LSH) of the document kept (its id is in `detail`).
+    NearDuplicate,
+    /// Nothing left once repeated lines or paragraphs were removed.
+    RepeatedLinesOnly,
+    /// Too few words left once repeated lines or paragraphs were removed.
+    TooFewWordsAfterRepeated,
     TooShort,
     TooLong,
     TooFewWords,
@@ -99,7 +105,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for parsing names back.
-    pub const ALL: [Reason; 53] = [
+    pub const ALL: [Reason; 56] = [
         Reason::MalformedJson,
         Reason::MissingTextField,
         Reason::InvalidUtf8,
@@ -109,6 +115,9 @@ impl Reason {
         Reason::ReadError,
         Reason::EmptyAfterNormalize,
         Reason::ExactDuplicate,
+        Reason::NearDuplicate,
+        Reason::RepeatedLinesOnly,
+        Reason::TooFewWordsAfterRepeated,
         Reason::TooShort,
         Reason::TooLong,
         Reason::TooFewWords,
@@ -166,6 +175,9 @@ impl Reason {
             Reason::ReadError => "read_error",
             Reason::EmptyAfterNormalize => "empty_after_normalize",
             Reason::ExactDuplicate => "exact_duplicate",
+            Reason::NearDuplicate => "near_duplicate",
+            Reason::RepeatedLinesOnly => "repeated_lines_only",
+            Reason::TooFewWordsAfterRepeated => "too_few_words_after_repeated",
             Reason::TooShort => "too_short",
             Reason::TooLong => "too_long",
             Reason::TooFewWords => "too_few_words",

@@ -30,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::batch;
+use crate::dedup::{GlobalDir, Plan};
 use crate::io::{self, Chunk, InputError, ReadError, ShardWriter, SourceSpec, Unit};
 use crate::ledger::{self, FileStats, LedgerRow, Stats};
 use crate::manifest::LoadedManifest;
-use crate::stages::{self, Barrier, Stage, StageError, StageOutput};
+use crate::stages::{self, Stage, StageError, StageOutput};
 
 pub use units::{collect_stats, RunRecord, RunStats, FORJA_DIR};
 
@@ -50,6 +51,11 @@ pub struct RunOptions {
     pub progress: bool,
     /// Overrides the manifest's output folder.
     pub output: Option<PathBuf>,
+    /// Memory budget in bytes for the global steps (key buffers, sorts,
+    /// clustering); they spill to disk past it.
+    pub mem: usize,
+    /// Run only this step (see [`steps`]); all of them when `None`.
+    pub phase: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -61,6 +67,8 @@ impl Default for RunOptions {
             resume: false,
             progress: true,
             output: None,
+            mem: 2 << 30,
+            phase: None,
         }
     }
 }
@@ -98,7 +106,7 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '
 /// What a finished rank reports.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
-    /// This rank's funnel.
+    /// This rank's funnel (empty when only an earlier step ran).
     pub stats: Stats,
     pub output_dir: PathBuf,
     pub units_total: usize,
@@ -108,34 +116,98 @@ pub struct RunSummary {
     pub merged: Option<Stats>,
     pub elapsed: Duration,
     pub input_bytes: u64,
+    /// The steps this task ran, in order.
+    pub steps: Vec<String>,
 }
 
-/// Splits the stages into phases at barriers.
-///
-/// Every stage so far runs within one streaming phase; stages that need a
-/// global view (near-dup clustering, perplexity percentiles) declare a
-/// barrier and start a new phase.
-pub fn phases(stages: &[Box<dyn Stage>]) -> Vec<std::ops::Range<usize>> {
+/// The steps of a run, in order: three per global stage (scan, reduce,
+/// cluster) and the final pass. `--phase` takes one of these names.
+pub fn steps(stages: &mut [Box<dyn Stage>]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut start = 0;
-    for (i, s) in stages.iter().enumerate() {
-        let b = s.barrier();
-        if matches!(b, Barrier::Before | Barrier::Both) && i > start {
-            out.push(start..i);
-            start = i;
-        }
-        if matches!(b, Barrier::After | Barrier::Both) {
-            out.push(start..i + 1);
-            start = i + 1;
+    for s in stages.iter_mut() {
+        let name = s.name();
+        if s.global().is_some() {
+            for step in ["scan", "reduce", "cluster"] {
+                out.push(format!("{name}:{step}"));
+            }
         }
     }
-    if start < stages.len() || out.is_empty() {
-        out.push(start..stages.len());
-    }
+    out.push("final".into());
     out
 }
 
-/// Runs one rank of a manifest to completion.
+/// What every pass of one task shares.
+struct Ctx<'a> {
+    m: &'a LoadedManifest,
+    opts: &'a RunOptions,
+    layout: &'a units::Layout,
+    all_units: &'a [Unit],
+    pool: &'a rayon::ThreadPool,
+    run_id: String,
+    started: std::time::SystemTime,
+}
+
+impl Ctx<'_> {
+    fn mine(&self) -> Vec<Unit> {
+        self.all_units
+            .iter()
+            .filter(|u| u.index % self.opts.world_size == self.opts.rank)
+            .cloned()
+            .collect()
+    }
+
+    /// True if this task runs `step` (all of them without `--phase`).
+    fn runs(&self, step: &str) -> bool {
+        self.opts.phase.as_deref().is_none_or(|p| p == step)
+    }
+
+    /// Waits until `missing` is empty: the barrier between steps. Without
+    /// `--phase` the other ranks are running too; with it, the earlier step
+    /// must already be complete.
+    fn barrier(&self, what: &str, missing: impl Fn() -> Vec<String>) -> Result<(), RunError> {
+        let mut delay = Duration::from_millis(20);
+        let mut last_log = Instant::now();
+        loop {
+            let miss = missing();
+            if miss.is_empty() {
+                return Ok(());
+            }
+            if self.opts.phase.is_some() {
+                return Err(RunError::Plan(format!(
+                    "{what} is not complete ({} parts missing, e.g. {}); run that step first",
+                    miss.len(),
+                    miss[0]
+                )));
+            }
+            if let Some(f) = self.layout.failure_since(self.started) {
+                return Err(RunError::Plan(format!("stopped waiting for {what}: {f}")));
+            }
+            if last_log.elapsed() > Duration::from_secs(30) {
+                tracing::info!(
+                    "waiting for {what}: {} parts missing, e.g. {}",
+                    miss.len(),
+                    miss[0]
+                );
+                last_log = Instant::now();
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+fn dedup_err(stage: &str) -> impl FnOnce(crate::dedup::DedupError) -> RunError + '_ {
+    move |source| {
+        RunError::Stage(StageError::Dedup {
+            stage: stage.into(),
+            source,
+        })
+    }
+}
+
+/// Runs one rank of a manifest to completion: for each global stage its
+/// scan, reduce and cluster steps with a barrier after each, then the
+/// final pass that writes the output. With `--phase`, only that step.
 pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     if opts.world_size == 0 || opts.rank >= opts.world_size {
@@ -147,27 +219,218 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     let out = opts.output.clone().unwrap_or_else(|| m.output_dir());
     let all_units = io::plan_units(m)?;
     let mut stages = build_stages(m)?;
-    let plan = phases(&stages);
-    if plan.len() > 1 {
-        return Err(RunError::Plan(format!(
-            "the stages need {} phases separated by barriers; run them with one manifest per phase",
-            plan.len()
-        )));
+    let all_steps = steps(&mut stages);
+    if let Some(p) = &opts.phase {
+        if !all_steps.contains(p) {
+            return Err(RunError::Plan(format!(
+                "--phase {p}: this manifest's steps are {}",
+                all_steps.join(", ")
+            )));
+        }
     }
-
     let record = RunRecord::new(m, &all_units, opts.world_size);
-    let mine: Vec<Unit> = all_units
-        .into_iter()
-        .filter(|u| u.index % opts.world_size == opts.rank)
-        .collect();
-    let stage_names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
     let layout = units::Layout::new(&out, &m.manifest, opts.rank, opts.world_size);
+    if opts.resume || opts.phase.as_deref().is_some_and(|p| p != all_steps[0]) {
+        layout.check_record(&record)?;
+    } else {
+        layout.check_not_foreign(&record)?;
+    }
+    layout.write_record(&record)?;
+    layout.clear_failure()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .thread_name(|i| format!("forja-worker-{i}"))
+        .build()
+        .map_err(|e| RunError::Plan(format!("cannot start worker threads: {e}")))?;
+    let ctx = Ctx {
+        m,
+        opts,
+        layout: &layout,
+        all_units: &all_units,
+        pool: &pool,
+        run_id: format!("{}-{}", record.manifest_hash, record.inputs_hash),
+        started: std::time::SystemTime::now(),
+    };
+    let result = run_steps(&ctx, &mut stages, started);
+    if let Err(e) = &result {
+        layout.record_failure(&e.to_string());
+    }
+    result
+}
 
+fn run_steps(
+    ctx: &Ctx,
+    stages: &mut [Box<dyn Stage>],
+    started: Instant,
+) -> Result<RunSummary, RunError> {
+    let mut ran = Vec::new();
+    let globals: Vec<usize> = (0..stages.len())
+        .filter(|&i| stages[i].global().is_some())
+        .collect();
+    for &g in &globals {
+        ran.extend(global_steps(ctx, stages, g)?);
+    }
+    let out = ctx.layout.root.clone();
+    if !ctx.runs("final") {
+        return Ok(RunSummary {
+            stats: Stats::default(),
+            output_dir: out,
+            units_total: 0,
+            units_resumed: 0,
+            merged: None,
+            elapsed: started.elapsed(),
+            input_bytes: 0,
+            steps: ran,
+        });
+    }
+    ran.push("final".into());
+    let (stats, units_total, units_resumed, input_bytes) = final_pass(ctx, stages)?;
+    let merged = ctx.layout.merge_if_complete()?;
+    Ok(RunSummary {
+        stats,
+        output_dir: out,
+        units_total,
+        units_resumed,
+        merged,
+        elapsed: started.elapsed(),
+        input_bytes,
+        steps: ran,
+    })
+}
+
+/// The scan, reduce and cluster steps of the global stage `g`; afterwards
+/// the stage applies its decisions in every later pass.
+fn global_steps(
+    ctx: &Ctx,
+    stages: &mut [Box<dyn Stage>],
+    g: usize,
+) -> Result<Vec<String>, RunError> {
+    let name = stages[g].name();
+    let dir = GlobalDir::new(
+        ctx.layout
+            .root
+            .join(FORJA_DIR)
+            .join("global")
+            .join(format!("{g:02}-{name}")),
+        ctx.run_id.clone(),
+    );
+    let parts = stages[g].global().expect("a global stage").partitions();
+    let unit_ids: Vec<usize> = ctx.all_units.iter().map(|u| u.index).collect();
+    let (w, rank) = (ctx.opts.world_size, ctx.opts.rank);
+    let mut ran = Vec::new();
+    let step = |s: &str| format!("{name}:{s}");
+    let all = steps(stages);
+    let position = |s: &str| all.iter().position(|x| x == s).expect("a known step");
+    // Steps after this stage's cluster step need its decisions.
+    let needs_decisions = ctx
+        .opts
+        .phase
+        .as_deref()
+        .is_none_or(|p| position(p) > position(&step("cluster")));
+
+    if ctx.runs(&step("scan")) {
+        tracing::info!("{}: hashing this rank's documents", step("scan"));
+        stages[g]
+            .global()
+            .expect("a global stage")
+            .begin_scan(&dir, ctx.opts.mem / 2);
+        let todo: Vec<Unit> = ctx
+            .mine()
+            .into_iter()
+            .filter(|u| !(ctx.opts.resume && dir.marker_ok(&dir.scan_marker(u.index))))
+            .collect();
+        stream(
+            ctx,
+            &mut stages[..=g],
+            &todo,
+            &Sink::Scan(&dir),
+            &step("scan"),
+        )?;
+        ran.push(step("scan"));
+    }
+    if ctx.runs(&step("reduce")) {
+        ctx.barrier(&step("scan"), || {
+            unit_ids
+                .iter()
+                .filter(|&&u| !dir.marker_ok(&dir.scan_marker(u)))
+                .map(|&u| format!("unit {u}"))
+                .collect()
+        })?;
+        let plan = Plan::load(&dir, &unit_ids, parts, ctx.opts.mem).map_err(dedup_err(name))?;
+        let mine: Vec<usize> = (rank..parts).step_by(w).collect();
+        tracing::info!(
+            "{}: {} documents, {} of {parts} partitions on this rank",
+            step("reduce"),
+            plan.total,
+            mine.len()
+        );
+        let global: &dyn crate::stages::Global = stages[g].global().expect("a global stage");
+        for p in mine {
+            if ctx.opts.resume && dir.marker_ok(&dir.reduce_marker(p)) {
+                continue;
+            }
+            let counts = ctx
+                .pool
+                .install(|| global.reduce(&plan, p))
+                .map_err(dedup_err(name))?;
+            dir.write_marker(&dir.reduce_marker(p), counts)
+                .map_err(dedup_err(name))?;
+        }
+        ran.push(step("reduce"));
+    }
+    let cluster_here = match &ctx.opts.phase {
+        None => rank == 0,
+        Some(p) => *p == step("cluster"),
+    };
+    if cluster_here {
+        ctx.barrier(&step("reduce"), || {
+            (0..parts)
+                .filter(|&p| !dir.marker_ok(&dir.reduce_marker(p)))
+                .map(|p| format!("partition {p}"))
+                .collect()
+        })?;
+        if !(ctx.opts.resume && dir.marker_ok(&dir.cluster_marker())) {
+            let plan = Plan::load(&dir, &unit_ids, parts, ctx.opts.mem).map_err(dedup_err(name))?;
+            let global: &dyn crate::stages::Global = stages[g].global().expect("a global stage");
+            let counts = ctx
+                .pool
+                .install(|| global.cluster(&plan))
+                .map_err(dedup_err(name))?;
+            tracing::info!("{}: {counts:?}", step("cluster"));
+            dir.write_marker(&dir.cluster_marker(), counts)
+                .map_err(dedup_err(name))?;
+        }
+        ran.push(step("cluster"));
+    }
+    if needs_decisions {
+        ctx.barrier(&step("cluster"), || {
+            if dir.marker_ok(&dir.cluster_marker()) {
+                Vec::new()
+            } else {
+                vec!["the cluster step".into()]
+            }
+        })?;
+        stages[g]
+            .global()
+            .expect("a global stage")
+            .begin_apply(&dir)
+            .map_err(dedup_err(name))?;
+    }
+    Ok(ran)
+}
+
+/// The last pass: every stage, output shards, ledger and funnel.
+fn final_pass(
+    ctx: &Ctx,
+    stages: &mut [Box<dyn Stage>],
+) -> Result<(Stats, usize, usize, u64), RunError> {
+    let layout = ctx.layout;
+    let mine = ctx.mine();
+    let stage_names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
     // Resume: restore the completed prefix of this rank's units.
     let mut rank_stats = Stats::new(&stage_names);
     let mut resumed = 0;
-    if opts.resume {
-        layout.check_record(&record)?;
+    if ctx.opts.resume {
         for u in &mine {
             let Some(done) = layout.load_done(u.index)? else {
                 break;
@@ -178,10 +441,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
             rank_stats.merge(&done.marker.stats);
             resumed += 1;
         }
-    } else {
-        layout.check_not_foreign(&record)?;
     }
-    layout.write_record(&record)?;
     layout.clear_rank()?;
     let todo: Vec<Unit> = mine[resumed..].to_vec();
     for u in &todo {
@@ -189,15 +449,41 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     }
     let input_bytes: u64 = todo.iter().map(Unit::bytes).sum();
     tracing::info!(
-        rank = opts.rank,
-        world_size = opts.world_size,
+        rank = ctx.opts.rank,
+        world_size = ctx.opts.world_size,
         units = mine.len(),
         resumed,
         bytes = input_bytes,
         "running {}",
-        m.path.display()
+        ctx.m.path.display()
     );
+    let unit_stats = stream(ctx, stages, &todo, &Sink::Output, "final")?;
+    for s in &unit_stats {
+        rank_stats.merge(s);
+    }
+    rank_stats.check_invariant().map_err(RunError::Invariant)?;
+    layout.finish_rank(&mine, &rank_stats)?;
+    Ok((rank_stats, mine.len(), resumed, input_bytes))
+}
 
+/// Where a pass's documents go.
+enum Sink<'a> {
+    /// Output shards, ledger and unit markers.
+    Output,
+    /// Nowhere: the last stage is a global stage collecting keys; each unit
+    /// ends with a scan marker.
+    Scan(&'a GlobalDir),
+}
+
+/// Streams `todo` through `stages`: reader thread, workers, writer thread.
+fn stream(
+    ctx: &Ctx,
+    stages: &mut [Box<dyn Stage>],
+    todo: &[Unit],
+    sink: &Sink,
+    label: &str,
+) -> Result<Vec<Stats>, RunError> {
+    let m = ctx.m;
     let specs: Vec<Arc<SourceSpec>> = m
         .manifest
         .sources
@@ -205,26 +491,22 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
         .map(|s| Arc::new(SourceSpec::new(s, &m.manifest.reader)))
         .collect();
     let progress = Arc::new(AtomicU64::new(0));
-    let bar = progress_bar(opts.progress, input_bytes);
-
-    let cap = opts.threads.max(1) * 2;
+    let input_bytes: u64 = todo.iter().map(Unit::bytes).sum();
+    let bar = progress_bar(ctx.opts.progress, input_bytes, label);
+    let cap = ctx.opts.threads.max(1) * 2;
     let (chunk_tx, chunk_rx) = bounded::<Item>(cap);
     let (done_tx, done_rx) = bounded::<Processed>(cap);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.max(1))
-        .thread_name(|i| format!("forja-worker-{i}"))
-        .build()
-        .map_err(|e| RunError::Plan(format!("cannot start worker threads: {e}")))?;
-
-    let formats = m.manifest.output.formats.clone();
+    let formats = match sink {
+        Sink::Output => m.manifest.output.formats.clone(),
+        Sink::Scan(_) => Vec::new(),
+    };
     let source_names: Vec<String> = m.manifest.sources.iter().map(|s| s.name.clone()).collect();
+    let stage_names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
     let shard_bytes = m.manifest.output.shard_bytes;
     let level = m.manifest.output.zstd_level;
     let sources_fmt: Vec<_> = m.manifest.sources.iter().map(|s| s.format).collect();
-
     let unit_stats = std::thread::scope(|scope| -> Result<Vec<Stats>, RunError> {
         let reader = {
-            let todo = &todo;
             let specs = &specs;
             let reader_cfg = &m.manifest.reader;
             let progress = progress.clone();
@@ -233,7 +515,6 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
                 .spawn(move || read_units(todo, sources_fmt, specs, reader_cfg, progress, chunk_tx))
         };
         let writer = {
-            let layout = &layout;
             let stage_names = &stage_names;
             let source_names = &source_names;
             let formats = &formats;
@@ -241,7 +522,8 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
             let progress = progress.clone();
             scope.spawn(move || {
                 let mut w = UnitWriter {
-                    layout,
+                    layout: ctx.layout,
+                    sink,
                     stage_names,
                     source_names,
                     formats,
@@ -262,8 +544,9 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
         let jsonl_level = formats
             .contains(&crate::manifest::OutputFormat::JsonlZst)
             .then_some(level);
-        let worked =
-            pool.install(|| work(&mut stages, &specs, jsonl_level, chunk_rx, done_tx, cap));
+        let worked = ctx
+            .pool
+            .install(|| work(stages, &specs, jsonl_level, chunk_rx, done_tx, cap));
         let written = writer.join().expect("writer thread panicked");
         let read = reader.join().expect("reader thread panicked");
         // The first failure in flow order is the cause; later ones are its echoes.
@@ -272,22 +555,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
         written
     })?;
     bar.finish_and_clear();
-
-    for s in &unit_stats {
-        rank_stats.merge(s);
-    }
-    rank_stats.check_invariant().map_err(RunError::Invariant)?;
-    layout.finish_rank(&mine, &rank_stats)?;
-    let merged = layout.merge_if_complete()?;
-    Ok(RunSummary {
-        stats: rank_stats,
-        output_dir: out,
-        units_total: mine.len(),
-        units_resumed: resumed,
-        merged,
-        elapsed: started.elapsed(),
-        input_bytes,
-    })
+    Ok(unit_stats)
 }
 
 /// Builds a manifest's stages (loading any model files they name) and
@@ -328,17 +596,18 @@ fn check_columns(stages: &[Box<dyn Stage>]) -> Result<(), RunError> {
     Ok(())
 }
 
-fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+fn progress_bar(enabled: bool, total: u64, label: &str) -> ProgressBar {
     if !enabled {
         return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} of input files, {binary_bytes_per_sec}, ETA {eta}, {msg}",
+            "{spinner} {prefix} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} of input files, {binary_bytes_per_sec}, ETA {eta}, {msg}",
         )
         .expect("valid template"),
     );
+    bar.set_prefix(label.to_string());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
@@ -517,8 +786,14 @@ fn process_window(
         // Ordered part, in input order.
         for (p, out) in procs.iter_mut().zip(outs.iter_mut()) {
             match (&mut p.kind, out) {
-                (ProcessedKind::Data { batch: Some(b), .. }, Some(out)) => stage.decide(b, out)?,
-                (ProcessedKind::UnitEnd { states }, _) => states.push(stage.checkpoint()),
+                (ProcessedKind::Data { batch: Some(b), .. }, Some(out)) => {
+                    stage.enter_unit(p.unit)?;
+                    stage.decide(b, out)?
+                }
+                (ProcessedKind::UnitEnd { states }, _) => {
+                    stage.enter_unit(p.unit)?;
+                    states.push(stage.checkpoint()?)
+                }
                 _ => {}
             }
         }
@@ -585,6 +860,7 @@ struct OpenUnit {
 
 struct UnitWriter<'a> {
     layout: &'a units::Layout,
+    sink: &'a Sink<'a>,
     stage_names: &'a [&'a str],
     source_names: &'a [String],
     formats: &'a [crate::manifest::OutputFormat],
@@ -671,8 +947,23 @@ impl UnitWriter<'_> {
             ProcessedKind::UnitEnd { states } => {
                 let cur = self.current.take().expect("unit open");
                 let outputs = cur.shards.finish().map_err(io_err(&self.layout.root))?;
-                self.layout
-                    .commit_unit(cur.unit, &cur.stats, &cur.ledger, &states, &outputs)?;
+                match self.sink {
+                    Sink::Output => self.layout.commit_unit(
+                        cur.unit,
+                        &cur.stats,
+                        &cur.ledger,
+                        &states,
+                        &outputs,
+                    )?,
+                    Sink::Scan(dir) => {
+                        let docs = cur.stats.stages.last().map_or(0, |s| s.docs_in);
+                        dir.write_marker(
+                            &dir.scan_marker(cur.unit),
+                            [("documents".to_string(), docs)].into(),
+                        )
+                        .map_err(dedup_err("scan"))?
+                    }
+                }
                 self.finished.push(cur.stats);
             }
         }

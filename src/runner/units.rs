@@ -181,6 +181,43 @@ impl Layout {
         Ok(())
     }
 
+    fn failure_path(&self, rank: usize) -> PathBuf {
+        self.root
+            .join(FORJA_DIR)
+            .join("failed")
+            .join(format!("rank-{rank:05}.txt"))
+    }
+
+    /// Leaves word that this rank failed, so ranks waiting at a barrier stop
+    /// instead of waiting for it forever. Best effort: the error itself is
+    /// what the caller reports.
+    pub fn record_failure(&self, message: &str) {
+        let _ = atomic_write(&self.failure_path(self.rank), message.as_bytes());
+    }
+
+    pub fn clear_failure(&self) -> Result<(), RunError> {
+        remove_if_exists(&self.failure_path(self.rank))
+    }
+
+    /// A failure another rank recorded after `since`, if any.
+    pub fn failure_since(&self, since: std::time::SystemTime) -> Option<String> {
+        let dir = self.root.join(FORJA_DIR).join("failed");
+        for e in fs::read_dir(dir).ok()?.flatten() {
+            let fresh = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since);
+            if fresh {
+                let msg = fs::read_to_string(e.path()).unwrap_or_default();
+                return Some(format!(
+                    "{} failed: {msg}",
+                    e.file_name().to_string_lossy().trim_end_matches(".txt")
+                ));
+            }
+        }
+        None
+    }
+
     pub fn write_record(&self, rec: &RunRecord) -> Result<(), RunError> {
         write_json(&self.record_path(), rec)
     }

@@ -1,32 +1,64 @@
-//! `exact_dedup`: drop documents whose normalized text was already seen.
+//! `exact_dedup`: drop documents whose normalized text another document
+//! already has, across every source and task of the run.
 //!
-//! Hashing (xxh3-128) is the parallel part; the set lookup is the ordered
-//! part, so the first occurrence in input order is the one kept whatever the
-//! thread count. The id of the kept document is recorded with every dropped
-//! copy. This is per run (per rank): corpus-wide dedup across tasks is a
-//! phased stage of its own.
+//! A global stage (see `dedup::global`): the scan hashes each text with
+//! xxh3-128 (with the source name folded in for `scope = "source"`), the
+//! reduce step groups equal hashes, and the first document in input order
+//! is kept; every copy is dropped with the kept document's id. Input order
+//! is the order of units, then of documents in a unit, so the same copies
+//! go whatever the world size.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{FixedSizeBinaryBuilder, StringBuilder};
-use arrow_array::{Array, FixedSizeBinaryArray, RecordBatch};
+use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::{Drop, Mode, Stage, StageError, StageOutput};
+use super::{Drop, Global, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
-use crate::hash::PassThroughState;
+use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan};
+use crate::dedup::DedupError;
 use crate::ledger::Reason;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub const DEFAULT_PARTITIONS: usize = 64;
+
+fn default_partitions() -> usize {
+    DEFAULT_PARTITIONS
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExactDedupConfig {
     #[serde(default)]
     pub mode: Mode,
     #[serde(default)]
     pub scope: Scope,
+    /// Hash-range partitions, the reduce step's units of work (at least the
+    /// largest world size you will run with).
+    #[serde(default = "default_partitions")]
+    pub partitions: usize,
+}
+
+impl Default for ExactDedupConfig {
+    fn default() -> Self {
+        ExactDedupConfig {
+            mode: Mode::default(),
+            scope: Scope::default(),
+            partitions: DEFAULT_PARTITIONS,
+        }
+    }
+}
+
+impl ExactDedupConfig {
+    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        if self.partitions == 0 || self.partitions > 65_536 {
+            return vec![(Some("partitions"), "must be in 1..=65536".into())];
+        }
+        Vec::new()
+    }
 }
 
 /// Which documents are compared with each other.
@@ -42,27 +74,29 @@ pub enum Scope {
 
 pub struct ExactDedup {
     config: ExactDedupConfig,
-    /// Hash of every kept text -> id of the document that has it.
-    seen: HashMap<u128, Box<str>, PassThroughState>,
-    /// Entries added since the last checkpoint.
-    fresh: Vec<(u128, Box<str>)>,
+    role: DocRole,
 }
 
 impl ExactDedup {
     pub fn new(config: ExactDedupConfig) -> Self {
         ExactDedup {
             config,
-            seen: HashMap::default(),
-            fresh: Vec::new(),
+            role: DocRole::Idle,
         }
     }
 
-    fn key(&self, hash: &[u8], source: &str) -> u128 {
-        let h = u128::from_le_bytes(hash.try_into().expect("16-byte hash"));
+    fn key(&self, text_hash: u128, source: &str) -> u128 {
         match self.config.scope {
-            Scope::Global => h,
-            Scope::Source => h ^ xxh3_128(source.as_bytes()),
+            Scope::Global => text_hash,
+            Scope::Source => text_hash ^ xxh3_128(source.as_bytes()).rotate_left(1),
         }
+    }
+}
+
+fn fail(e: DedupError) -> StageError {
+    StageError::Dedup {
+        stage: "exact_dedup".into(),
+        source: e,
     }
 }
 
@@ -78,24 +112,30 @@ impl Stage for ExactDedup {
     fn fields(&self) -> Vec<Field> {
         vec![
             Field::new("text_hash", DataType::FixedSizeBinary(16), false),
-            // Id of the earlier document with the same text, if any.
+            // Id of the document kept in this one's place, if it is a copy.
             Field::new("dup_of", DataType::Utf8, true),
         ]
+    }
+
+    fn global(&mut self) -> Option<&mut dyn Global> {
+        Some(self)
     }
 
     fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
         let text = Core::of(batch).text;
         let mut hashes = FixedSizeBinaryBuilder::with_capacity(batch.num_rows(), 16);
+        let mut keys = Vec::with_capacity(batch.num_rows());
         for t in text.iter() {
             let h = xxh3_128(t.unwrap_or_default().as_bytes());
+            keys.push(h);
             hashes
                 .append_value(h.to_le_bytes())
                 .expect("16 bytes into a 16-byte column");
         }
         Ok(StageOutput {
-            text: None,
             columns: vec![Arc::new(hashes.finish())],
-            drops: Vec::new(),
+            scratch: Some(Box::new(keys)),
+            ..Default::default()
         })
     }
 
@@ -103,29 +143,41 @@ impl Stage for ExactDedup {
         true
     }
 
+    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
+        self.role
+            .enter_unit::<u128>(unit, self.config.partitions)
+            .map_err(fail)
+    }
+
     fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
         let core = Core::of(batch);
-        let hashes = out.columns[0]
-            .as_any()
-            .downcast_ref::<FixedSizeBinaryArray>()
-            .expect("process made the hash column");
         let mut dup_of = StringBuilder::new();
-        for row in 0..batch.num_rows() {
-            let key = self.key(hashes.value(row), core.source.value(row));
-            match self.seen.get(&key) {
-                Some(first) => {
-                    dup_of.append_value(first);
-                    out.drops.push(Drop {
-                        row,
-                        reason: Reason::ExactDuplicate,
-                        detail: first.to_string(),
-                    });
-                }
-                None => {
-                    dup_of.append_null();
-                    let id: Box<str> = core.id.value(row).into();
-                    self.seen.insert(key, id.clone());
-                    self.fresh.push((key, id));
+        if self.role.is_scan() {
+            let hashes = out
+                .scratch
+                .take()
+                .and_then(|s| s.downcast::<Vec<u128>>().ok())
+                .expect("process made the keys");
+            for (row, h) in hashes.into_iter().enumerate() {
+                let key = self.key(h, core.source.value(row));
+                let w = self.role.keys().expect("scanning a unit");
+                let ord = w.doc(core.id.value(row), 0, None).map_err(fail)?;
+                w.key(key, ord).map_err(fail)?;
+                dup_of.append_null();
+            }
+        } else {
+            let mut drops = self.role.take(batch.num_rows()).into_iter().peekable();
+            for row in 0..batch.num_rows() {
+                match drops.next_if(|(r, _)| *r == row) {
+                    Some((_, kept)) => {
+                        dup_of.append_value(&kept);
+                        out.drops.push(Drop {
+                            row,
+                            reason: Reason::ExactDuplicate,
+                            detail: kept.into(),
+                        });
+                    }
+                    None => dup_of.append_null(),
                 }
             }
         }
@@ -133,92 +185,31 @@ impl Stage for ExactDedup {
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> Vec<u8> {
-        let mut buf = Vec::new();
-        for (key, id) in self.fresh.drain(..) {
-            buf.extend_from_slice(&key.to_le_bytes());
-            buf.extend_from_slice(&(id.len() as u32).to_le_bytes());
-            buf.extend_from_slice(id.as_bytes());
-        }
-        buf
-    }
-
-    fn restore(&mut self, mut state: &[u8]) -> Result<(), StageError> {
-        let bad = |m: &str| StageError::Restore {
-            stage: "exact_dedup".into(),
-            message: m.into(),
-        };
-        while !state.is_empty() {
-            if state.len() < 20 {
-                return Err(bad("truncated entry"));
-            }
-            let key = u128::from_le_bytes(state[..16].try_into().expect("16 bytes"));
-            let len = u32::from_le_bytes(state[16..20].try_into().expect("4 bytes")) as usize;
-            let id = state.get(20..20 + len).ok_or_else(|| bad("truncated id"))?;
-            let id = std::str::from_utf8(id).map_err(|_| bad("id is not UTF-8"))?;
-            self.seen.insert(key, id.into());
-            state = &state[20 + len..];
-        }
-        Ok(())
+    fn checkpoint(&mut self) -> Result<Vec<u8>, StageError> {
+        self.role.finish_unit(false).map_err(fail)?;
+        Ok(Vec::new())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::CoreBuilder;
-
-    fn batch(rows: &[(&str, &str)]) -> RecordBatch {
-        let mut b = CoreBuilder::with_capacity(rows.len(), 64);
-        for (i, (src, t)) in rows.iter().enumerate() {
-            b.push(src, "f", i as u64 + 1, t, None, None);
-        }
-        b.finish()
+impl Global for ExactDedup {
+    fn partitions(&self) -> usize {
+        self.config.partitions
     }
 
-    fn run(stage: &mut ExactDedup, b: &RecordBatch) -> StageOutput {
-        let mut out = stage.process(b).unwrap();
-        stage.decide(b, &mut out).unwrap();
-        out
+    fn begin_scan(&mut self, dir: &GlobalDir, budget: usize) {
+        self.role = DocRole::scan(dir, budget);
     }
 
-    #[test]
-    fn keeps_first_occurrence_and_names_it() {
-        let b = batch(&[("a", "x"), ("a", "y"), ("a", "x"), ("b", "x")]);
-        let mut s = ExactDedup::new(ExactDedupConfig::default());
-        let out = run(&mut s, &b);
-        let rows: Vec<usize> = out.drops.iter().map(|d| d.row).collect();
-        assert_eq!(rows, vec![2, 3]);
-        assert_eq!(out.drops[0].detail, Core::of(&b).id.value(0));
+    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
+        self.role = DocRole::apply(dir)?;
+        Ok(())
     }
 
-    #[test]
-    fn source_scope_compares_within_a_source() {
-        let b = batch(&[("a", "x"), ("b", "x"), ("b", "x")]);
-        let mut s = ExactDedup::new(ExactDedupConfig {
-            scope: Scope::Source,
-            ..Default::default()
-        });
-        let out = run(&mut s, &b);
-        assert_eq!(out.drops.len(), 1);
-        assert_eq!(out.drops[0].row, 2);
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
+        global::reduce_edges::<u128>(plan, part, None)
     }
 
-    #[test]
-    fn checkpoint_restores_the_seen_set() {
-        let b1 = batch(&[("a", "x"), ("a", "y")]);
-        let mut s = ExactDedup::new(ExactDedupConfig::default());
-        run(&mut s, &b1);
-        let state = s.checkpoint();
-        assert!(
-            s.checkpoint().is_empty(),
-            "a checkpoint drains what it saved"
-        );
-        let mut resumed = ExactDedup::new(ExactDedupConfig::default());
-        resumed.restore(&state).unwrap();
-        let out = run(&mut resumed, &batch(&[("a", "y"), ("a", "z")]));
-        assert_eq!(out.drops.len(), 1);
-        assert_eq!(out.drops[0].detail, Core::of(&b1).id.value(1));
-        assert!(resumed.restore(&state[..5]).is_err());
+    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
+        global::cluster(plan, Keep::First)
     }
 }

@@ -365,6 +365,7 @@ impl Stage for Lid {
             text: None,
             columns,
             drops,
+            scratch: None,
         })
     }
 }

@@ -12,9 +12,12 @@
 mod exact_dedup;
 mod length;
 mod lid;
+mod near_dedup;
 mod normalize;
 pub mod quality;
+mod repeated_lines;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
@@ -27,8 +30,13 @@ use crate::ledger::{LedgerRow, Reason};
 pub use exact_dedup::{ExactDedup, ExactDedupConfig, Scope};
 pub use length::{Length, LengthConfig};
 pub use lid::{Backend as LidBackend, Lid, LidConfig};
+pub use near_dedup::{NearDedup, NearDedupConfig};
 pub use normalize::{normalize_text, Normalize, NormalizeConfig};
 pub use quality::{Quality, QualityConfig, Rule as QualityRule};
+pub use repeated_lines::{Position, RepeatedLines, RepeatedLinesConfig, TextUnit};
+
+use crate::dedup::global::{GlobalDir, Plan};
+use crate::dedup::DedupError;
 
 /// Whether a stage drops documents or only annotates them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,30 +49,18 @@ pub enum Mode {
     Filter,
 }
 
-/// Where a stage needs every earlier document to have passed (or every
-/// later one to wait): global steps such as near-duplicate clustering run as
-/// phases separated by these barriers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Barrier {
-    #[default]
-    None,
-    /// Needs all documents of all ranks up to here first (e.g. clustering).
-    Before,
-    /// Its results are only usable once every rank has finished it.
-    After,
-    Both,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error("stage `{stage}`: {message}")]
     Failed { stage: String, message: String },
     #[error("stage `{stage}`: cannot restore checkpoint: {message}")]
     Restore { stage: String, message: String },
+    #[error("stage `{stage}`: {source}")]
+    Dedup { stage: String, source: DedupError },
 }
 
 /// What a stage computed for one batch.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct StageOutput {
     /// Replacement for the `text` column (only normalizing stages set it).
     pub text: Option<ArrayRef>,
@@ -72,6 +68,18 @@ pub struct StageOutput {
     pub columns: Vec<ArrayRef>,
     /// Rows the stage rejects, with why. Applied only in filter mode.
     pub drops: Vec<Drop>,
+    /// What `process` hands to the same stage's `decide` (e.g. hash keys).
+    pub scratch: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl std::fmt::Debug for StageOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageOutput")
+            .field("text", &self.text)
+            .field("columns", &self.columns)
+            .field("drops", &self.drops)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,8 +95,9 @@ pub trait Stage: Send + Sync {
     fn mode(&self) -> Mode;
     /// Columns this stage appends, known before any batch is seen.
     fn fields(&self) -> Vec<Field>;
-    fn barrier(&self) -> Barrier {
-        Barrier::None
+    /// Stages that need the whole corpus (global dedup) run in phases.
+    fn global(&mut self) -> Option<&mut dyn Global> {
+        None
     }
     /// The pure, parallel part.
     fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError>;
@@ -96,18 +105,37 @@ pub trait Stage: Send + Sync {
     fn ordered(&self) -> bool {
         false
     }
+    /// Called in input order before the ordered calls for each unit's batches.
+    fn enter_unit(&mut self, _unit: usize) -> Result<(), StageError> {
+        Ok(())
+    }
     /// The ordered part: decisions that depend on earlier documents.
     fn decide(&mut self, _batch: &RecordBatch, _out: &mut StageOutput) -> Result<(), StageError> {
         Ok(())
     }
-    /// State added since the last checkpoint, saved when a unit of work
-    /// completes so a resumed run can restore it.
-    fn checkpoint(&mut self) -> Vec<u8> {
-        Vec::new()
+    /// Called when a unit of work completes: returns the state added since
+    /// the last checkpoint, which a resumed run restores.
+    fn checkpoint(&mut self) -> Result<Vec<u8>, StageError> {
+        Ok(Vec::new())
     }
     fn restore(&mut self, _state: &[u8]) -> Result<(), StageError> {
         Ok(())
     }
+}
+
+/// The phased side of a global stage (see `dedup::global`).
+pub trait Global: Send + Sync {
+    /// Hash-range partitions of its keys: the reduce step's units of work.
+    fn partitions(&self) -> usize;
+    /// The next pass collects keys into `dir`, holding at most `budget`
+    /// bytes of them in memory.
+    fn begin_scan(&mut self, dir: &GlobalDir, budget: usize);
+    /// The next pass applies the decisions found in `dir`.
+    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError>;
+    /// Sorts partition `part` of every unit's keys; returns counts for its marker.
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError>;
+    /// Turns the reduced partitions into per-unit decisions.
+    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError>;
 }
 
 /// The `[[stage]]` entries of a manifest, tagged by `type`.
@@ -116,6 +144,8 @@ pub trait Stage: Send + Sync {
 pub enum StageConfig {
     Normalize(NormalizeConfig),
     ExactDedup(ExactDedupConfig),
+    NearDedup(NearDedupConfig),
+    RepeatedLines(RepeatedLinesConfig),
     Length(LengthConfig),
     Lid(LidConfig),
     Quality(QualityConfig),
@@ -133,6 +163,8 @@ impl StageConfig {
         match self {
             StageConfig::Normalize(_) => "normalize",
             StageConfig::ExactDedup(_) => "exact_dedup",
+            StageConfig::NearDedup(_) => "near_dedup",
+            StageConfig::RepeatedLines(_) => "repeated_lines",
             StageConfig::Length(_) => "length",
             StageConfig::Lid(_) => "lid",
             StageConfig::Quality(_) => "quality",
@@ -144,6 +176,8 @@ impl StageConfig {
         match self {
             StageConfig::Normalize(_) | StageConfig::ExactDedup(_) => Vec::new(),
             StageConfig::Length(c) => c.problems(),
+            StageConfig::NearDedup(c) => c.problems(),
+            StageConfig::RepeatedLines(c) => c.problems(),
             StageConfig::Lid(c) => c.problems(),
             StageConfig::Quality(c) => c.problems(),
         }
@@ -154,6 +188,8 @@ impl StageConfig {
             StageConfig::Lid(c) => Box::new(Lid::new(c.clone(), ctx)?),
             StageConfig::Normalize(c) => Box::new(Normalize::new(c.clone())),
             StageConfig::ExactDedup(c) => Box::new(ExactDedup::new(c.clone())),
+            StageConfig::NearDedup(c) => Box::new(NearDedup::new(c.clone())),
+            StageConfig::RepeatedLines(c) => Box::new(RepeatedLines::new(c.clone())),
             StageConfig::Length(c) => Box::new(Length::new(c.clone())),
             StageConfig::Quality(c) => Box::new(Quality::new(c.clone())?),
         })
@@ -272,6 +308,20 @@ mod tests {
             StageConfig::ExactDedup(ExactDedupConfig {
                 mode: Mode::Annotate,
                 scope: Scope::Source,
+                partitions: 7,
+            }),
+            StageConfig::NearDedup(NearDedupConfig {
+                verify: Some(0.8),
+                keep: crate::dedup::Keep::Longest,
+                bands: 20,
+                rows: 5,
+                ..Default::default()
+            }),
+            StageConfig::RepeatedLines(RepeatedLinesConfig {
+                unit: TextUnit::Paragraph,
+                position: Position::Edges,
+                min_docs: 4,
+                ..Default::default()
             }),
             StageConfig::Length(LengthConfig {
                 min_chars: Some(5),

@@ -1,0 +1,336 @@
+//! `near_dedup`: MinHash-LSH near-duplicate removal across the whole run.
+//!
+//! A global stage (see `dedup::global`). The scan computes, per document,
+//! the MinHash signature of its word 5-gram shingles and one 64-bit key per
+//! band; documents that share a band key are candidates, optionally
+//! verified by exact Jaccard over their shingles; clusters keep one
+//! document (first, longest or best scored) and drop the rest with the
+//! kept one's id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, Field};
+use serde::{Deserialize, Serialize};
+
+use super::exact_dedup::DEFAULT_PARTITIONS;
+use super::{Drop, Global, Mode, Stage, StageError, StageOutput};
+use crate::batch::Core;
+use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan, Verify};
+use crate::dedup::{shingles, Banding, DedupError, MinHasher};
+use crate::ledger::Reason;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NearDedupConfig {
+    pub mode: Mode,
+    /// Words per shingle.
+    pub shingle: usize,
+    pub bands: usize,
+    pub rows: usize,
+    /// Seed of the hash family: change it and every signature changes.
+    pub seed: u64,
+    /// Join candidates only if the exact Jaccard of their shingles is at
+    /// least this (removes LSH false positives; stores shingles on disk).
+    pub verify: Option<f64>,
+    pub keep: Keep,
+    /// The Float64 column `keep = "score"` ranks by (higher is better).
+    pub score_column: Option<String>,
+    pub partitions: usize,
+}
+
+impl Default for NearDedupConfig {
+    fn default() -> Self {
+        NearDedupConfig {
+            mode: Mode::Filter,
+            shingle: 5,
+            bands: Banding::FINEWEB.bands,
+            rows: Banding::FINEWEB.rows,
+            seed: 1,
+            verify: None,
+            keep: Keep::First,
+            score_column: None,
+            partitions: DEFAULT_PARTITIONS,
+        }
+    }
+}
+
+impl NearDedupConfig {
+    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        let mut p = Vec::new();
+        if self.shingle == 0 {
+            p.push((Some("shingle"), "must be at least 1".into()));
+        }
+        if self.bands == 0 || self.rows == 0 || self.bands * self.rows > 4096 {
+            p.push((
+                Some("bands"),
+                "bands and rows must be at least 1, and bands x rows at most 4096".into(),
+            ));
+        }
+        if let Some(v) = self.verify {
+            if !(0.0..=1.0).contains(&v) {
+                p.push((Some("verify"), "a Jaccard threshold in 0..=1".into()));
+            }
+        }
+        if self.keep == Keep::Score && self.score_column.is_none() {
+            p.push((
+                Some("score_column"),
+                "keep = \"score\" needs the column to rank by".into(),
+            ));
+        }
+        if self.partitions == 0 || self.partitions > 65_536 {
+            p.push((Some("partitions"), "must be in 1..=65536".into()));
+        }
+        p
+    }
+}
+
+pub struct NearDedup {
+    config: NearDedupConfig,
+    hasher: MinHasher,
+    banding: Banding,
+    role: DocRole,
+}
+
+/// What `process` computes for `decide` during a scan.
+struct Scanned {
+    /// `bands` keys per row; rows without a word have none.
+    keys: Vec<u64>,
+    has_keys: Vec<bool>,
+    scores: Vec<u32>,
+    shingles: Vec<Vec<u32>>,
+}
+
+/// An order-preserving map of a score onto u32.
+fn score_bits(x: f64) -> u32 {
+    let b = (x as f32).to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 1 << 31
+    }
+}
+
+fn fail(e: DedupError) -> StageError {
+    StageError::Dedup {
+        stage: "near_dedup".into(),
+        source: e,
+    }
+}
+
+impl NearDedup {
+    pub fn new(config: NearDedupConfig) -> Self {
+        let banding = Banding {
+            bands: config.bands,
+            rows: config.rows,
+        };
+        NearDedup {
+            hasher: MinHasher::new(banding.hashes(), config.shingle, config.seed),
+            banding,
+            config,
+            role: DocRole::Idle,
+        }
+    }
+
+    fn scores(&self, batch: &RecordBatch) -> Result<Vec<u32>, StageError> {
+        let n = batch.num_rows();
+        Ok(match self.config.keep {
+            Keep::First => vec![0; n],
+            Keep::Longest => Core::of(batch)
+                .text
+                .iter()
+                .map(|t| t.map_or(0, |t| t.len().min(u32::MAX as usize) as u32))
+                .collect(),
+            Keep::Score => {
+                let name = self.config.score_column.as_deref().unwrap_or_default();
+                let col = batch
+                    .column_by_name(name)
+                    .ok_or_else(|| StageError::Failed {
+                        stage: "near_dedup".into(),
+                        message: format!("keep = \"score\": no column `{name}` before this stage"),
+                    })?;
+                let col =
+                    col.as_primitive_opt::<Float64Type>()
+                        .ok_or_else(|| StageError::Failed {
+                            stage: "near_dedup".into(),
+                            message: format!(
+                                "score column `{name}` is {}, not Float64",
+                                col.data_type()
+                            ),
+                        })?;
+                (0..n)
+                    .map(|i| {
+                        if col.is_null(i) {
+                            0
+                        } else {
+                            score_bits(col.value(i))
+                        }
+                    })
+                    .collect()
+            }
+        })
+    }
+}
+
+impl Stage for NearDedup {
+    fn name(&self) -> &'static str {
+        "near_dedup"
+    }
+
+    fn mode(&self) -> Mode {
+        self.config.mode
+    }
+
+    fn fields(&self) -> Vec<Field> {
+        // Id of the document kept in this one's place, if it is a near copy.
+        vec![Field::new("near_dup_of", DataType::Utf8, true)]
+    }
+
+    fn global(&mut self) -> Option<&mut dyn Global> {
+        Some(self)
+    }
+
+    fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
+        if !self.role.is_scan() {
+            return Ok(StageOutput::default());
+        }
+        let n = batch.num_rows();
+        let mut s = Scanned {
+            keys: Vec::with_capacity(n * self.banding.bands),
+            has_keys: Vec::with_capacity(n),
+            scores: self.scores(batch)?,
+            shingles: Vec::new(),
+        };
+        let mut sig = Vec::new();
+        for t in Core::of(batch).text.iter() {
+            let sh = shingles(t.unwrap_or_default(), self.config.shingle);
+            s.has_keys.push(!sh.is_empty());
+            if !sh.is_empty() {
+                self.hasher.signature_of(&sh, &mut sig);
+                s.keys.extend(self.banding.keys(&sig));
+            }
+            if self.config.verify.is_some() {
+                let mut small: Vec<u32> = sh.iter().map(|&x| (x >> 32) as u32).collect();
+                small.sort_unstable();
+                small.dedup();
+                s.shingles.push(small);
+            }
+        }
+        Ok(StageOutput {
+            scratch: Some(Box::new(s)),
+            ..Default::default()
+        })
+    }
+
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
+        self.role
+            .enter_unit::<u64>(unit, self.config.partitions)
+            .map_err(fail)
+    }
+
+    fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
+        let core = Core::of(batch);
+        let mut dup_of = StringBuilder::new();
+        if self.role.is_scan() {
+            let s = out
+                .scratch
+                .take()
+                .and_then(|s| s.downcast::<Scanned>().ok())
+                .expect("process made the keys");
+            let bands = self.banding.bands;
+            let mut keys = s.keys.chunks_exact(bands);
+            let verify = self.config.verify.is_some();
+            for row in 0..batch.num_rows() {
+                let w = self.role.keys().expect("scanning a unit");
+                let sh = verify.then(|| s.shingles[row].as_slice());
+                let ord = w.doc(core.id.value(row), s.scores[row], sh).map_err(fail)?;
+                if s.has_keys[row] {
+                    for &k in keys.next().expect("one set of keys per row with words") {
+                        w.key(k, ord).map_err(fail)?;
+                    }
+                }
+                dup_of.append_null();
+            }
+        } else {
+            let mut drops = self.role.take(batch.num_rows()).into_iter().peekable();
+            for row in 0..batch.num_rows() {
+                match drops.next_if(|(r, _)| *r == row) {
+                    Some((_, kept)) => {
+                        dup_of.append_value(&kept);
+                        out.drops.push(Drop {
+                            row,
+                            reason: Reason::NearDuplicate,
+                            detail: kept.into(),
+                        });
+                    }
+                    None => dup_of.append_null(),
+                }
+            }
+        }
+        out.columns.push(Arc::new(dup_of.finish()));
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<Vec<u8>, StageError> {
+        self.role
+            .finish_unit(self.config.verify.is_some())
+            .map_err(fail)?;
+        Ok(Vec::new())
+    }
+}
+
+impl Global for NearDedup {
+    fn partitions(&self) -> usize {
+        self.config.partitions
+    }
+
+    fn begin_scan(&mut self, dir: &GlobalDir, budget: usize) {
+        self.role = DocRole::scan(dir, budget);
+    }
+
+    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
+        self.role = DocRole::apply(dir)?;
+        Ok(())
+    }
+
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
+        let verify = self.config.verify.map(|threshold| Verify { threshold });
+        global::reduce_edges::<u64>(plan, part, verify.as_ref())
+    }
+
+    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
+        global::cluster(plan, self.config.keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_bits_keep_order() {
+        let xs = [-1e9, -2.5, -0.0, 0.0, 1e-3, 0.5, 7.0, 1e20];
+        for w in xs.windows(2) {
+            assert!(score_bits(w[0]) <= score_bits(w[1]), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn config_problems_are_named() {
+        let c = NearDedupConfig {
+            keep: Keep::Score,
+            verify: Some(1.5),
+            ..Default::default()
+        };
+        let fields: Vec<_> = c.problems().into_iter().filter_map(|p| p.0).collect();
+        assert_eq!(fields, vec!["verify", "score_column"]);
+    }
+}
