@@ -41,7 +41,11 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let tmp = tmp_path(path);
+    // Ranks may write the same small file (the run record) at once: each
+    // its own temporary name, and the last rename wins whole.
+    let mut tmp = tmp_path(path).into_os_string();
+    tmp.push(format!(".{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     fs::write(&tmp, bytes)?;
     commit(&tmp, path)
 }

@@ -230,12 +230,39 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     }
     let record = RunRecord::new(m, &all_units, opts.world_size);
     let layout = units::Layout::new(&out, &m.manifest, opts.rank, opts.world_size);
-    if opts.resume || opts.phase.as_deref().is_some_and(|p| p != all_steps[0]) {
-        layout.check_record(&record)?;
-    } else {
-        layout.check_not_foreign(&record)?;
+    let result = start_and_run(
+        m,
+        opts,
+        &record,
+        &layout,
+        &all_units,
+        &mut stages,
+        &all_steps,
+        started,
+    );
+    if let Err(e) = &result {
+        layout.record_failure(&e.to_string());
     }
-    layout.write_record(&record)?;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_and_run(
+    m: &LoadedManifest,
+    opts: &RunOptions,
+    record: &RunRecord,
+    layout: &units::Layout,
+    all_units: &[Unit],
+    stages: &mut [Box<dyn Stage>],
+    all_steps: &[String],
+    started: Instant,
+) -> Result<RunSummary, RunError> {
+    if opts.resume || opts.phase.as_deref().is_some_and(|p| p != all_steps[0]) {
+        layout.check_record(record)?;
+    } else {
+        layout.check_not_foreign(record)?;
+    }
+    layout.write_record(record)?;
     layout.clear_failure()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
@@ -245,17 +272,13 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     let ctx = Ctx {
         m,
         opts,
-        layout: &layout,
-        all_units: &all_units,
+        layout,
+        all_units,
         pool: &pool,
         run_id: format!("{}-{}", record.manifest_hash, record.inputs_hash),
         started: std::time::SystemTime::now(),
     };
-    let result = run_steps(&ctx, &mut stages, started);
-    if let Err(e) = &result {
-        layout.record_failure(&e.to_string());
-    }
-    result
+    run_steps(&ctx, stages, started)
 }
 
 fn run_steps(

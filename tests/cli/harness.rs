@@ -116,8 +116,22 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// (reason, file, line, detail) of every ledger row of a one-rank run.
 pub fn ledger(out: &Path) -> Vec<(String, String, u64, String)> {
+    ledger_file(&out.join("ledger/rank-00000-of-00001.parquet"))
+}
+
+/// (reason, file, line, detail) of every ledger row of every rank, sorted.
+pub fn ledger_all(out: &Path) -> Vec<(String, String, u64, String)> {
+    let mut rows = Vec::new();
+    for e in fs::read_dir(out.join("ledger")).unwrap() {
+        rows.extend(ledger_file(&e.unwrap().path()));
+    }
+    rows.sort();
+    rows
+}
+
+fn ledger_file(path: &Path) -> Vec<(String, String, u64, String)> {
     use arrow_array::{Array, StringArray, UInt64Array};
-    let batches = forja::read_ledger(&out.join("ledger/rank-00000-of-00001.parquet")).unwrap();
+    let batches = forja::read_ledger(path).unwrap();
     let mut rows = Vec::new();
     for b in batches {
         let s = |name: &str| {

@@ -3,6 +3,7 @@
 mod harness;
 
 mod bad_input;
+mod dedup;
 mod determinism;
 mod manifest;
 mod quality;
