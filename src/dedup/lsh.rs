@@ -142,7 +142,7 @@ pub fn cluster(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::minhash::shingles;
     use super::*;
     use std::collections::{BTreeMap, HashSet};
@@ -151,7 +151,7 @@ mod tests {
 
     /// Real documents of the demo corpus: each UDHR translation whole, the
     /// installation guide's pages, the licence texts.
-    fn real_documents() -> Vec<String> {
+    pub(crate) fn real_documents() -> Vec<String> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo");
         let mut docs = Vec::new();
         let udhr = zstd::decode_all(std::fs::File::open(root.join("udhr/udhr.jsonl.zst")).unwrap())
@@ -181,9 +181,9 @@ mod tests {
         docs
     }
 
-    struct Rng(u64);
+    pub(crate) struct Rng(pub u64);
     impl Rng {
-        fn next(&mut self, n: usize) -> usize {
+        pub(crate) fn next(&mut self, n: usize) -> usize {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
@@ -193,7 +193,7 @@ mod tests {
 
     /// Edited copies: a few percent of words swapped, deleted or inserted,
     /// or a header and footer added.
-    fn variants(doc: &str, rng: &mut Rng) -> Vec<String> {
+    pub(crate) fn variants(doc: &str, rng: &mut Rng) -> Vec<String> {
         let words: Vec<&str> = doc.split(' ').collect();
         let edits = (words.len() / 50).max(1);
         let mut swapped = words.clone();
