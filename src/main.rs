@@ -149,13 +149,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(m) => {
                 let units = forja::plan_units(&m)?;
                 // Stages load their models and data here, so a bad path fails now.
-                forja::build_stages(&m)?;
+                let mut stages = forja::build_stages(&m)?;
                 println!(
                     "{}: ok ({} sources, {} stages, {} units of input)",
                     manifest.display(),
                     m.manifest.sources.len(),
                     m.manifest.stages.len(),
                     units.len()
+                );
+                println!(
+                    "steps (for --phase): {}",
+                    forja::steps(&mut stages).join(", ")
                 );
                 Ok(ExitCode::SUCCESS)
             }
