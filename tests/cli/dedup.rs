@@ -150,7 +150,19 @@ fn world_sizes_1_3_and_8_drop_the_same_documents() {
             ]);
         }
     }
-    for w in ["w3", "w8"] {
+    // A tiny memory budget: sorts spill to runs on disk and merge back.
+    env.ok(&["run", "--quiet", m, "--out", "small", "--mem", "16K"]);
+    let spilled: u64 = std::fs::read_dir(env.path("small/_forja/global/03-near_dedup/reduce"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".done.json"))
+        .map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            v["counts"]["spilled_runs"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(spilled > 0, "the budget made the sorts spill");
+    for w in ["w3", "w8", "small"] {
         let rows = ledger_all(&env.path(w));
         assert_eq!(rows.len(), one.len(), "{w}");
         assert!(rows == one, "{w} drops other documents");
