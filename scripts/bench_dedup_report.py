@@ -32,6 +32,7 @@ def datatrove_dropped():
 drops = {
     "forja": forja_dropped("forja"),
     "forja-verify": forja_dropped("forja-verify"),
+    "forja-seed2": forja_dropped("forja-seed2"),
     "datatrove": datatrove_dropped(),
     "datasketch": set(open(f"{bench}/datasketch-dropped.txt").read().split()),
 }
