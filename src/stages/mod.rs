@@ -321,6 +321,7 @@ mod tests {
                 unit: TextUnit::Paragraph,
                 position: Position::Edges,
                 min_docs: 4,
+                edge_window: 5,
                 ..Default::default()
             }),
             StageConfig::Length(LengthConfig {

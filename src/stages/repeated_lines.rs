@@ -57,6 +57,11 @@ pub struct RepeatedLinesConfig {
     pub position: Position,
     /// Documents left with fewer words than this after removal are dropped.
     pub min_words: usize,
+    /// With `position = "edges"`, only the first and last this many units of
+    /// each document are counted: a unit is boilerplate if it is repeated
+    /// *at the edges* of pages, so a label common inside pages ("Note")
+    /// that happens to sit under a header stays.
+    pub edge_window: usize,
     pub partitions: usize,
 }
 
@@ -68,6 +73,7 @@ impl Default for RepeatedLinesConfig {
             min_docs: 3,
             position: Position::Anywhere,
             min_words: 0,
+            edge_window: 8,
             partitions: DEFAULT_PARTITIONS,
         }
     }
@@ -84,6 +90,9 @@ impl RepeatedLinesConfig {
         }
         if self.partitions == 0 || self.partitions > 65_536 {
             p.push((Some("partitions"), "must be in 1..=65536".into()));
+        }
+        if self.edge_window == 0 {
+            p.push((Some("edge_window"), "must be at least 1".into()));
         }
         p
     }
@@ -276,6 +285,10 @@ impl Stage for RepeatedLines {
                         .into_iter()
                         .filter_map(|p| p.key)
                         .collect();
+                    let w = self.config.edge_window;
+                    if self.config.position == Position::Edges && k.len() > 2 * w {
+                        k.drain(w..k.len() - w);
+                    }
                     k.sort_unstable();
                     k.dedup();
                     k
