@@ -47,6 +47,42 @@ fn keys_tag<K: Key>() -> u32 {
     }
 }
 
+/// Opens a unit's keys file, whatever its key width.
+fn open_keys(path: &Path) -> Result<Sections, DedupError> {
+    Sections::open_any(path, &[TAG_KEYS64, TAG_KEYS128])
+}
+
+/// Appends a `(u32, string)` record: a document-table entry (score, id) or
+/// a decision (ordinal, id of the kept document).
+fn put_record(out: &mut Vec<u8>, n: u32, s: &str) {
+    let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    out.extend_from_slice(s);
+}
+
+/// Calls `f` on every `(u32, string)` record of a section.
+fn for_each_record(
+    bytes: &[u8],
+    path: &Path,
+    mut f: impl FnMut(u32, &str),
+) -> Result<(), DedupError> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let bad = || DedupError::Corrupt {
+            path: path.display().to_string(),
+            message: format!("damaged record at byte {at}"),
+        };
+        let head = bytes.get(at..at + 6).ok_or_else(bad)?;
+        let n = u32::from_le_bytes(head[..4].try_into().expect("4"));
+        let len = u16::from_le_bytes(head[4..6].try_into().expect("2")) as usize;
+        let s = bytes.get(at + 6..at + 6 + len).ok_or_else(bad)?;
+        f(n, std::str::from_utf8(s).map_err(|_| bad())?);
+        at += 6 + len;
+    }
+    Ok(())
+}
+
 /// Where one global stage keeps its intermediates.
 #[derive(Debug, Clone)]
 pub struct GlobalDir {
@@ -147,9 +183,7 @@ impl Plan {
         let mut offsets = Vec::with_capacity(units.len());
         let mut total = 0u64;
         for &u in units {
-            let path = dir.keys(u);
-            let s = Sections::open(&path, TAG_KEYS64)
-                .or_else(|_| Sections::open(&path, TAG_KEYS128))?;
+            let s = open_keys(&dir.keys(u))?;
             offsets.push(total);
             total += s.docs;
             out.push((u, s.docs));
@@ -222,10 +256,7 @@ impl UnitKeys {
         let ord = self.docs;
         self.docs += 1;
         self.rec.clear();
-        self.rec.extend_from_slice(&score.to_le_bytes());
-        let id = &id.as_bytes()[..id.len().min(u16::MAX as usize)];
-        self.rec.extend_from_slice(&(id.len() as u16).to_le_bytes());
-        self.rec.extend_from_slice(id);
+        put_record(&mut self.rec, score, id);
         self.w.append(doc_table(self.parts), &self.rec)?;
         if let Some(sh) = shingles {
             let start = self.w.len(shingle_data(self.parts));
@@ -246,16 +277,14 @@ impl UnitKeys {
         self.w.append(p, &self.rec)
     }
 
-    pub fn finish(mut self, with_shingles: bool) -> Result<u32, DedupError> {
+    pub fn finish(mut self, with_shingles: bool) -> Result<(), DedupError> {
         if with_shingles {
             let end = self.w.len(shingle_data(self.parts));
             self.w
                 .append(shingle_index(self.parts), &end.to_le_bytes())?;
         }
         self.w.set_docs(self.docs as u64);
-        let n = self.docs;
-        self.w.finish()?;
-        Ok(n)
+        self.w.finish()
     }
 }
 
@@ -304,11 +333,6 @@ fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter
 
 // ---------------------------------------------------------------- reduce
 
-/// Exact-Jaccard verification of candidate pairs over stored shingles.
-pub struct Verify {
-    pub threshold: f64,
-}
-
 /// Opens units' shingle tables for random lookups (a bounded number open at once).
 struct ShingleStore<'a> {
     plan: &'a Plan,
@@ -326,11 +350,7 @@ impl ShingleStore<'_> {
                 if open.len() >= 256 {
                     open.clear();
                 }
-                let s = std::sync::Arc::new(
-                    Sections::open(&self.plan.dir.keys(self.plan.units[i].0), TAG_KEYS64).or_else(
-                        |_| Sections::open(&self.plan.dir.keys(self.plan.units[i].0), TAG_KEYS128),
-                    )?,
-                );
+                let s = std::sync::Arc::new(open_keys(&self.plan.dir.keys(self.plan.units[i].0))?);
                 open.insert(i, s.clone());
                 s
             }
@@ -380,11 +400,11 @@ pub fn sorted_jaccard(a: &[u32], b: &[u32]) -> f64 {
 
 /// The reduce step of document-level dedup: documents sharing a key become
 /// edges (each to the group's first and to its predecessor), verified by
-/// exact Jaccard when asked.
+/// exact Jaccard (at least `verify`) over the stored shingles when asked.
 pub fn reduce_edges<K: Key>(
     plan: &Plan,
     part: usize,
-    verify: Option<&Verify>,
+    verify: Option<f64>,
 ) -> Result<BTreeMap<String, u64>, DedupError> {
     let sorter = sort_partition::<K>(plan, part, "edges")?;
     let spilled_runs = sorter.runs() as u64;
@@ -393,7 +413,6 @@ pub fn reduce_edges<K: Key>(
         plan,
         open: Default::default(),
     };
-    let mut counts = BTreeMap::new();
     let (mut groups, mut candidates, mut edges) = (0u64, 0u64, 0u64);
     let mut pending: Vec<(u32, u32)> = Vec::new();
     let flush = |pending: &mut Vec<(u32, u32)>,
@@ -404,14 +423,14 @@ pub fn reduce_edges<K: Key>(
         pending.dedup();
         let keep: Vec<bool> = match verify {
             None => vec![true; pending.len()],
-            Some(v) => pending
+            Some(threshold) => pending
                 .par_iter()
                 .map_init(
                     || (Vec::new(), Vec::new()),
                     |(a, b), &(x, y)| -> Result<bool, DedupError> {
                         store.get(x, a)?;
                         store.get(y, b)?;
-                        Ok(sorted_jaccard(a, b) >= v.threshold)
+                        Ok(sorted_jaccard(a, b) >= threshold)
                     },
                 )
                 .collect::<Result<_, _>>()?,
@@ -447,11 +466,12 @@ pub fn reduce_edges<K: Key>(
     })?;
     flush(&mut pending, &mut w, &mut edges)?;
     w.finish()?;
-    counts.insert("groups".into(), groups);
-    counts.insert("candidates".into(), candidates);
-    counts.insert("edges".into(), edges);
-    counts.insert("spilled_runs".into(), spilled_runs);
-    Ok(counts)
+    Ok(BTreeMap::from([
+        ("groups".into(), groups),
+        ("candidates".into(), candidates),
+        ("edges".into(), edges),
+        ("spilled_runs".into(), spilled_runs),
+    ]))
 }
 
 /// The reduce step of repeated-line removal: keys found in at least
@@ -503,28 +523,19 @@ pub fn cluster_bytes_per_doc(keep: Keep) -> usize {
     }
 }
 
-fn parse_doc_table(
-    bytes: &[u8],
-    path: &Path,
+/// Reads a unit's document table: `f(ordinal, score, id)`.
+fn read_doc_table(
+    plan: &Plan,
+    unit: usize,
     mut f: impl FnMut(u32, u32, &str),
 ) -> Result<(), DedupError> {
-    let mut at = 0;
-    let mut ord = 0u32;
-    while at < bytes.len() {
-        let bad = || DedupError::Corrupt {
-            path: path.display().to_string(),
-            message: "damaged document table".into(),
-        };
-        let head = bytes.get(at..at + 6).ok_or_else(bad)?;
-        let score = u32::from_le_bytes(head[..4].try_into().expect("4"));
-        let len = u16::from_le_bytes(head[4..6].try_into().expect("2")) as usize;
-        let id = bytes.get(at + 6..at + 6 + len).ok_or_else(bad)?;
-        let id = std::str::from_utf8(id).map_err(|_| bad())?;
+    let path = plan.dir.keys(unit);
+    let bytes = open_keys(&path)?.read(doc_table(plan.partitions))?;
+    let mut ord = 0;
+    for_each_record(&bytes, &path, |score, id| {
         f(ord, score, id);
         ord += 1;
-        at += 6 + len;
-    }
-    Ok(())
+    })
 }
 
 /// The cluster step: union-find over the edges of every partition; each
@@ -567,13 +578,8 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupEr
                 if docs == 0 {
                     continue;
                 }
-                let path = plan.dir.keys(u);
-                let s = Sections::open(&path, TAG_KEYS64)
-                    .or_else(|_| Sections::open(&path, TAG_KEYS128))?;
                 let base = plan.offsets[i] as usize;
-                parse_doc_table(&s.read(doc_table(plan.partitions))?, &path, |ord, sc, _| {
-                    score[base + ord as usize] = sc;
-                })?;
+                read_doc_table(plan, u, |ord, sc, _| score[base + ord as usize] = sc)?;
             }
             let mut best = vec![u32::MAX; n];
             for i in 0..n as u32 {
@@ -605,11 +611,8 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupEr
             if docs == 0 {
                 continue;
             }
-            let path = plan.dir.keys(u);
-            let s = Sections::open(&path, TAG_KEYS64)
-                .or_else(|_| Sections::open(&path, TAG_KEYS128))?;
             let base = plan.offsets[i] as u32;
-            parse_doc_table(&s.read(doc_table(plan.partitions))?, &path, |ord, _, id| {
+            read_doc_table(plan, u, |ord, _, id| {
                 let g = base + ord;
                 if wanted[g as usize / 64] & (1 << (g % 64)) != 0 {
                     ids.insert(g, id.into());
@@ -634,9 +637,7 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupEr
                 message: format!("no id for document {k}"),
             })?;
             rec.clear();
-            rec.extend_from_slice(&ord.to_le_bytes());
-            rec.extend_from_slice(&(id.len() as u16).to_le_bytes());
-            rec.extend_from_slice(id.as_bytes());
+            put_record(&mut rec, ord, id);
             w.append(0, &rec)?;
         }
         w.set_docs(docs);
@@ -675,27 +676,17 @@ pub fn load_frequent(dir: &GlobalDir) -> Result<Vec<u64>, DedupError> {
 
 // ---------------------------------------------------------------- apply side
 
-/// A unit's decisions: (ordinal, id of the kept representative), ascending.
-pub fn load_decisions(dir: &GlobalDir, unit: usize) -> Result<Vec<(u32, Box<str>)>, DedupError> {
+/// (ordinal in the unit, id of the kept representative) of a dropped document.
+pub type Decision = (u32, Box<str>);
+
+/// A unit's decisions: how many documents of the unit reached the stage,
+/// and the decisions for those dropped, ascending.
+pub fn load_decisions(dir: &GlobalDir, unit: usize) -> Result<(u64, Vec<Decision>), DedupError> {
     let path = dir.decisions(unit);
     let s = Sections::open(&path, TAG_DECISIONS)?;
-    let bytes = s.read(0)?;
     let mut out = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let bad = || DedupError::Corrupt {
-            path: path.display().to_string(),
-            message: "damaged decision record".into(),
-        };
-        let head = bytes.get(at..at + 6).ok_or_else(bad)?;
-        let ord = u32::from_le_bytes(head[..4].try_into().expect("4"));
-        let len = u16::from_le_bytes(head[4..6].try_into().expect("2")) as usize;
-        let id = std::str::from_utf8(bytes.get(at + 6..at + 6 + len).ok_or_else(bad)?)
-            .map_err(|_| bad())?;
-        out.push((ord, id.into()));
-        at += 6 + len;
-    }
-    Ok(out)
+    for_each_record(&s.read(0)?, &path, |ord, id| out.push((ord, id.into())))?;
+    Ok((s.docs, out))
 }
 
 /// Where a document-level global stage (exact or near dedup) is in a run.
@@ -712,7 +703,7 @@ pub enum DocRole {
     Apply {
         dir: GlobalDir,
         unit: Option<usize>,
-        decisions: Vec<(u32, Box<str>)>,
+        decisions: Vec<Decision>,
         docs: u64,
         next: usize,
         ord: u32,
@@ -728,21 +719,16 @@ impl DocRole {
         }
     }
 
-    pub fn apply(dir: &GlobalDir) -> Result<Self, DedupError> {
-        if !dir.marker_ok(&dir.cluster_marker()) {
-            return Err(DedupError::Missing(format!(
-                "{} has no finished cluster step of this run",
-                dir.root.display()
-            )));
-        }
-        Ok(DocRole::Apply {
+    /// The runner calls this once the cluster step's marker is there.
+    pub fn apply(dir: &GlobalDir) -> Self {
+        DocRole::Apply {
             dir: dir.clone(),
             unit: None,
             decisions: Vec::new(),
             docs: 0,
             next: 0,
             ord: 0,
-        })
+        }
     }
 
     pub fn is_scan(&self) -> bool {
@@ -773,9 +759,7 @@ impl DocRole {
                 ord,
             } => {
                 if *cur != Some(unit) {
-                    let path = dir.decisions(unit);
-                    *docs = Sections::open(&path, TAG_DECISIONS)?.docs;
-                    *decisions = load_decisions(dir, unit)?;
+                    (*docs, *decisions) = load_decisions(dir, unit)?;
                     *cur = Some(unit);
                     *next = 0;
                     *ord = 0;

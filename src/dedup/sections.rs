@@ -82,10 +82,6 @@ impl SectionWriter {
         self.lens[section]
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.lens.iter().all(|&l| l == 0)
-    }
-
     pub fn append(&mut self, section: usize, bytes: &[u8]) -> Result<(), DedupError> {
         self.bufs[section].extend_from_slice(bytes);
         self.sums[section].update(bytes);
@@ -195,6 +191,11 @@ pub struct Sections {
 
 impl Sections {
     pub fn open(path: &Path, tag: u32) -> Result<Sections, DedupError> {
+        Sections::open_any(path, &[tag])
+    }
+
+    /// Opens a file that may hold any of `tags` (e.g. 64- or 128-bit keys).
+    pub fn open_any(path: &Path, tags: &[u32]) -> Result<Sections, DedupError> {
         let file = File::open(path).map_err(io(path))?;
         let mut fixed = [0u8; 24];
         file.read_exact_at(&mut fixed, 0)
@@ -204,10 +205,10 @@ impl Sections {
         }
         let n = u32::from_le_bytes(fixed[8..12].try_into().expect("4")) as usize;
         let found_tag = u32::from_le_bytes(fixed[12..16].try_into().expect("4"));
-        if found_tag != tag {
+        if !tags.contains(&found_tag) {
             return Err(corrupt(
                 path,
-                format!("holds data of kind {found_tag}, expected {tag}"),
+                format!("holds data of kind {found_tag}, expected one of {tags:?}"),
             ));
         }
         if n > 1 << 20 {
@@ -245,10 +246,6 @@ impl Sections {
 
     pub fn count(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn section_len(&self, s: usize) -> u64 {
-        self.entries[s].1
     }
 
     /// A whole section, checksum verified.

@@ -9,10 +9,10 @@
 //!
 //! Workers take a window of chunks, decode them and run each stage's pure
 //! `process` in parallel, then its ordered `decide` over the window in input
-//! order. The writer commits each unit (shards, ledger part, stage state,
-//! stats) under temporary names and writes the unit's marker last; a
-//! resumed run restores state from the markers of the completed prefix of
-//! units and carries on, giving the same bytes as an uninterrupted run.
+//! order. The writer commits each unit (shards, ledger part, stats) under
+//! temporary names and writes the unit's marker last; a resumed run keeps
+//! the completed prefix of units and carries on, giving the same bytes as an
+//! uninterrupted run.
 
 mod units;
 
@@ -143,6 +143,8 @@ struct Ctx<'a> {
     layout: &'a units::Layout,
     all_units: &'a [Unit],
     pool: &'a rayon::ThreadPool,
+    /// Every step of the run, in order (see [`steps`]).
+    steps: &'a [String],
     run_id: String,
     started: std::time::SystemTime,
 }
@@ -275,6 +277,7 @@ fn start_and_run(
         layout,
         all_units,
         pool: &pool,
+        steps: all_steps,
         run_id: format!("{}-{}", record.manifest_hash, record.inputs_hash),
         started: std::time::SystemTime::now(),
     };
@@ -342,8 +345,10 @@ fn global_steps(
     let (w, rank) = (ctx.opts.world_size, ctx.opts.rank);
     let mut ran = Vec::new();
     let step = |s: &str| format!("{name}:{s}");
-    let all = steps(stages);
-    let position = |s: &str| all.iter().position(|x| x == s).expect("a known step");
+    let position = |s: &str| ctx.steps.iter().position(|x| x == s).expect("a known step");
+    // The scanned units' sizes; read once, by the reduce or the cluster step.
+    let load_plan = || Plan::load(&dir, &unit_ids, parts, ctx.opts.mem).map_err(dedup_err(name));
+    let mut reduced_plan = None;
     // Steps after this stage's cluster step need its decisions.
     let needs_decisions = ctx
         .opts
@@ -379,7 +384,7 @@ fn global_steps(
                 .map(|&u| format!("unit {u}"))
                 .collect()
         })?;
-        let plan = Plan::load(&dir, &unit_ids, parts, ctx.opts.mem).map_err(dedup_err(name))?;
+        let plan = load_plan()?;
         let mine: Vec<usize> = (rank..parts).step_by(w).collect();
         tracing::info!(
             "{}: {} documents, {} of {parts} partitions on this rank",
@@ -400,6 +405,7 @@ fn global_steps(
                 .map_err(dedup_err(name))?;
         }
         ran.push(step("reduce"));
+        reduced_plan = Some(plan);
     }
     let cluster_here = match &ctx.opts.phase {
         None => rank == 0,
@@ -413,7 +419,10 @@ fn global_steps(
                 .collect()
         })?;
         if !(ctx.opts.resume && dir.marker_ok(&dir.cluster_marker())) {
-            let plan = Plan::load(&dir, &unit_ids, parts, ctx.opts.mem).map_err(dedup_err(name))?;
+            let plan = match reduced_plan.take() {
+                Some(p) => p,
+                None => load_plan()?,
+            };
             let global: &dyn crate::stages::Global = stages[g].global().expect("a global stage");
             let counts = ctx
                 .pool
@@ -458,10 +467,7 @@ fn final_pass(
             let Some(done) = layout.load_done(u.index)? else {
                 break;
             };
-            for (stage, state) in stages.iter_mut().zip(&done.states) {
-                stage.restore(state)?;
-            }
-            rank_stats.merge(&done.marker.stats);
+            rank_stats.merge(&done.stats);
             resumed += 1;
         }
     }
@@ -712,9 +718,7 @@ enum ProcessedKind {
         /// The kept batch as a compressed JSONL frame, when JSONL is written.
         jsonl: Option<Vec<u8>>,
     },
-    UnitEnd {
-        states: Vec<Vec<u8>>,
-    },
+    UnitEnd,
 }
 
 fn work(
@@ -756,7 +760,7 @@ fn process_window(
             Item::UnitEnd { unit, source } => Processed {
                 unit,
                 source,
-                kind: ProcessedKind::UnitEnd { states: Vec::new() },
+                kind: ProcessedKind::UnitEnd,
             },
             Item::Chunk {
                 unit,
@@ -813,9 +817,9 @@ fn process_window(
                     stage.enter_unit(p.unit)?;
                     stage.decide(b, out)?
                 }
-                (ProcessedKind::UnitEnd { states }, _) => {
+                (ProcessedKind::UnitEnd, _) => {
                     stage.enter_unit(p.unit)?;
-                    states.push(stage.checkpoint()?)
+                    stage.end_unit()?
                 }
                 _ => {}
             }
@@ -967,17 +971,14 @@ impl UnitWriter<'_> {
                     });
                 }
             }
-            ProcessedKind::UnitEnd { states } => {
+            ProcessedKind::UnitEnd => {
                 let cur = self.current.take().expect("unit open");
                 let outputs = cur.shards.finish().map_err(io_err(&self.layout.root))?;
                 match self.sink {
-                    Sink::Output => self.layout.commit_unit(
-                        cur.unit,
-                        &cur.stats,
-                        &cur.ledger,
-                        &states,
-                        &outputs,
-                    )?,
+                    Sink::Output => {
+                        self.layout
+                            .commit_unit(cur.unit, &cur.stats, &cur.ledger, &outputs)?
+                    }
                     Sink::Scan(dir) => {
                         let docs = cur.stats.stages.last().map_or(0, |s| s.docs_in);
                         dir.write_marker(

@@ -7,11 +7,12 @@
 //! OUT/stats/rank-<r>-of-<w>.json                the rank's funnel
 //! OUT/stats.json                                the merged funnel, once all ranks are done
 //! OUT/_forja/run.json                           what run this folder holds
-//! OUT/_forja/units/<unit>.{ledger.parquet,state,done.json}
+//! OUT/_forja/units/<unit>.{ledger.parquet,done.json}
+//! OUT/_forja/global/<n>-<stage>/                a global stage's steps (dedup::global)
 //! ```
 //!
-//! A unit's `done.json` is written last, after its shards, ledger part and
-//! state: its presence means the unit is complete.
+//! A unit's `done.json` is written last, after its shards and ledger part:
+//! its presence means the unit is complete.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -56,11 +57,6 @@ impl RunRecord {
             world_size,
         }
     }
-}
-
-pub(super) struct Done {
-    pub marker: UnitMarker,
-    pub states: Vec<Vec<u8>>,
 }
 
 pub(super) struct Layout {
@@ -227,10 +223,8 @@ impl Layout {
         for suffix in [
             "done.json",
             "ledger.parquet",
-            "state",
             "done.json.tmp",
             "ledger.parquet.tmp",
-            "state.tmp",
         ] {
             remove_if_exists(&self.unit_file(u.index, suffix))?;
         }
@@ -250,8 +244,8 @@ impl Layout {
         Ok(())
     }
 
-    /// A completed unit's marker and stage state, if it has them.
-    pub fn load_done(&self, unit: usize) -> Result<Option<Done>, RunError> {
+    /// A completed unit's marker, if it has one and its outputs are there.
+    pub fn load_done(&self, unit: usize) -> Result<Option<UnitMarker>, RunError> {
         let marker_path = self.unit_file(unit, "done.json");
         if !marker_path.exists() {
             return Ok(None);
@@ -261,13 +255,7 @@ impl Layout {
             tracing::warn!("unit {unit}: output {missing} is gone; redoing the unit");
             return Ok(None);
         }
-        let state_path = self.unit_file(unit, "state");
-        let bytes = fs::read(&state_path).map_err(io_err(&state_path))?;
-        let states = decode_states(&bytes).ok_or_else(|| RunError::Resume {
-            dir: self.root.display().to_string(),
-            message: format!("{} is damaged", state_path.display()),
-        })?;
-        Ok(Some(Done { marker, states }))
+        Ok(Some(marker))
     }
 
     pub fn commit_unit(
@@ -275,7 +263,6 @@ impl Layout {
         unit: usize,
         stats: &Stats,
         rows: &[LedgerRow],
-        states: &[Vec<u8>],
         outputs: &[PathBuf],
     ) -> Result<(), RunError> {
         let ledger_path = self.unit_file(unit, "ledger.parquet");
@@ -285,8 +272,6 @@ impl Layout {
         let tmp = ledger_path.with_extension("parquet.tmp");
         ledger::write_parquet(&tmp, [ledger::rows_to_batch(rows)]).map_err(parquet_err(&tmp))?;
         commit(&tmp, &ledger_path).map_err(io_err(&ledger_path))?;
-        let state_path = self.unit_file(unit, "state");
-        atomic_write(&state_path, &encode_states(states)).map_err(io_err(&state_path))?;
         let marker = UnitMarker {
             unit,
             outputs: outputs
@@ -389,40 +374,4 @@ pub fn merge_rank_stats(root: &Path, world: usize) -> Result<(Stats, Vec<usize>)
         merged.merge(&s);
     }
     Ok((merged, missing))
-}
-
-fn encode_states(states: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(states.len() as u32).to_le_bytes());
-    for s in states {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s);
-    }
-    out
-}
-
-fn decode_states(mut b: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let n = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
-    b = &b[4..];
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let len = u64::from_le_bytes(b.get(..8)?.try_into().ok()?) as usize;
-        out.push(b.get(8..8 + len)?.to_vec());
-        b = &b[8 + len..];
-    }
-    b.is_empty().then_some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_round_trip_and_reject_damage() {
-        let s = vec![vec![1, 2, 3], vec![], vec![9; 20]];
-        let enc = encode_states(&s);
-        assert_eq!(decode_states(&enc).unwrap(), s);
-        assert!(decode_states(&enc[..enc.len() - 1]).is_none());
-        assert!(decode_states(&[]).is_none());
-    }
 }

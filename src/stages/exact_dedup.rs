@@ -11,13 +11,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{FixedSizeBinaryBuilder, StringBuilder};
-use arrow_array::RecordBatch;
+use arrow_array::builder::FixedSizeBinaryBuilder;
+use arrow_array::{new_null_array, RecordBatch};
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::{Drop, Global, Mode, Stage, StageError, StageOutput};
+use super::{drop_decided, Global, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
 use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan};
 use crate::dedup::DedupError;
@@ -150,44 +150,30 @@ impl Stage for ExactDedup {
     }
 
     fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
-        let core = Core::of(batch);
-        let mut dup_of = StringBuilder::new();
-        if self.role.is_scan() {
-            let hashes = out
-                .scratch
-                .take()
-                .and_then(|s| s.downcast::<Vec<u128>>().ok())
-                .expect("process made the keys");
-            for (row, h) in hashes.into_iter().enumerate() {
-                let key = self.key(h, core.source.value(row));
-                let w = self.role.keys().expect("scanning a unit");
-                let ord = w.doc(core.id.value(row), 0, None).map_err(fail)?;
-                w.key(key, ord).map_err(fail)?;
-                dup_of.append_null();
-            }
-        } else {
-            let mut drops = self.role.take(batch.num_rows()).into_iter().peekable();
-            for row in 0..batch.num_rows() {
-                match drops.next_if(|(r, _)| *r == row) {
-                    Some((_, kept)) => {
-                        dup_of.append_value(&kept);
-                        out.drops.push(Drop {
-                            row,
-                            reason: Reason::ExactDuplicate,
-                            detail: kept.into(),
-                        });
-                    }
-                    None => dup_of.append_null(),
-                }
-            }
+        let rows = batch.num_rows();
+        if !self.role.is_scan() {
+            let dup_of = drop_decided(&mut self.role, rows, Reason::ExactDuplicate, out);
+            out.columns.push(dup_of);
+            return Ok(());
         }
-        out.columns.push(Arc::new(dup_of.finish()));
+        let core = Core::of(batch);
+        let hashes = out
+            .scratch
+            .take()
+            .and_then(|s| s.downcast::<Vec<u128>>().ok())
+            .expect("process made the keys");
+        for (row, h) in hashes.into_iter().enumerate() {
+            let key = self.key(h, core.source.value(row));
+            let w = self.role.keys().expect("scanning a unit");
+            let ord = w.doc(core.id.value(row), 0, None).map_err(fail)?;
+            w.key(key, ord).map_err(fail)?;
+        }
+        out.columns.push(new_null_array(&DataType::Utf8, rows));
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> Result<Vec<u8>, StageError> {
-        self.role.finish_unit(false).map_err(fail)?;
-        Ok(Vec::new())
+    fn end_unit(&mut self) -> Result<(), StageError> {
+        self.role.finish_unit(false).map_err(fail)
     }
 }
 
@@ -201,7 +187,7 @@ impl Global for ExactDedup {
     }
 
     fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        self.role = DocRole::apply(dir)?;
+        self.role = DocRole::apply(dir);
         Ok(())
     }
 

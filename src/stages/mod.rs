@@ -35,7 +35,7 @@ pub use normalize::{normalize_text, Normalize, NormalizeConfig};
 pub use quality::{Quality, QualityConfig, Rule as QualityRule};
 pub use repeated_lines::{Position, RepeatedLines, RepeatedLinesConfig, TextUnit};
 
-use crate::dedup::global::{GlobalDir, Plan};
+use crate::dedup::global::{DocRole, GlobalDir, Plan};
 use crate::dedup::DedupError;
 
 /// Whether a stage drops documents or only annotates them.
@@ -53,8 +53,6 @@ pub enum Mode {
 pub enum StageError {
     #[error("stage `{stage}`: {message}")]
     Failed { stage: String, message: String },
-    #[error("stage `{stage}`: cannot restore checkpoint: {message}")]
-    Restore { stage: String, message: String },
     #[error("stage `{stage}`: {source}")]
     Dedup { stage: String, source: DedupError },
 }
@@ -113,12 +111,9 @@ pub trait Stage: Send + Sync {
     fn decide(&mut self, _batch: &RecordBatch, _out: &mut StageOutput) -> Result<(), StageError> {
         Ok(())
     }
-    /// Called when a unit of work completes: returns the state added since
-    /// the last checkpoint, which a resumed run restores.
-    fn checkpoint(&mut self) -> Result<Vec<u8>, StageError> {
-        Ok(Vec::new())
-    }
-    fn restore(&mut self, _state: &[u8]) -> Result<(), StageError> {
+    /// Called in input order when a unit of work completes (a global
+    /// stage's scan writes the unit's keys file here).
+    fn end_unit(&mut self) -> Result<(), StageError> {
         Ok(())
     }
 }
@@ -136,6 +131,33 @@ pub trait Global: Send + Sync {
     fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError>;
     /// Turns the reduced partitions into per-unit decisions.
     fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError>;
+}
+
+/// The apply side of a document-level global stage: drops the rows its
+/// cluster step decided on, with `reason` and the kept document's id, and
+/// returns the column of those ids (null for kept rows).
+fn drop_decided(
+    role: &mut DocRole,
+    rows: usize,
+    reason: Reason,
+    out: &mut StageOutput,
+) -> ArrayRef {
+    let mut dup_of = arrow_array::builder::StringBuilder::new();
+    let mut decided = role.take(rows).into_iter().peekable();
+    for row in 0..rows {
+        match decided.next_if(|(r, _)| *r == row) {
+            Some((_, kept)) => {
+                dup_of.append_value(&kept);
+                out.drops.push(Drop {
+                    row,
+                    reason,
+                    detail: kept.into(),
+                });
+            }
+            None => dup_of.append_null(),
+        }
+    }
+    Arc::new(dup_of.finish())
 }
 
 /// The `[[stage]]` entries of a manifest, tagged by `type`.

@@ -8,19 +8,17 @@
 //! kept one's id.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{new_null_array, Array, RecordBatch};
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
 use super::exact_dedup::DEFAULT_PARTITIONS;
-use super::{Drop, Global, Mode, Stage, StageError, StageOutput};
+use super::{drop_decided, Global, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
-use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan, Verify};
+use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan};
 use crate::dedup::{shingles, Banding, DedupError, MinHasher};
 use crate::ledger::Reason;
 
@@ -237,53 +235,38 @@ impl Stage for NearDedup {
     }
 
     fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
+        let rows = batch.num_rows();
+        if !self.role.is_scan() {
+            let dup_of = drop_decided(&mut self.role, rows, Reason::NearDuplicate, out);
+            out.columns.push(dup_of);
+            return Ok(());
+        }
         let core = Core::of(batch);
-        let mut dup_of = StringBuilder::new();
-        if self.role.is_scan() {
-            let s = out
-                .scratch
-                .take()
-                .and_then(|s| s.downcast::<Scanned>().ok())
-                .expect("process made the keys");
-            let bands = self.banding.bands;
-            let mut keys = s.keys.chunks_exact(bands);
-            let verify = self.config.verify.is_some();
-            for row in 0..batch.num_rows() {
-                let w = self.role.keys().expect("scanning a unit");
-                let sh = verify.then(|| s.shingles[row].as_slice());
-                let ord = w.doc(core.id.value(row), s.scores[row], sh).map_err(fail)?;
-                if s.has_keys[row] {
-                    for &k in keys.next().expect("one set of keys per row with words") {
-                        w.key(k, ord).map_err(fail)?;
-                    }
-                }
-                dup_of.append_null();
-            }
-        } else {
-            let mut drops = self.role.take(batch.num_rows()).into_iter().peekable();
-            for row in 0..batch.num_rows() {
-                match drops.next_if(|(r, _)| *r == row) {
-                    Some((_, kept)) => {
-                        dup_of.append_value(&kept);
-                        out.drops.push(Drop {
-                            row,
-                            reason: Reason::NearDuplicate,
-                            detail: kept.into(),
-                        });
-                    }
-                    None => dup_of.append_null(),
+        let s = out
+            .scratch
+            .take()
+            .and_then(|s| s.downcast::<Scanned>().ok())
+            .expect("process made the keys");
+        let mut keys = s.keys.chunks_exact(self.banding.bands);
+        let verify = self.config.verify.is_some();
+        for row in 0..rows {
+            let w = self.role.keys().expect("scanning a unit");
+            let sh = verify.then(|| s.shingles[row].as_slice());
+            let ord = w.doc(core.id.value(row), s.scores[row], sh).map_err(fail)?;
+            if s.has_keys[row] {
+                for &k in keys.next().expect("one set of keys per row with words") {
+                    w.key(k, ord).map_err(fail)?;
                 }
             }
         }
-        out.columns.push(Arc::new(dup_of.finish()));
+        out.columns.push(new_null_array(&DataType::Utf8, rows));
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> Result<Vec<u8>, StageError> {
+    fn end_unit(&mut self) -> Result<(), StageError> {
         self.role
             .finish_unit(self.config.verify.is_some())
-            .map_err(fail)?;
-        Ok(Vec::new())
+            .map_err(fail)
     }
 }
 
@@ -297,13 +280,12 @@ impl Global for NearDedup {
     }
 
     fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        self.role = DocRole::apply(dir)?;
+        self.role = DocRole::apply(dir);
         Ok(())
     }
 
     fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
-        let verify = self.config.verify.map(|threshold| Verify { threshold });
-        global::reduce_edges::<u64>(plan, part, verify.as_ref())
+        global::reduce_edges::<u64>(plan, part, self.config.verify)
     }
 
     fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {

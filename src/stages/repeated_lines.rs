@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, UInt32Builder};
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -294,10 +294,8 @@ impl Stage for RepeatedLines {
                     k
                 })
                 .collect();
-            let mut removed = UInt32Builder::with_capacity(n);
-            removed.append_slice(&vec![0; n]);
             return Ok(StageOutput {
-                columns: vec![Arc::new(removed.finish())],
+                columns: vec![Arc::new(UInt32Array::from(vec![0; n]))],
                 scratch: Some(Box::new(keys)),
                 ..Default::default()
             });
@@ -370,11 +368,11 @@ impl Stage for RepeatedLines {
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> Result<Vec<u8>, StageError> {
+    fn end_unit(&mut self) -> Result<(), StageError> {
         if self.frequent.is_none() {
             self.role.finish_unit(false).map_err(fail)?;
         }
-        Ok(Vec::new())
+        Ok(())
     }
 }
 
@@ -389,12 +387,6 @@ impl Global for RepeatedLines {
     }
 
     fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        if !dir.marker_ok(&dir.cluster_marker()) {
-            return Err(DedupError::Missing(format!(
-                "{} has no finished cluster step of this run",
-                dir.root.display()
-            )));
-        }
         self.role = DocRole::Idle;
         self.frequent = Some(global::load_frequent(dir)?.into_iter().collect());
         Ok(())
