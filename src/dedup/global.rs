@@ -246,15 +246,22 @@ impl UnitKeys {
         self.unit
     }
 
-    /// Starts the next document; returns its ordinal in the unit.
+    /// Starts the next document without a table entry (for stages whose
+    /// decisions are not per document); returns its ordinal in the unit.
+    pub fn next_doc(&mut self) -> u32 {
+        self.docs += 1;
+        self.docs - 1
+    }
+
+    /// Starts the next document, with its id and score in the document
+    /// table; returns its ordinal in the unit.
     pub fn doc(
         &mut self,
         id: &str,
         score: u32,
         shingles: Option<&[u32]>,
     ) -> Result<u32, DedupError> {
-        let ord = self.docs;
-        self.docs += 1;
+        let ord = self.next_doc();
         self.rec.clear();
         put_record(&mut self.rec, score, id);
         self.w.append(doc_table(self.parts), &self.rec)?;

@@ -360,7 +360,7 @@ impl Stage for RepeatedLines {
         debug_assert_eq!(keys.len(), batch.num_rows());
         for row_keys in keys.iter() {
             let w = self.role.keys().expect("scanning a unit");
-            let ord = w.doc("", 0, None).map_err(fail)?;
+            let ord = w.next_doc();
             for &k in row_keys {
                 w.key(k, ord).map_err(fail)?;
             }
