@@ -33,6 +33,7 @@ drops = {
     "forja": forja_dropped("forja"),
     "forja-verify": forja_dropped("forja-verify"),
     "forja-seed2": forja_dropped("forja-seed2"),
+    "forja-datatrove": forja_dropped("forja-datatrove"),
     "datatrove": datatrove_dropped(),
     "datasketch": set(open(f"{bench}/datasketch-dropped.txt").read().split()),
 }

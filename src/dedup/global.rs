@@ -29,13 +29,15 @@ use serde::{Deserialize, Serialize};
 
 use super::extsort::{Key, Sorter};
 use super::sections::{SectionWriter, Sections};
-use super::union_find::UnionFind;
+use super::union_find::{SizedUnionFind, UnionFind};
 use super::DedupError;
 
 /// What a sectioned file holds.
 pub const TAG_KEYS64: u32 = 0x4B45_0008;
 pub const TAG_KEYS128: u32 = 0x4B45_0010;
 pub const TAG_EDGES: u32 = 0x4544_4745;
+/// Edges with their band key, in datatrove's chain order (`keep = datatrove`).
+pub const TAG_CHAIN: u32 = 0x4348_4149;
 pub const TAG_DECISIONS: u32 = 0x4445_4349;
 pub const TAG_FREQUENT: u32 = 0x4652_4551;
 
@@ -413,28 +415,52 @@ pub fn reduce_edges<K: Key>(
     part: usize,
     verify: Option<f64>,
 ) -> Result<BTreeMap<String, u64>, DedupError> {
+    reduce::<K>(plan, part, verify, false)
+}
+
+/// The reduce step for `keep = datatrove`: per group, the chain of edges
+/// between consecutive members, each with its 64-bit key, unsorted and not
+/// deduplicated, so that the cluster step can replay datatrove's edge order.
+pub fn reduce_chains(
+    plan: &Plan,
+    part: usize,
+    verify: Option<f64>,
+) -> Result<BTreeMap<String, u64>, DedupError> {
+    reduce::<u64>(plan, part, verify, true)
+}
+
+fn reduce<K: Key>(
+    plan: &Plan,
+    part: usize,
+    verify: Option<f64>,
+    chain: bool,
+) -> Result<BTreeMap<String, u64>, DedupError> {
     let sorter = sort_partition::<K>(plan, part, "edges")?;
     let spilled_runs = sorter.runs() as u64;
-    let mut w = SectionWriter::new(&plan.dir.reduced(part), 1, TAG_EDGES, plan.mem / 4);
+    let tag = if chain { TAG_CHAIN } else { TAG_EDGES };
+    let mut w = SectionWriter::new(&plan.dir.reduced(part), 1, tag, plan.mem / 4);
     let store = ShingleStore {
         plan,
         open: Default::default(),
     };
     let (mut groups, mut candidates, mut edges) = (0u64, 0u64, 0u64);
-    let mut pending: Vec<(u32, u32)> = Vec::new();
-    let flush = |pending: &mut Vec<(u32, u32)>,
+    // (earlier, later, key) of candidate pairs.
+    let mut pending: Vec<(u32, u32, K)> = Vec::new();
+    let flush = |pending: &mut Vec<(u32, u32, K)>,
                  w: &mut SectionWriter,
                  edges: &mut u64|
      -> Result<(), DedupError> {
-        pending.sort_unstable();
-        pending.dedup();
+        if !chain {
+            pending.sort_unstable_by_key(|e| (e.0, e.1));
+            pending.dedup_by_key(|e| (e.0, e.1));
+        }
         let keep: Vec<bool> = match verify {
             None => vec![true; pending.len()],
             Some(threshold) => pending
                 .par_iter()
                 .map_init(
                     || (Vec::new(), Vec::new()),
-                    |(a, b), &(x, y)| -> Result<bool, DedupError> {
+                    |(a, b), &(x, y, _)| -> Result<bool, DedupError> {
                         store.get(x, a)?;
                         store.get(y, b)?;
                         Ok(sorted_jaccard(a, b) >= threshold)
@@ -442,11 +468,15 @@ pub fn reduce_edges<K: Key>(
                 )
                 .collect::<Result<_, _>>()?,
         };
-        let mut rec = [0u8; 8];
-        for (&(x, y), ok) in pending.iter().zip(keep) {
+        let mut rec = Vec::with_capacity(8 + K::BYTES);
+        for (&(x, y, k), ok) in pending.iter().zip(keep) {
             if ok {
-                rec[..4].copy_from_slice(&x.to_le_bytes());
-                rec[4..].copy_from_slice(&y.to_le_bytes());
+                rec.clear();
+                if chain {
+                    k.put(&mut rec);
+                }
+                rec.extend_from_slice(&x.to_le_bytes());
+                rec.extend_from_slice(&y.to_le_bytes());
                 w.append(0, &rec)?;
                 *edges += 1;
             }
@@ -454,15 +484,20 @@ pub fn reduce_edges<K: Key>(
         pending.clear();
         Ok(())
     };
-    sorter.for_each_group(|_, docs| {
+    sorter.for_each_group(|k, docs| {
         if docs.len() < 2 {
             return Ok(());
         }
         groups += 1;
         for i in 1..docs.len() {
-            pending.push((docs[0], docs[i]));
+            if chain {
+                // datatrove's buckets step: each member to the one before it.
+                pending.push((docs[i - 1], docs[i], k));
+                continue;
+            }
+            pending.push((docs[0], docs[i], k));
             if i >= 2 {
-                pending.push((docs[i - 1], docs[i]));
+                pending.push((docs[i - 1], docs[i], k));
             }
         }
         candidates += (docs.len() - 1) as u64;
@@ -519,6 +554,14 @@ pub enum Keep {
     Longest,
     /// The one with the highest score column (first on ties).
     Score,
+    /// The one datatrove 0.10's `MinhashDedupCluster` keeps: union by size
+    /// over its edge order (band by band; within a band, group by group;
+    /// within a group, each member joined to the one before it), ties to the
+    /// earlier set. With `hashing = "datatrove"` this drops the documents a
+    /// datatrove run drops. Groups within a band follow their key's order,
+    /// not datatrove's signature order; that changes the outcome only when
+    /// two groups of one band merge the same clusters, which is rare.
+    Datatrove,
 }
 
 /// Memory the cluster step needs per document.
@@ -527,6 +570,8 @@ pub fn cluster_bytes_per_doc(keep: Keep) -> usize {
         Keep::First => 4,
         // parent, score and best member: 12; the bitset of needed ids rounds it up.
         Keep::Longest | Keep::Score => 12,
+        // parent and set size; plus 16 bytes per edge, checked when read.
+        Keep::Datatrove => 8,
     }
 }
 
@@ -545,6 +590,64 @@ fn read_doc_table(
     })
 }
 
+/// The union-find of a cluster step.
+enum Sets {
+    Smallest(UnionFind),
+    BySize(SizedUnionFind),
+}
+
+impl Sets {
+    fn find(&mut self, x: u32) -> u32 {
+        match self {
+            Sets::Smallest(u) => u.find(x),
+            Sets::BySize(u) => u.find(x),
+        }
+    }
+}
+
+fn check_edge(s: &Sections, a: u32, b: u32, n: usize) -> Result<(), DedupError> {
+    if a as usize >= n || b as usize >= n {
+        return Err(DedupError::Corrupt {
+            path: s.path().display().to_string(),
+            message: format!("edge ({a}, {b}) names a document past {n}"),
+        });
+    }
+    Ok(())
+}
+
+/// `keep = datatrove`: every partition's chain edges, sorted into
+/// datatrove's order (the band sits in the key's top bits, see
+/// `lsh::Banding::ordered_keys`), joined by size.
+fn replay_chains(plan: &Plan, need: usize) -> Result<(Sets, u64), DedupError> {
+    let n = plan.total as usize;
+    let mut chains: Vec<(u64, u32, u32)> = Vec::new();
+    for p in 0..plan.partitions {
+        let s = Sections::open(&plan.dir.reduced(p), TAG_CHAIN)?;
+        for r in s.read(0)?.chunks_exact(16) {
+            let k = u64::from_le_bytes(r[..8].try_into().expect("8"));
+            let a = u32::from_le_bytes(r[8..12].try_into().expect("4"));
+            let b = u32::from_le_bytes(r[12..].try_into().expect("4"));
+            check_edge(&s, a, b, n)?;
+            chains.push((k, a, b));
+        }
+        let total = need + chains.len() * std::mem::size_of::<(u64, u32, u32)>();
+        if total > plan.mem {
+            return Err(DedupError::Memory {
+                step: "cluster (keep = datatrove)",
+                need: total,
+                budget: plan.mem,
+                docs: plan.total,
+            });
+        }
+    }
+    chains.sort_unstable();
+    let mut sets = SizedUnionFind::new(n);
+    for &(_, a, b) in &chains {
+        sets.union(a, b);
+    }
+    Ok((Sets::BySize(sets), chains.len() as u64))
+}
+
 /// The cluster step: union-find over the edges of every partition; each
 /// cluster keeps one document, and the others' decisions are written per unit.
 pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupError> {
@@ -558,27 +661,26 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupEr
         });
     }
     let n = plan.total as usize;
-    let mut sets = UnionFind::new(n);
-    let mut edges = 0u64;
-    for p in 0..plan.partitions {
-        let s = Sections::open(&plan.dir.reduced(p), TAG_EDGES)?;
-        let bytes = s.read(0)?;
-        for r in bytes.chunks_exact(8) {
-            let a = u32::from_le_bytes(r[..4].try_into().expect("4"));
-            let b = u32::from_le_bytes(r[4..].try_into().expect("4"));
-            if a as usize >= n || b as usize >= n {
-                return Err(DedupError::Corrupt {
-                    path: s.path().display().to_string(),
-                    message: format!("edge ({a}, {b}) names a document past {n}"),
-                });
+    let (mut sets, edges) = if keep == Keep::Datatrove {
+        replay_chains(plan, need)?
+    } else {
+        let mut sets = UnionFind::new(n);
+        let mut edges = 0u64;
+        for p in 0..plan.partitions {
+            let s = Sections::open(&plan.dir.reduced(p), TAG_EDGES)?;
+            for r in s.read(0)?.chunks_exact(8) {
+                let a = u32::from_le_bytes(r[..4].try_into().expect("4"));
+                let b = u32::from_le_bytes(r[4..].try_into().expect("4"));
+                check_edge(&s, a, b, n)?;
+                sets.union(a, b);
+                edges += 1;
             }
-            sets.union(a, b);
-            edges += 1;
         }
-    }
+        (Sets::Smallest(sets), edges)
+    };
     // The kept member of each set, indexed by its root (the set's first document).
     let best: Option<Vec<u32>> = match keep {
-        Keep::First => None,
+        Keep::First | Keep::Datatrove => None,
         Keep::Longest | Keep::Score => {
             let mut score = vec![0u32; n];
             for (i, &(u, docs)) in plan.units.iter().enumerate() {
@@ -598,7 +700,7 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupEr
             Some(best)
         }
     };
-    let keeper = |sets: &mut UnionFind, i: u32| {
+    let keeper = |sets: &mut Sets, i: u32| {
         let r = sets.find(i);
         best.as_ref().map_or(r, |b| b[r as usize])
     };

@@ -42,6 +42,18 @@ impl Banding {
     }
 }
 
+impl Banding {
+    /// Band keys with the band index in their top bits, so that sorting keys
+    /// sorts by band first (what `keep = datatrove` replays); the hash keeps
+    /// the remaining 60 or so bits.
+    pub fn ordered_keys<'a>(&'a self, sig: &'a [u64]) -> impl Iterator<Item = u64> + 'a {
+        let bits = usize::BITS - (self.bands.max(2) - 1).leading_zeros();
+        self.keys(sig)
+            .enumerate()
+            .map(move |(b, k)| ((b as u64) << (64 - bits)) | (k >> bits))
+    }
+}
+
 /// Every pair of documents that share a band key (the LSH candidates),
 /// as (earlier, later) indices.
 pub fn candidate_pairs(

@@ -7,6 +7,7 @@
 //! sort ([`extsort`]), and the scan / reduce / cluster / apply steps
 //! ([`global`]). The stages that use them live in `stages/`.
 
+pub mod datatrove;
 pub mod extsort;
 pub mod global;
 pub mod lsh;

@@ -19,8 +19,23 @@ use super::exact_dedup::DEFAULT_PARTITIONS;
 use super::{drop_decided, Global, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
 use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan};
-use crate::dedup::{shingles, Banding, DedupError, MinHasher};
+use crate::dedup::{datatrove, shingles, Banding, DedupError, MinHasher};
 use crate::ledger::Reason;
+
+/// How shingles and signatures are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hashing {
+    /// Lower-cased Unicode words of every language, xxh3, a mod-p family
+    /// drawn from `seed`: fast, and a text shorter than one shingle still
+    /// has a signature.
+    Forja,
+    /// datatrove 0.10's `MinhashDedupSignature` bit for bit (its text
+    /// simplification, English word tokenizer, xxh64 and numpy-drawn
+    /// parameters; see `dedup::datatrove`): the same signatures, so the same
+    /// candidates, as a datatrove run with the same seed and bands.
+    Datatrove,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,6 +51,8 @@ pub struct NearDedupConfig {
     /// least this (removes LSH false positives; stores shingles on disk).
     pub verify: Option<f64>,
     pub keep: Keep,
+    /// Which shingles and hash family: forja's own, or datatrove's exactly.
+    pub hashing: Hashing,
     /// The Float64 column `keep = "score"` ranks by (higher is better).
     pub score_column: Option<String>,
     pub partitions: usize,
@@ -51,6 +68,7 @@ impl Default for NearDedupConfig {
             seed: 1,
             verify: None,
             keep: Keep::First,
+            hashing: Hashing::Forja,
             score_column: None,
             partitions: DEFAULT_PARTITIONS,
         }
@@ -80,6 +98,13 @@ impl NearDedupConfig {
                 "keep = \"score\" needs the column to rank by".into(),
             ));
         }
+        if self.hashing == Hashing::Datatrove && self.seed > u32::MAX as u64 {
+            p.push((
+                Some("seed"),
+                "hashing = \"datatrove\" seeds numpy's generator, which takes 0..=4294967295"
+                    .into(),
+            ));
+        }
         if self.partitions == 0 || self.partitions > 65_536 {
             p.push((Some("partitions"), "must be in 1..=65536".into()));
         }
@@ -87,9 +112,31 @@ impl NearDedupConfig {
     }
 }
 
+/// The shingles and signature family of one `Hashing`.
+enum Signer {
+    Forja(MinHasher),
+    Datatrove(datatrove::Hasher),
+}
+
+impl Signer {
+    fn shingles(&self, text: &str, n: usize) -> Vec<u64> {
+        match self {
+            Signer::Forja(_) => shingles(text, n),
+            Signer::Datatrove(_) => datatrove::shingles(text, n),
+        }
+    }
+
+    fn signature_of(&self, shingles: &[u64], out: &mut Vec<u64>) {
+        match self {
+            Signer::Forja(h) => h.signature_of(shingles, out),
+            Signer::Datatrove(h) => h.signature_of(shingles, out),
+        }
+    }
+}
+
 pub struct NearDedup {
     config: NearDedupConfig,
-    hasher: MinHasher,
+    hasher: Signer,
     banding: Banding,
     role: DocRole,
 }
@@ -127,7 +174,17 @@ impl NearDedup {
             rows: config.rows,
         };
         NearDedup {
-            hasher: MinHasher::new(banding.hashes(), config.shingle, config.seed),
+            hasher: match config.hashing {
+                Hashing::Forja => Signer::Forja(MinHasher::new(
+                    banding.hashes(),
+                    config.shingle,
+                    config.seed,
+                )),
+                // problems() refuses a seed past u32 before a stage is built.
+                Hashing::Datatrove => {
+                    Signer::Datatrove(datatrove::Hasher::new(banding.hashes(), config.seed as u32))
+                }
+            },
             banding,
             config,
             role: DocRole::Idle,
@@ -137,7 +194,7 @@ impl NearDedup {
     fn scores(&self, batch: &RecordBatch) -> Result<Vec<u32>, StageError> {
         let n = batch.num_rows();
         Ok(match self.config.keep {
-            Keep::First => vec![0; n],
+            Keep::First | Keep::Datatrove => vec![0; n],
             Keep::Longest => Core::of(batch)
                 .text
                 .iter()
@@ -205,11 +262,17 @@ impl Stage for NearDedup {
         };
         let mut sig = Vec::new();
         for t in Core::of(batch).text.iter() {
-            let sh = shingles(t.unwrap_or_default(), self.config.shingle);
+            let sh = self
+                .hasher
+                .shingles(t.unwrap_or_default(), self.config.shingle);
             s.has_keys.push(!sh.is_empty());
             if !sh.is_empty() {
                 self.hasher.signature_of(&sh, &mut sig);
-                s.keys.extend(self.banding.keys(&sig));
+                if self.config.keep == Keep::Datatrove {
+                    s.keys.extend(self.banding.ordered_keys(&sig));
+                } else {
+                    s.keys.extend(self.banding.keys(&sig));
+                }
             }
             if self.config.verify.is_some() {
                 let mut small: Vec<u32> = sh.iter().map(|&x| (x >> 32) as u32).collect();
@@ -285,7 +348,11 @@ impl Global for NearDedup {
     }
 
     fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
-        global::reduce_edges::<u64>(plan, part, self.config.verify)
+        if self.config.keep == Keep::Datatrove {
+            global::reduce_chains(plan, part, self.config.verify)
+        } else {
+            global::reduce_edges::<u64>(plan, part, self.config.verify)
+        }
     }
 
     fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {

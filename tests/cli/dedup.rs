@@ -300,3 +300,136 @@ min_docs = 3
     assert_eq!(removed, 1584);
     assert!(headers_gone >= before.len() - 6, "{headers_gone}");
 }
+
+/// True if python3 can run datatrove's MinHash dedup. `.ci/run` installs it
+/// and sets FORJA_REQUIRE_CROSSCHECKS, so CI fails rather than skips.
+fn datatrove_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import datatrove, spacy, xxhash, regex, tokenizers, orjson",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("FORJA_REQUIRE_CROSSCHECKS").is_none(),
+            "FORJA_REQUIRE_CROSSCHECKS is set but python3 cannot import datatrove and its dependencies"
+        );
+        eprintln!("SKIPPED: python3 with datatrove 0.10.1 not found (pip install datatrove==0.10.1 spacy 'xxhash<3.6' regex tokenizers orjson)");
+    }
+    ok
+}
+
+#[test]
+fn datatrove_hashing_drops_what_datatrove_drops() {
+    if !datatrove_available() {
+        return;
+    }
+    let env = Env::new();
+    // Real multilingual text, with exact copies and copies with 1 to 12
+    // words in 100 replaced or deleted: many pairs sit near the LSH
+    // threshold, where a different hash family would decide differently.
+    let mut docs: Vec<String> = Vec::new();
+    let mut seed = 7u64;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % n
+    };
+    for r in udhr() {
+        let text = r["text"].as_str().unwrap().to_string();
+        docs.push(text.clone());
+        for _ in 0..next(4) {
+            let mut words: Vec<String> = docs[next(docs.len())]
+                .split(' ')
+                .map(String::from)
+                .collect();
+            let edits = words.len() * (next(13)) / 100;
+            for _ in 0..edits {
+                let k = next(words.len());
+                if next(2) == 0 && words.len() > 10 {
+                    words.remove(k);
+                } else {
+                    words[k] = format!("w{}", next(1000));
+                }
+            }
+            docs.push(words.join(" "));
+        }
+    }
+    let mut files: Vec<Vec<serde_json::Value>> = vec![Vec::new(); 4];
+    let mut where_is = BTreeMap::new();
+    for (i, d) in docs.iter().enumerate() {
+        let f = i * 4 / docs.len();
+        files[f].push(serde_json::json!({"id": format!("d{i}"), "text": d}));
+        where_is.insert(
+            (format!("part-{f}.jsonl"), files[f].len() as u64),
+            format!("d{i}"),
+        );
+    }
+    for (f, records) in files.iter().enumerate() {
+        env.write(&format!("corpus/part-{f}.jsonl"), &jsonl(records));
+    }
+    for step in ["signature", "buckets", "cluster", "filter"] {
+        let out = std::process::Command::new("python3")
+            .arg(Path::new(REPO).join("scripts/bench_dedup_datatrove.py"))
+            .args([env.dir.path().to_str().unwrap(), step])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "datatrove {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut theirs = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(env.path("datatrove/removed")).unwrap() {
+        let gz = std::fs::read(e.unwrap().path()).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+            .unwrap();
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            theirs.insert(v["id"].as_str().unwrap().to_string());
+        }
+    }
+
+    let m = env.manifest(
+        "dt",
+        r#"
+[[source]]
+name = "c"
+paths = ["corpus/*.jsonl"]
+format = "jsonl"
+licence = "x"
+[[stage]]
+type = "near_dedup"
+hashing = "datatrove"
+keep = "datatrove"
+partitions = 7
+"#,
+    );
+    env.ok(&["run", "--quiet", m.to_str().unwrap(), "--out", "f"]);
+    let ours: std::collections::BTreeSet<String> = ledger_all(&env.path("f"))
+        .into_iter()
+        .filter(|r| r.0 == "near_duplicate")
+        .map(|r| {
+            let file = Path::new(&r.1)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            where_is[&(file, r.2)].clone()
+        })
+        .collect();
+    eprintln!(
+        "{} documents; datatrove drops {}, forja (hashing and keep = datatrove) drops {}, {} in common",
+        docs.len(),
+        theirs.len(),
+        ours.len(),
+        ours.intersection(&theirs).count()
+    );
+    assert!(theirs.len() > 100, "the corpus has near copies to find");
+    assert_eq!(ours, theirs);
+}
