@@ -13,6 +13,7 @@ mod ledger;
 pub mod lid;
 mod manifest;
 mod runner;
+pub mod shards;
 mod stages;
 
 pub use batch::{core_fields, core_schema, doc_id, Core, CoreBuilder};

@@ -273,6 +273,17 @@ fn json_cell(a: &dyn Array, row: usize, out: &mut Vec<u8>) {
             }
             out.push(b'"');
         }
+        DataType::List(_) => {
+            let items = a.as_list::<i32>().value(row);
+            out.push(b'[');
+            for i in 0..items.len() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_cell(items.as_ref(), i, out);
+            }
+            out.push(b']');
+        }
         other => {
             // A stage declared a type the JSON writer does not know: say so in the output
             // rather than dropping the column.

@@ -16,6 +16,7 @@ mod near_dedup;
 mod normalize;
 pub mod quality;
 mod repeated_lines;
+mod tokenize;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use near_dedup::{NearDedup, NearDedupConfig};
 pub use normalize::{normalize_text, Normalize, NormalizeConfig};
 pub use quality::{Quality, QualityConfig, Rule as QualityRule};
 pub use repeated_lines::{Position, RepeatedLines, RepeatedLinesConfig, TextUnit};
+pub use tokenize::{Tokenize, TokenizeConfig};
 
 use crate::dedup::global::{DocRole, GlobalDir, Plan};
 use crate::dedup::DedupError;
@@ -171,6 +173,7 @@ pub enum StageConfig {
     Length(LengthConfig),
     Lid(LidConfig),
     Quality(QualityConfig),
+    Tokenize(TokenizeConfig),
 }
 
 /// What building a stage may need from outside its own parameters.
@@ -190,6 +193,7 @@ impl StageConfig {
             StageConfig::Length(_) => "length",
             StageConfig::Lid(_) => "lid",
             StageConfig::Quality(_) => "quality",
+            StageConfig::Tokenize(_) => "tokenize",
         }
     }
 
@@ -202,6 +206,7 @@ impl StageConfig {
             StageConfig::RepeatedLines(c) => c.problems(),
             StageConfig::Lid(c) => c.problems(),
             StageConfig::Quality(c) => c.problems(),
+            StageConfig::Tokenize(c) => c.problems(),
         }
     }
 
@@ -214,6 +219,7 @@ impl StageConfig {
             StageConfig::RepeatedLines(c) => Box::new(RepeatedLines::new(c.clone())),
             StageConfig::Length(c) => Box::new(Length::new(c.clone())),
             StageConfig::Quality(c) => Box::new(Quality::new(c.clone())?),
+            StageConfig::Tokenize(c) => Box::new(Tokenize::new(c.clone(), ctx)?),
         })
     }
 }

@@ -1,0 +1,345 @@
+//! Megatron-LM / NeMo indexed datasets: a `.bin` of token ids back to back
+//! and a `.idx` that says where each document starts.
+//!
+//! `.idx` layout (little endian), as `megatron.core.datasets.indexed_dataset`
+//! reads it:
+//! - magic `MMIDIDX\0\0` (9 bytes), version `u64` = 1, dtype code `u8`;
+//! - sequence count `u64`, document-index count `u64` (documents + 1);
+//! - sequence lengths `i32` x sequences, in tokens;
+//! - sequence pointers `i64` x sequences, byte offsets into `.bin`;
+//! - document indices `i64` x (documents + 1): 0, then the number of
+//!   sequences after each document (one sequence per document here).
+//!
+//! Both files are written under temporary names; the `.bin` is committed
+//! before the `.idx`, so an `.idx` under its final name vouches for a
+//! complete pair.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::io::commit;
+
+pub const MAGIC: &[u8; 9] = b"MMIDIDX\x00\x00";
+
+/// The token types forja writes, with Megatron's dtype codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    U16,
+    I32,
+}
+
+impl DType {
+    /// uint16 when every id fits, else int32.
+    pub fn for_vocab(vocab: usize) -> DType {
+        if vocab <= 1 << 16 {
+            DType::U16
+        } else {
+            DType::I32
+        }
+    }
+    pub fn code(self) -> u8 {
+        match self {
+            DType::U16 => 8,
+            DType::I32 => 4,
+        }
+    }
+    pub fn from_code(code: u8) -> Option<DType> {
+        match code {
+            8 => Some(DType::U16),
+            4 => Some(DType::I32),
+            _ => None,
+        }
+    }
+    pub fn size(self) -> usize {
+        match self {
+            DType::U16 => 2,
+            DType::I32 => 4,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ShardError + '_ {
+    move |source| ShardError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// `prefix.bin` and `prefix.idx`.
+pub fn paths(prefix: &Path) -> (PathBuf, PathBuf) {
+    let with = |ext: &str| {
+        let mut s = prefix.as_os_str().to_owned();
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    (with(".bin"), with(".idx"))
+}
+
+fn tmp(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// Writes one indexed dataset, a document at a time.
+pub struct IndexedWriter {
+    prefix: PathBuf,
+    dtype: DType,
+    bin: BufWriter<File>,
+    lengths: Vec<i32>,
+    tokens: u64,
+    buf: Vec<u8>,
+}
+
+impl IndexedWriter {
+    pub fn create(prefix: &Path, dtype: DType) -> Result<Self, ShardError> {
+        let (bin, _) = paths(prefix);
+        if let Some(dir) = bin.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let t = tmp(&bin);
+        let file = File::create(&t).map_err(io_err(&t))?;
+        Ok(IndexedWriter {
+            prefix: prefix.to_path_buf(),
+            dtype,
+            bin: BufWriter::with_capacity(1 << 20, file),
+            lengths: Vec::new(),
+            tokens: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    pub fn documents(&self) -> usize {
+        self.lengths.len()
+    }
+
+    /// Appends one document. Ids past the dtype are a format error.
+    pub fn add(&mut self, ids: &[u32]) -> Result<(), ShardError> {
+        let (bin, _) = paths(&self.prefix);
+        let len = i32::try_from(ids.len()).map_err(|_| ShardError::Format {
+            path: bin.display().to_string(),
+            message: format!("a document of {} tokens exceeds i32 lengths", ids.len()),
+        })?;
+        self.buf.clear();
+        match self.dtype {
+            DType::U16 => {
+                for &id in ids {
+                    let v = u16::try_from(id).map_err(|_| ShardError::Format {
+                        path: bin.display().to_string(),
+                        message: format!("token id {id} does not fit uint16"),
+                    })?;
+                    self.buf.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            DType::I32 => {
+                for &id in ids {
+                    let v = i32::try_from(id).map_err(|_| ShardError::Format {
+                        path: bin.display().to_string(),
+                        message: format!("token id {id} does not fit int32"),
+                    })?;
+                    self.buf.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        let t = tmp(&bin);
+        self.bin.write_all(&self.buf).map_err(io_err(&t))?;
+        self.lengths.push(len);
+        self.tokens += ids.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the index and commits both files; returns (documents, tokens).
+    pub fn finish(self) -> Result<(usize, u64), ShardError> {
+        let (bin, idx) = paths(&self.prefix);
+        let bin_tmp = tmp(&bin);
+        self.bin
+            .into_inner()
+            .map_err(|e| ShardError::Io {
+                path: bin_tmp.display().to_string(),
+                source: e.into_error(),
+            })?
+            .flush()
+            .map_err(io_err(&bin_tmp))?;
+        let n = self.lengths.len();
+        let mut out = Vec::with_capacity(34 + n * 20 + 8);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.push(self.dtype.code());
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        out.extend_from_slice(&(n as u64 + 1).to_le_bytes());
+        for &l in &self.lengths {
+            out.extend_from_slice(&l.to_le_bytes());
+        }
+        let mut ptr = 0i64;
+        for &l in &self.lengths {
+            out.extend_from_slice(&ptr.to_le_bytes());
+            ptr += l as i64 * self.dtype.size() as i64;
+        }
+        for d in 0..=n as i64 {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        let idx_tmp = tmp(&idx);
+        fs::write(&idx_tmp, &out).map_err(io_err(&idx_tmp))?;
+        commit(&bin_tmp, &bin).map_err(io_err(&bin))?;
+        commit(&idx_tmp, &idx).map_err(io_err(&idx))?;
+        Ok((n, self.tokens))
+    }
+}
+
+/// Reads an indexed dataset written by any Megatron-compatible tool.
+pub struct IndexedReader {
+    bin: PathBuf,
+    file: File,
+    pub dtype: DType,
+    pub lengths: Vec<i32>,
+    pub pointers: Vec<i64>,
+    pub doc_index: Vec<i64>,
+}
+
+impl IndexedReader {
+    pub fn open(prefix: &Path) -> Result<Self, ShardError> {
+        let (bin, idx) = paths(prefix);
+        let bytes = fs::read(&idx).map_err(io_err(&idx))?;
+        let bad = |message: String| ShardError::Format {
+            path: idx.display().to_string(),
+            message,
+        };
+        if bytes.len() < 34 || &bytes[..9] != MAGIC {
+            return Err(bad("not a Megatron index (no MMIDIDX header)".into()));
+        }
+        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8"));
+        let version = u64_at(9);
+        if version != 1 {
+            return Err(bad(format!("index version {version}, expected 1")));
+        }
+        let dtype = DType::from_code(bytes[17])
+            .ok_or_else(|| bad(format!("dtype code {} is not uint16 or int32", bytes[17])))?;
+        let (seqs, docs) = (u64_at(18) as usize, u64_at(26) as usize);
+        let need = 34usize
+            .checked_add(seqs.saturating_mul(12))
+            .and_then(|x| x.checked_add(docs.saturating_mul(8)));
+        if need != Some(bytes.len()) {
+            return Err(bad(format!(
+                "{} bytes, but {seqs} sequences and {docs} document indices need {}",
+                bytes.len(),
+                need.map_or("more".into(), |n| n.to_string())
+            )));
+        }
+        let mut o = 34;
+        let lengths = (0..seqs)
+            .map(|i| i32::from_le_bytes(bytes[o + i * 4..o + i * 4 + 4].try_into().expect("4")))
+            .collect();
+        o += seqs * 4;
+        let pointers = (0..seqs)
+            .map(|i| i64::from_le_bytes(bytes[o + i * 8..o + i * 8 + 8].try_into().expect("8")))
+            .collect();
+        o += seqs * 8;
+        let doc_index = (0..docs)
+            .map(|i| i64::from_le_bytes(bytes[o + i * 8..o + i * 8 + 8].try_into().expect("8")))
+            .collect();
+        let file = File::open(&bin).map_err(io_err(&bin))?;
+        Ok(IndexedReader {
+            bin,
+            file,
+            dtype,
+            lengths,
+            pointers,
+            doc_index,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.lengths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.lengths.iter().map(|&l| l as u64).sum()
+    }
+
+    /// The token ids of sequence `i`.
+    pub fn get(&mut self, i: usize) -> Result<Vec<u32>, ShardError> {
+        let n = self.lengths[i] as usize;
+        let mut raw = vec![0u8; n * self.dtype.size()];
+        self.file
+            .seek(SeekFrom::Start(self.pointers[i] as u64))
+            .and_then(|_| self.file.read_exact(&mut raw))
+            .map_err(io_err(&self.bin))?;
+        Ok(match self.dtype {
+            DType::U16 => raw
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
+                .collect(),
+            DType::I32 => raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as u32)
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("en/train_00000");
+        let docs: Vec<Vec<u32>> = vec![vec![1, 2, 3], vec![], vec![65535, 0, 7, 9]];
+        let mut w = IndexedWriter::create(&prefix, DType::U16).unwrap();
+        for d in &docs {
+            w.add(d).unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), (3, 7));
+        let mut r = IndexedReader::open(&prefix).unwrap();
+        assert_eq!(r.doc_index, [0, 1, 2, 3]);
+        for (i, d) in docs.iter().enumerate() {
+            assert_eq!(&r.get(i).unwrap(), d);
+        }
+        // No temporary names left behind.
+        let names: Vec<_> = fs::read_dir(dir.path().join("en"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn ids_past_the_dtype_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexedWriter::create(&dir.path().join("x"), DType::U16).unwrap();
+        let e = w.add(&[70_000]).unwrap_err().to_string();
+        assert!(e.contains("does not fit uint16"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_index_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("x");
+        let mut w = IndexedWriter::create(&prefix, DType::I32).unwrap();
+        w.add(&[1, 2]).unwrap();
+        w.finish().unwrap();
+        let (_, idx) = paths(&prefix);
+        let bytes = fs::read(&idx).unwrap();
+        fs::write(&idx, &bytes[..bytes.len() - 3]).unwrap();
+        let e = IndexedReader::open(&prefix).err().unwrap().to_string();
+        assert!(e.contains("x.idx") && e.contains("document indices"), "{e}");
+    }
+}

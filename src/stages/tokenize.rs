@@ -1,0 +1,255 @@
+//! `tokenize`: token ids of every document with a Hugging Face tokenizer.
+//!
+//! Loads any `tokenizer.json` from a local path (the `tokenizers` crate,
+//! built without its network features), appends the end-of-document token
+//! the manifest names, and adds two columns: `tokens`, the count, and
+//! `token_ids`, the ids the Megatron shard writer stores. It drops nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, UInt32Builder};
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field};
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::{BuildContext, Mode, Stage, StageError, StageOutput};
+use crate::batch::Core;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeConfig {
+    /// A `tokenizer.json`, relative to the manifest's folder.
+    pub tokenizer: String,
+    /// Token appended to every document (e.g. `</s>`); it must be in the vocabulary.
+    pub eod: Option<String>,
+    /// Let the tokenizer's post-processor add its own special tokens (BOS...).
+    #[serde(default)]
+    pub add_special_tokens: bool,
+}
+
+impl TokenizeConfig {
+    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        let mut p = Vec::new();
+        if self.tokenizer.is_empty() {
+            p.push((Some("tokenizer"), "the path of a tokenizer.json".into()));
+        }
+        p
+    }
+}
+
+pub struct Tokenize {
+    config: TokenizeConfig,
+    tokenizer: Tokenizer,
+    path: PathBuf,
+    eod: Option<u32>,
+    vocab: usize,
+}
+
+/// Metadata keys of the `token_ids` field.
+pub const VOCAB_SIZE: &str = "forja.vocab_size";
+pub const TOKENIZER: &str = "forja.tokenizer";
+
+/// The `token_ids` column's type.
+pub fn ids_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, false)))
+}
+
+impl Tokenize {
+    pub fn new(config: TokenizeConfig, ctx: &BuildContext) -> Result<Self, StageError> {
+        let fail = |message: String| StageError::Failed {
+            stage: "tokenize".into(),
+            message,
+        };
+        let path: PathBuf = crate::manifest::resolve(&ctx.base, &config.tokenizer);
+        if !path.is_file() {
+            return Err(fail(format!("{}: no such tokenizer file", path.display())));
+        }
+        let tokenizer = Tokenizer::from_file(&path)
+            .map_err(|e| fail(format!("{}: not a tokenizer.json: {e}", path.display())))?;
+        let eod = match &config.eod {
+            None => None,
+            Some(t) => Some(tokenizer.token_to_id(t).ok_or_else(|| {
+                fail(format!(
+                    "eod token `{t}` is not in the vocabulary of {}",
+                    path.display()
+                ))
+            })?),
+        };
+        let vocab = tokenizer.get_vocab_size(true);
+        Ok(Tokenize {
+            config,
+            tokenizer,
+            path,
+            eod,
+            vocab,
+        })
+    }
+
+    /// The ids of one text, end-of-document token included.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, StageError> {
+        let enc = self
+            .tokenizer
+            .encode_fast(text, self.config.add_special_tokens)
+            .map_err(|e| StageError::Failed {
+                stage: "tokenize".into(),
+                message: e.to_string(),
+            })?;
+        let mut ids = enc.get_ids().to_vec();
+        ids.extend(self.eod);
+        Ok(ids)
+    }
+}
+
+impl Stage for Tokenize {
+    fn name(&self) -> &'static str {
+        "tokenize"
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Annotate
+    }
+
+    fn fields(&self) -> Vec<Field> {
+        vec![
+            Field::new("tokens", DataType::UInt32, false),
+            // The shard writer reads the vocabulary size (its dtype) and the
+            // tokenizer (copied beside the shards for `forja inspect`) here.
+            Field::new("token_ids", ids_type(), false).with_metadata(
+                [
+                    (VOCAB_SIZE.to_string(), self.vocab.to_string()),
+                    (TOKENIZER.to_string(), self.path.display().to_string()),
+                ]
+                .into_iter()
+                .collect::<std::collections::HashMap<String, String>>(),
+            ),
+        ]
+    }
+
+    fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
+        let core = Core::of(batch);
+        let mut counts = UInt32Builder::with_capacity(batch.num_rows());
+        let mut lists = ListBuilder::new(UInt32Builder::new())
+            .with_field(Field::new_list_field(DataType::UInt32, false));
+        for t in core.text.iter() {
+            let ids = self.encode(t.unwrap_or_default())?;
+            counts.append_value(ids.len() as u32);
+            lists.values().append_slice(&ids);
+            lists.append(true);
+        }
+        Ok(StageOutput {
+            columns: vec![Arc::new(counts.finish()), Arc::new(lists.finish())],
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt32Type;
+    use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper};
+    use tokenizers::{PreTokenizerWrapper, TokenizerBuilder};
+
+    /// Trains a small byte-level BPE (with `</s>`) on `texts` and saves it.
+    pub(crate) fn train_tokenizer(texts: &[String], vocab: usize, path: &std::path::Path) {
+        let mut trainer = BpeTrainerBuilder::new()
+            .vocab_size(vocab)
+            .show_progress(false)
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .special_tokens(vec![AddedToken::from("</s>", true)])
+            .build();
+        let mut tok = TokenizerBuilder::<
+            BPE,
+            NormalizerWrapper,
+            PreTokenizerWrapper,
+            PostProcessorWrapper,
+            DecoderWrapper,
+        >::new()
+        .with_model(BPE::default())
+        .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
+        .with_decoder(Some(ByteLevel::default().into()))
+        .build()
+        .unwrap();
+        tok.train(&mut trainer, texts.iter()).unwrap();
+        tok.save(path, false).unwrap();
+    }
+
+    #[test]
+    fn tokens_decode_back_to_the_text_and_end_with_eod() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts: Vec<String> = crate::dedup::lsh::tests::real_documents();
+        train_tokenizer(&texts, 500, &dir.path().join("tok.json"));
+        let ctx = BuildContext {
+            base: dir.path().to_path_buf(),
+        };
+        let stage = Tokenize::new(
+            TokenizeConfig {
+                tokenizer: "tok.json".into(),
+                eod: Some("</s>".into()),
+                add_special_tokens: false,
+            },
+            &ctx,
+        )
+        .unwrap();
+        let eod = stage.tokenizer.token_to_id("</s>").unwrap();
+        let mut b = crate::batch::CoreBuilder::with_capacity(20, 1000);
+        for (i, t) in texts[..20].iter().enumerate() {
+            b.push("s", "f", i as u64 + 1, t, None, None);
+        }
+        let batch = b.finish();
+        let out = stage.process(&batch).unwrap();
+        let counts = out.columns[0].as_primitive::<UInt32Type>();
+        let lists = out.columns[1].as_list::<i32>();
+        for (i, t) in texts[..20].iter().enumerate() {
+            let ids: Vec<u32> = lists
+                .value(i)
+                .as_primitive::<UInt32Type>()
+                .values()
+                .to_vec();
+            assert_eq!(ids.len() as u32, counts.value(i));
+            assert_eq!(*ids.last().unwrap(), eod);
+            let back = stage
+                .tokenizer
+                .decode(&ids[..ids.len() - 1], false)
+                .unwrap();
+            assert_eq!(&back, t);
+            // BPE merged bytes: fewer tokens than bytes.
+            assert!(
+                ids.len() < t.len(),
+                "{} tokens for {} bytes",
+                ids.len(),
+                t.len()
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_eod_and_missing_file_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = BuildContext {
+            base: dir.path().to_path_buf(),
+        };
+        let cfg = |eod: &str| TokenizeConfig {
+            tokenizer: "tok.json".into(),
+            eod: Some(eod.into()),
+            add_special_tokens: false,
+        };
+        let e = Tokenize::new(cfg("</s>"), &ctx).err().unwrap().to_string();
+        assert!(e.contains("tok.json: no such tokenizer file"), "{e}");
+        train_tokenizer(
+            &["some words here".into()],
+            300,
+            &dir.path().join("tok.json"),
+        );
+        let e = Tokenize::new(cfg("<eod>"), &ctx).err().unwrap().to_string();
+        assert!(
+            e.contains("eod token `<eod>` is not in the vocabulary"),
+            "{e}"
+        );
+    }
+}
