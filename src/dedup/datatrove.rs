@@ -205,14 +205,25 @@ pub fn simplify(text: &str) -> String {
     t.marks.replace_all(&nfd, "").trim().to_string()
 }
 
+/// A symbol (Unicode So), which spaCy splits off anywhere in a word. No
+/// ASCII character is one, which spares the regex for most characters.
 fn is_symbol(c: char) -> bool {
+    if c.is_ascii() {
+        return false;
+    }
     let mut buf = [0u8; 4];
     tables().symbol.is_match(c.encode_utf8(&mut buf))
 }
 
+/// True if `c` splits off as a prefix or suffix: one of `set` (which holds
+/// no ASCII character) or a symbol.
+fn splits_off(set: &str, c: char) -> bool {
+    !c.is_ascii() && (set.contains(c) || is_symbol(c))
+}
+
 fn prefix_len(s: &str) -> usize {
     match s.chars().next() {
-        Some(c) if PREFIX.contains(c) || is_symbol(c) => c.len_utf8(),
+        Some(c) if splits_off(PREFIX, c) => c.len_utf8(),
         _ => 0,
     }
 }
@@ -222,7 +233,7 @@ fn prefix_len(s: &str) -> usize {
 fn suffix_len(s: &str) -> usize {
     for (i, c) in s.char_indices() {
         let rest = &s[i..];
-        if rest.len() == c.len_utf8() && (SUFFIX.contains(c) || is_symbol(c)) {
+        if rest.len() == c.len_utf8() && splits_off(SUFFIX, c) {
             return rest.len();
         }
         let after_digit = s[..i].ends_with(|p: char| p.is_ascii_digit());
@@ -416,6 +427,12 @@ impl Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn affix_sets_hold_no_ascii() {
+        // splits_off relies on it to skip ASCII characters.
+        assert!(PREFIX.chars().chain(SUFFIX.chars()).all(|c| !c.is_ascii()));
+    }
 
     #[test]
     fn hash_parameters_are_numpys() {

@@ -35,14 +35,9 @@ impl Banding {
         sig.chunks(self.rows)
             .take(self.bands)
             .enumerate()
-            .map(|(b, rows)| {
-                let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-                xxh3_64_with_seed(&bytes, b as u64)
-            })
+            .map(|(b, rows)| band_key(rows, b as u64))
     }
-}
 
-impl Banding {
     /// Band keys with the band index in their top bits, so that sorting keys
     /// sorts by band first (what `keep = datatrove` replays); the hash keeps
     /// the remaining 60 or so bits.
@@ -52,6 +47,23 @@ impl Banding {
             .enumerate()
             .map(move |(b, k)| ((b as u64) << (64 - bits)) | (k >> bits))
     }
+}
+
+/// xxh3 of a band's values as little-endian bytes, seeded with the band
+/// index. Called bands-times per document, so up to 32 rows stay on the stack.
+fn band_key(rows: &[u64], band: u64) -> u64 {
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let bytes: &mut [u8] = if rows.len() * 8 <= stack.len() {
+        &mut stack[..rows.len() * 8]
+    } else {
+        heap.resize(rows.len() * 8, 0);
+        &mut heap
+    };
+    for (chunk, v) in bytes.chunks_exact_mut(8).zip(rows) {
+        chunk.copy_from_slice(&v.to_le_bytes());
+    }
+    xxh3_64_with_seed(bytes, band)
 }
 
 /// Every pair of documents that share a band key (the LSH candidates),

@@ -1,8 +1,9 @@
 //! Union-find over compact document indices (4 bytes per document).
 //!
-//! The root of a set is always its smallest index, so "first seen" is the
-//! representative whatever order unions arrive in: clustering is
-//! deterministic across task counts.
+//! In [`UnionFind`] the root of a set is always its smallest index, so
+//! "first seen" is the representative whatever order unions arrive in:
+//! clustering is deterministic across task counts. [`SizedUnionFind`] links
+//! by size instead, for `keep = "datatrove"`, which replays a fixed order.
 
 pub struct UnionFind {
     parent: Vec<u32>,
@@ -53,26 +54,20 @@ impl UnionFind {
 /// tie: datatrove's `MinhashDedupCluster`, whose representative therefore
 /// depends on the order edges arrive in (8 bytes per document).
 pub struct SizedUnionFind {
-    parent: Vec<u32>,
+    sets: UnionFind,
     size: Vec<u32>,
 }
 
 impl SizedUnionFind {
     pub fn new(n: usize) -> Self {
-        assert!(n <= u32::MAX as usize, "more than 4 billion documents");
         SizedUnionFind {
-            parent: (0..n as u32).collect(),
+            sets: UnionFind::new(n),
             size: vec![1; n],
         }
     }
 
-    pub fn find(&mut self, mut x: u32) -> u32 {
-        while self.parent[x as usize] != x {
-            let grand = self.parent[self.parent[x as usize] as usize];
-            self.parent[x as usize] = grand;
-            x = grand;
-        }
-        x
+    pub fn find(&mut self, x: u32) -> u32 {
+        self.sets.find(x)
     }
 
     pub fn union(&mut self, a: u32, b: u32) -> bool {
@@ -83,7 +78,7 @@ impl SizedUnionFind {
         if self.size[ra as usize] < self.size[rb as usize] {
             std::mem::swap(&mut ra, &mut rb);
         }
-        self.parent[rb as usize] = ra;
+        self.sets.parent[rb as usize] = ra;
         self.size[ra as usize] += self.size[rb as usize];
         true
     }

@@ -24,7 +24,7 @@ use crate::manifest::OutputFormat;
 /// Row groups are flushed at this much buffered data, bounding writer memory.
 const ROW_GROUP_BYTES: usize = 128 << 20;
 
-fn tmp_path(path: &Path) -> PathBuf {
+pub fn tmp_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".tmp");
     PathBuf::from(s)

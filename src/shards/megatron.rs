@@ -18,7 +18,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::io::commit;
+use crate::io::{commit, tmp_path};
 
 pub const MAGIC: &[u8; 9] = b"MMIDIDX\x00\x00";
 
@@ -57,6 +57,25 @@ impl DType {
             DType::I32 => 4,
         }
     }
+    fn name(self) -> &'static str {
+        match self {
+            DType::U16 => "uint16",
+            DType::I32 => "int32",
+        }
+    }
+    fn max_id(self) -> u32 {
+        match self {
+            DType::U16 => u16::MAX as u32,
+            DType::I32 => i32::MAX as u32,
+        }
+    }
+    /// Appends `id` (at most `max_id`) in this dtype, little endian.
+    fn put(self, id: u32, out: &mut Vec<u8>) {
+        match self {
+            DType::U16 => out.extend_from_slice(&(id as u16).to_le_bytes()),
+            DType::I32 => out.extend_from_slice(&(id as i32).to_le_bytes()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,15 +103,11 @@ pub fn paths(prefix: &Path) -> (PathBuf, PathBuf) {
     (with(".bin"), with(".idx"))
 }
 
-fn tmp(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
 /// Writes one indexed dataset, a document at a time.
 pub struct IndexedWriter {
     prefix: PathBuf,
+    /// The `.bin`'s temporary name, which errors while writing name.
+    bin_tmp: PathBuf,
     dtype: DType,
     bin: BufWriter<File>,
     lengths: Vec<i32>,
@@ -106,10 +121,11 @@ impl IndexedWriter {
         if let Some(dir) = bin.parent() {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        let t = tmp(&bin);
-        let file = File::create(&t).map_err(io_err(&t))?;
+        let bin_tmp = tmp_path(&bin);
+        let file = File::create(&bin_tmp).map_err(io_err(&bin_tmp))?;
         Ok(IndexedWriter {
             prefix: prefix.to_path_buf(),
+            bin_tmp,
             dtype,
             bin: BufWriter::with_capacity(1 << 20, file),
             lengths: Vec::new(),
@@ -128,34 +144,29 @@ impl IndexedWriter {
 
     /// Appends one document. Ids past the dtype are a format error.
     pub fn add(&mut self, ids: &[u32]) -> Result<(), ShardError> {
-        let (bin, _) = paths(&self.prefix);
-        let len = i32::try_from(ids.len()).map_err(|_| ShardError::Format {
-            path: bin.display().to_string(),
-            message: format!("a document of {} tokens exceeds i32 lengths", ids.len()),
+        let bad = |message: String| ShardError::Format {
+            path: paths(&self.prefix).0.display().to_string(),
+            message,
+        };
+        let len = i32::try_from(ids.len()).map_err(|_| {
+            bad(format!(
+                "a document of {} tokens exceeds i32 lengths",
+                ids.len()
+            ))
         })?;
-        self.buf.clear();
-        match self.dtype {
-            DType::U16 => {
-                for &id in ids {
-                    let v = u16::try_from(id).map_err(|_| ShardError::Format {
-                        path: bin.display().to_string(),
-                        message: format!("token id {id} does not fit uint16"),
-                    })?;
-                    self.buf.extend_from_slice(&v.to_le_bytes());
-                }
-            }
-            DType::I32 => {
-                for &id in ids {
-                    let v = i32::try_from(id).map_err(|_| ShardError::Format {
-                        path: bin.display().to_string(),
-                        message: format!("token id {id} does not fit int32"),
-                    })?;
-                    self.buf.extend_from_slice(&v.to_le_bytes());
-                }
-            }
+        if let Some(id) = ids.iter().find(|&&id| id > self.dtype.max_id()) {
+            return Err(bad(format!(
+                "token id {id} does not fit {}",
+                self.dtype.name()
+            )));
         }
-        let t = tmp(&bin);
-        self.bin.write_all(&self.buf).map_err(io_err(&t))?;
+        self.buf.clear();
+        for &id in ids {
+            self.dtype.put(id, &mut self.buf);
+        }
+        self.bin
+            .write_all(&self.buf)
+            .map_err(io_err(&self.bin_tmp))?;
         self.lengths.push(len);
         self.tokens += ids.len() as u64;
         Ok(())
@@ -164,7 +175,7 @@ impl IndexedWriter {
     /// Writes the index and commits both files; returns (documents, tokens).
     pub fn finish(self) -> Result<(usize, u64), ShardError> {
         let (bin, idx) = paths(&self.prefix);
-        let bin_tmp = tmp(&bin);
+        let bin_tmp = self.bin_tmp;
         self.bin
             .into_inner()
             .map_err(|e| ShardError::Io {
@@ -191,7 +202,7 @@ impl IndexedWriter {
         for d in 0..=n as i64 {
             out.extend_from_slice(&d.to_le_bytes());
         }
-        let idx_tmp = tmp(&idx);
+        let idx_tmp = tmp_path(&idx);
         fs::write(&idx_tmp, &out).map_err(io_err(&idx_tmp))?;
         commit(&bin_tmp, &bin).map_err(io_err(&bin))?;
         commit(&idx_tmp, &idx).map_err(io_err(&idx))?;

@@ -51,9 +51,14 @@ pub struct Tokenize {
 pub const VOCAB_SIZE: &str = "forja.vocab_size";
 pub const TOKENIZER: &str = "forja.tokenizer";
 
+/// The item field of the `token_ids` lists.
+fn id_item() -> Field {
+    Field::new_list_field(DataType::UInt32, false)
+}
+
 /// The `token_ids` column's type.
 pub fn ids_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, false)))
+    DataType::List(Arc::new(id_item()))
 }
 
 impl Tokenize {
@@ -130,8 +135,7 @@ impl Stage for Tokenize {
     fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
         let core = Core::of(batch);
         let mut counts = UInt32Builder::with_capacity(batch.num_rows());
-        let mut lists = ListBuilder::new(UInt32Builder::new())
-            .with_field(Field::new_list_field(DataType::UInt32, false));
+        let mut lists = ListBuilder::new(UInt32Builder::new()).with_field(id_item());
         for t in core.text.iter() {
             let ids = self.encode(t.unwrap_or_default())?;
             counts.append_value(ids.len() as u32);
