@@ -24,7 +24,8 @@ pub use ledger::{
 };
 pub use manifest::{
     load as load_manifest, parse as parse_manifest, InputFormat, LoadedManifest, Manifest,
-    OutputConfig, OutputFormat, Problem, Problems, ReaderConfig, SourceConfig, MANIFEST_VERSION,
+    MegatronConfig, OutputConfig, OutputFormat, Problem, Problems, ReaderConfig, SourceConfig,
+    MANIFEST_VERSION,
 };
 pub use runner::{
     build_stages, collect_stats, manifest_hash, run, steps, RunError, RunOptions, RunRecord,

@@ -55,6 +55,37 @@ enum Command {
         /// The run's output folder.
         dir: PathBuf,
     },
+    /// Read Megatron shards: a shard's counts and documents decoded back to
+    /// text, or a whole run's families, shares and shard checks.
+    Inspect {
+        /// A shard (`prefix`, `prefix.bin` or `prefix.idx`), or an output
+        /// folder (or its `megatron` folder) for the whole run.
+        path: PathBuf,
+        /// Documents to decode, from the first (with a shard).
+        #[arg(long, default_value_t = 3)]
+        docs: usize,
+        /// Decode this document only.
+        #[arg(long)]
+        doc: Option<usize>,
+        /// Characters of each document to print (0: all).
+        #[arg(long, default_value_t = 400)]
+        chars: usize,
+        /// The tokenizer (default: the tokenizer.json the run copied beside the shards).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+    },
+    /// Recompute a run's blend files and share table, with other factors or
+    /// absolute shard paths.
+    Blend {
+        /// The run's output folder (or its `megatron` folder).
+        dir: PathBuf,
+        /// A language factor, e.g. `--factor en=0.5` (repeatable).
+        #[arg(long, value_parser = parse_factor)]
+        factor: Vec<(String, f64)>,
+        /// Write shard paths under this folder instead of relative ones.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
     /// Measure a language-ID backend on labelled text (`lang<TAB>text` lines).
     EvalLid {
         /// Files of `lang<TAB>text` lines (`\n` in the text for a newline).
@@ -90,6 +121,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so println! into a closed pipe (`forja inspect |
+    // head`) would panic; end quietly instead, as other Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let level = if cli.quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -134,6 +172,140 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
     Ok((v * mult as f64) as usize)
 }
 
+/// `lang=factor`.
+fn parse_factor(s: &str) -> Result<(String, f64), String> {
+    let (l, f) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: use LANG=FACTOR, e.g. en=0.5"))?;
+    let f: f64 = f
+        .parse()
+        .map_err(|_| format!("{s:?}: {f:?} is not a number"))?;
+    if !(f.is_finite() && f >= 0.0) {
+        return Err(format!("{s:?}: a factor is a number >= 0"));
+    }
+    Ok((l.to_string(), f))
+}
+
+/// Prints a share table (`shares.tsv`) with aligned columns.
+fn print_shares(tsv: &str) {
+    println!(
+        "{:<10} {:>9} {:>12} {:>7} {:>8} {:>9}",
+        "language", "documents", "tokens", "factor", "natural", "weighted"
+    );
+    for line in tsv.lines().skip(1) {
+        let c: Vec<&str> = line.split('\t').collect();
+        if c.len() < 7 {
+            continue;
+        }
+        let pct = |s: &str| {
+            s.parse::<f64>()
+                .map_or(s.to_string(), |v| format!("{:.2}%", v * 100.0))
+        };
+        println!(
+            "{:<10} {:>9} {:>12} {:>7} {:>8} {:>9}",
+            c[0],
+            c[2],
+            c[3],
+            c[4],
+            pct(c[5]),
+            pct(c[6])
+        );
+    }
+}
+
+fn inspect(
+    path: &Path,
+    docs: usize,
+    doc: Option<usize>,
+    chars: usize,
+    tokenizer: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use forja::shards::inspect as si;
+    if path.is_dir() {
+        let Some(dir) = si::megatron_dir(path) else {
+            bail!(
+                "{}: no megatron/families.json (a run with the megatron format writes it when its last step is done)",
+                path.display()
+            );
+        };
+        let fams = si::load_families(&dir)?;
+        for split in forja::shards::Split::ALL {
+            let members: Vec<_> = fams
+                .families
+                .iter()
+                .filter(|f| f.split == split.name())
+                .collect();
+            let shards: usize = members.iter().map(|f| f.shards.len()).sum();
+            let documents: u64 = members.iter().map(|f| f.documents()).sum();
+            let tokens: u64 = members.iter().map(|f| f.tokens()).sum();
+            println!(
+                "{:<5}  {:>3} families  {:>4} shards  {documents:>9} documents  {tokens:>12} tokens",
+                split.name(),
+                members.len(),
+                shards
+            );
+        }
+        let tsv = std::fs::read_to_string(dir.join("shares.tsv"))
+            .with_context(|| format!("{}: no share table", dir.display()))?;
+        println!(
+            "\ntraining mixture ({}):",
+            dir.join("train.blend").display()
+        );
+        print_shares(&tsv);
+        let bad = si::check_families(&dir, &fams);
+        if !bad.is_empty() {
+            for b in &bad {
+                println!("mismatch: {b}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        println!("\nevery shard's index matches families.json");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let prefix = si::shard_prefix(path);
+    let mut r = forja::shards::IndexedReader::open(&prefix)?;
+    let s = si::summary(&r);
+    println!(
+        "{}: {} documents, {} tokens ({:?}), document lengths {}..{} tokens, mean {:.1}",
+        prefix.display(),
+        s.documents,
+        s.tokens,
+        r.dtype,
+        s.min_len,
+        s.max_len,
+        s.tokens as f64 / s.documents.max(1) as f64
+    );
+    let tok_path = match tokenizer.or_else(|| si::find_tokenizer(&prefix)) {
+        Some(t) => t,
+        None => {
+            println!("(no tokenizer.json beside the shard; pass --tokenizer to decode)");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let t = si::load_tokenizer(&tok_path)?;
+    let which: Vec<usize> = match doc {
+        Some(i) if i >= r.len() => bail!("--doc {i}: the shard has {} documents", r.len()),
+        Some(i) => vec![i],
+        None => (0..docs.min(r.len())).collect(),
+    };
+    for i in which {
+        let ids = r.get(i)?;
+        let text = si::decode(&t, &ids)?;
+        let shown: String = if chars == 0 {
+            text.clone()
+        } else {
+            text.chars().take(chars).collect()
+        };
+        let more = if shown.len() < text.len() {
+            " [...]"
+        } else {
+            ""
+        };
+        println!("--- document {i}: {} tokens\n{shown}{more}", ids.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn default_manifest() -> PathBuf {
     let local = PathBuf::from("manifests/demo.toml");
     if local.exists() {
@@ -159,7 +331,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 );
                 println!(
                     "steps (for --phase): {}",
-                    forja::steps(&mut stages).join(", ")
+                    forja::steps(&m, &mut stages).join(", ")
                 );
                 Ok(ExitCode::SUCCESS)
             }
@@ -219,6 +391,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     summary.units_resumed,
                     summary.input_bytes as f64 / 1e6 / secs.max(1e-9)
                 );
+                if let Some(dir) = &summary.megatron {
+                    if let Ok(tsv) = std::fs::read_to_string(dir.join("shares.tsv")) {
+                        println!(
+                            "\ntraining mixture ({}):",
+                            dir.join("train.blend").display()
+                        );
+                        print_shares(&tsv);
+                        println!();
+                    }
+                }
                 match &summary.merged {
                     Some(_) => println!("output: {}", summary.output_dir.display()),
                     None => println!(
@@ -321,6 +503,35 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             forja::lid::groups::describe(&model, std::io::stdout())?;
             for l in model.languages() {
                 println!("  {l}: {:.2} MB of training text", per_lang[l] as f64 / 1e6);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect {
+            path,
+            docs,
+            doc,
+            chars,
+            tokenizer,
+        } => inspect(&path, docs, doc, chars, tokenizer),
+        Command::Blend { dir, factor, root } => {
+            use forja::shards::{blend, inspect as si};
+            let Some(mdir) = si::megatron_dir(&dir) else {
+                bail!("{}: no megatron/families.json", dir.display());
+            };
+            let mut fams = si::load_families(&mdir)?;
+            for (l, f) in factor {
+                fams.mixture.factors.insert(l, f);
+            }
+            let b = blend::blend(&fams);
+            let files = b
+                .write(&mdir, root.as_deref())
+                .with_context(|| format!("writing into {}", mdir.display()))?;
+            let mut bytes = serde_json::to_vec_pretty(&fams)?;
+            bytes.push(b'\n');
+            std::fs::write(mdir.join("families.json"), bytes)?;
+            print_shares(&blend::Blend::shares_tsv(&b.language_shares()));
+            for f in files {
+                println!("wrote {}", f.display());
             }
             Ok(ExitCode::SUCCESS)
         }

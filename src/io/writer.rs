@@ -4,6 +4,10 @@
 //! complete, so a killed run never leaves a half-written shard under a final
 //! name. Shards are per unit of work and rolled over by bytes of text, which
 //! makes their names and contents independent of threads and ranks.
+//!
+//! With the `megatron` format the unit's token ids also go to its parts
+//! ([`crate::shards::UnitParts`]), which the `megatron` step merges later;
+//! the Parquet and JSONL shards then leave the `token_ids` lists out.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -20,6 +24,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::batch;
 use crate::manifest::OutputFormat;
+use crate::shards::UnitParts;
 
 /// Row groups are flushed at this much buffered data, bounding writer memory.
 const ROW_GROUP_BYTES: usize = 128 << 20;
@@ -67,6 +72,23 @@ pub struct ShardWriter {
     shard: u32,
     open: Option<OpenShard>,
     done: Vec<PathBuf>,
+    parts: Option<UnitParts>,
+}
+
+/// The batch as the Parquet and JSONL shards store it: without the token id
+/// lists when they go to Megatron shards (they would double the output).
+pub fn for_documents(batch: &RecordBatch, formats: &[OutputFormat]) -> RecordBatch {
+    if !formats.contains(&OutputFormat::Megatron) {
+        return batch.clone();
+    }
+    match batch.schema().index_of("token_ids") {
+        Ok(i) => {
+            let mut b = batch.clone();
+            b.remove_column(i);
+            b
+        }
+        Err(_) => batch.clone(),
+    }
 }
 
 impl ShardWriter {
@@ -77,8 +99,10 @@ impl ShardWriter {
         formats: &[OutputFormat],
         shard_bytes: u64,
         level: i32,
+        parts: Option<UnitParts>,
     ) -> Self {
         ShardWriter {
+            parts,
             root: root.to_path_buf(),
             source: source.to_string(),
             unit,
@@ -110,6 +134,9 @@ impl ShardWriter {
             jsonl: None,
         };
         for &format in &self.formats {
+            if format == OutputFormat::Megatron {
+                continue;
+            }
             let path = self.shard_path(format, self.shard);
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
@@ -124,6 +151,7 @@ impl ShardWriter {
                 OutputFormat::JsonlZst => {
                     open.jsonl = Some((BufWriter::with_capacity(1 << 20, file), path));
                 }
+                OutputFormat::Megatron => unreachable!("skipped above"),
             }
         }
         Ok(open)
@@ -149,6 +177,10 @@ impl ShardWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        if let Some(parts) = self.parts.as_mut() {
+            parts.write(batch).map_err(io::Error::other)?;
+        }
+        let batch = &for_documents(batch, &self.formats);
         if self.open.is_none() {
             self.open = Some(self.open_shard(batch.schema())?);
         }
@@ -193,6 +225,9 @@ impl ShardWriter {
     /// Closes the last shard; returns every file written, in order.
     pub fn finish(mut self) -> io::Result<Vec<PathBuf>> {
         self.close()?;
+        if let Some(parts) = self.parts.take() {
+            self.done.extend(parts.finish().map_err(io::Error::other)?);
+        }
         Ok(self.done)
     }
 }
@@ -320,6 +355,7 @@ mod tests {
             &[OutputFormat::Parquet, OutputFormat::JsonlZst],
             10,
             3,
+            None,
         );
         for i in 0..3 {
             let mut b = CoreBuilder::with_capacity(1, 16);

@@ -13,7 +13,10 @@ use serde::de::{Deserialize, IntoDeserializer};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::{LoadedManifest, Manifest, OutputConfig, ReaderConfig, SourceConfig, MANIFEST_VERSION};
+use super::{
+    LoadedManifest, Manifest, OutputConfig, OutputFormat, ReaderConfig, SourceConfig,
+    MANIFEST_VERSION,
+};
 use crate::io::expand_pattern;
 use crate::stages::StageConfig;
 
@@ -159,6 +162,7 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
     let mut path_spans = Vec::new();
     let mut stages = Vec::new();
     let mut output = None;
+    let mut output_at = 0;
     let mut reader = ReaderConfig::default();
 
     for (key, value) in doc.iter() {
@@ -208,6 +212,9 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
             "output" => {
                 if let Some(o) = c.de::<OutputConfig>(value, "output") {
                     c.check_output(&o, value);
+                    output_at = table_key_span(value, "formats")
+                        .unwrap_or(value.span())
+                        .start;
                     output = Some(o);
                 }
             }
@@ -245,6 +252,9 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
     }
     if output.is_none() && !doc.contains_key("output") {
         c.at(0, "missing `[output]` table".into());
+    }
+    if let Some(o) = &output {
+        c.check_megatron(o, &sources, &stages, output_at);
     }
     if !c.problems.is_empty() {
         c.problems.sort_by_key(|p| (p.line, p.column));
@@ -363,6 +373,64 @@ impl Checker<'_> {
                     s.name
                 ),
             );
+        }
+    }
+
+    /// What the `megatron` format needs from the rest of the manifest.
+    fn check_megatron(
+        &mut self,
+        o: &OutputConfig,
+        sources: &[SourceConfig],
+        stages: &[StageConfig],
+        at: usize,
+    ) {
+        if !o.formats.contains(&OutputFormat::Megatron) {
+            return;
+        }
+        if !stages.iter().any(|s| matches!(s, StageConfig::Tokenize(_))) {
+            self.at(
+                at,
+                "the `megatron` format writes token ids: add a `tokenize` stage".into(),
+            );
+        }
+        let m = &o.megatron;
+        if m.shard_tokens == 0 {
+            self.at(
+                at,
+                "output.megatron.shard_tokens must be greater than 0".into(),
+            );
+        }
+        let total: f64 = m.split.iter().sum();
+        if m.split.iter().any(|p| !(p.is_finite() && *p >= 0.0)) || (total - 100.0).abs() > 1e-9 {
+            self.at(
+                at,
+                format!(
+                    "output.megatron.split {:?} must be three shares of 100 (train, validation, test)",
+                    m.split
+                ),
+            );
+        }
+        if m.split[0] <= 0.0 {
+            self.at(at, "output.megatron.split gives nothing to train".into());
+        }
+        for (lang, f) in &m.factors {
+            if !(f.is_finite() && *f >= 0.0) {
+                self.at(
+                    at,
+                    format!("output.megatron.factors.{lang} = {f} is not a factor >= 0"),
+                );
+            }
+        }
+        if !m.by_source {
+            if let Some(s) = sources.iter().find(|s| s.weight != sources[0].weight) {
+                self.at(
+                    at,
+                    format!(
+                        "sources `{}` (weight {}) and `{}` (weight {}) would share shards: set output.megatron.by_source = true for source weights to apply",
+                        sources[0].name, sources[0].weight, s.name, s.weight
+                    ),
+                );
+            }
         }
     }
 

@@ -118,11 +118,14 @@ pub struct RunSummary {
     pub input_bytes: u64,
     /// The steps this task ran, in order.
     pub steps: Vec<String>,
+    /// The `megatron` folder, once its blend and share table are written.
+    pub megatron: Option<PathBuf>,
 }
 
 /// The steps of a run, in order: three per global stage (scan, reduce,
-/// cluster) and the final pass. `--phase` takes one of these names.
-pub fn steps(stages: &mut [Box<dyn Stage>]) -> Vec<String> {
+/// cluster), the final pass, and with Megatron output the step that merges
+/// the units' token parts into shards. `--phase` takes one of these names.
+pub fn steps(m: &LoadedManifest, stages: &mut [Box<dyn Stage>]) -> Vec<String> {
     let mut out = Vec::new();
     for s in stages.iter_mut() {
         let name = s.name();
@@ -133,7 +136,19 @@ pub fn steps(stages: &mut [Box<dyn Stage>]) -> Vec<String> {
         }
     }
     out.push("final".into());
+    if megatron_on(m) {
+        out.push(MEGATRON_STEP.into());
+    }
     out
+}
+
+const MEGATRON_STEP: &str = "megatron";
+
+fn megatron_on(m: &LoadedManifest) -> bool {
+    m.manifest
+        .output
+        .formats
+        .contains(&crate::manifest::OutputFormat::Megatron)
 }
 
 /// What every pass of one task shares.
@@ -221,7 +236,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     let out = opts.output.clone().unwrap_or_else(|| m.output_dir());
     let all_units = io::plan_units(m)?;
     let mut stages = build_stages(m)?;
-    let all_steps = steps(&mut stages);
+    let all_steps = steps(m, &mut stages);
     if let Some(p) = &opts.phase {
         if !all_steps.contains(p) {
             return Err(RunError::Plan(format!(
@@ -297,31 +312,108 @@ fn run_steps(
         ran.extend(global_steps(ctx, stages, g)?);
     }
     let out = ctx.layout.root.clone();
-    if !ctx.runs("final") {
-        return Ok(RunSummary {
-            stats: Stats::default(),
-            output_dir: out,
-            units_total: 0,
-            units_resumed: 0,
-            merged: None,
-            elapsed: started.elapsed(),
-            input_bytes: 0,
-            steps: ran,
-        });
-    }
-    ran.push("final".into());
-    let (stats, units_total, units_resumed, input_bytes) = final_pass(ctx, stages)?;
-    let merged = ctx.layout.merge_if_complete()?;
-    Ok(RunSummary {
-        stats,
+    let mut summary = RunSummary {
+        stats: Stats::default(),
         output_dir: out,
-        units_total,
-        units_resumed,
-        merged,
+        units_total: 0,
+        units_resumed: 0,
+        merged: None,
         elapsed: started.elapsed(),
-        input_bytes,
-        steps: ran,
-    })
+        input_bytes: 0,
+        steps: Vec::new(),
+        megatron: None,
+    };
+    if ctx.runs("final") {
+        ran.push("final".into());
+        let (stats, units_total, units_resumed, input_bytes) = final_pass(ctx, stages)?;
+        summary.merged = ctx.layout.merge_if_complete()?;
+        summary.stats = stats;
+        summary.units_total = units_total;
+        summary.units_resumed = units_resumed;
+        summary.input_bytes = input_bytes;
+    }
+    if megatron_on(ctx.m) && ctx.runs(MEGATRON_STEP) {
+        ctx.barrier("the final step", || {
+            ctx.all_units
+                .iter()
+                .filter(|u| !ctx.layout.unit_done(u.index))
+                .map(|u| format!("unit {}", u.index))
+                .collect()
+        })?;
+        summary.megatron = megatron_step(ctx)?;
+        ran.push(MEGATRON_STEP.into());
+    }
+    summary.steps = ran;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Merges this rank's share of the families (family i goes to rank
+/// i mod W); whichever rank finds every family done writes the blend, the
+/// share table and a copy of the tokenizer. Returns the folder if it did.
+fn megatron_step(ctx: &Ctx) -> Result<Option<PathBuf>, RunError> {
+    use crate::shards::{blend, family};
+    let m = &ctx.m.manifest;
+    let cfg = &m.output.megatron;
+    let layout = ctx.layout;
+    let shard_err = |e: crate::shards::ShardError| RunError::Plan(e.to_string());
+    let units: Vec<(PathBuf, &str)> = ctx
+        .all_units
+        .iter()
+        .map(|u| (layout.parts_dir(u.index), m.sources[u.source].name.as_str()))
+        .collect();
+    let plans = family::plan(&units, cfg.by_source).map_err(shard_err)?;
+    let dir = layout.root.join(crate::shards::MEGATRON_DIR);
+    let (w, rank) = (ctx.opts.world_size, ctx.opts.rank);
+    let mine: Vec<usize> = (rank..plans.len()).step_by(w).collect();
+    tracing::info!(
+        "megatron: {} families, {} on this rank, shards of {} tokens",
+        plans.len(),
+        mine.len(),
+        cfg.shard_tokens
+    );
+    for i in mine {
+        let marker = layout.family_marker(i);
+        if ctx.opts.resume && marker.exists() {
+            continue;
+        }
+        let fam = family::merge(&plans[i], &dir, cfg.shard_tokens).map_err(shard_err)?;
+        units::write_json(&marker, &fam)?;
+    }
+    if !(0..plans.len()).all(|i| layout.family_marker(i).exists()) {
+        return Ok(None);
+    }
+    let mut families = Vec::with_capacity(plans.len());
+    for i in 0..plans.len() {
+        families.push(units::read_json::<family::Family>(
+            &layout.family_marker(i),
+        )?);
+    }
+    let fams = blend::Families {
+        mixture: blend::Mixture {
+            factors: cfg.factors.clone(),
+            source_weights: m
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.weight))
+                .collect(),
+        },
+        families,
+    };
+    units::write_json(&dir.join("families.json"), &fams)?;
+    blend::blend(&fams)
+        .write(&dir, None)
+        .map_err(io_err(&dir))?;
+    // The tokenizer travels with the shards: `forja inspect` and trainers find it there.
+    if let Some(tok) = m.stages.iter().find_map(|s| match s {
+        crate::stages::StageConfig::Tokenize(c) => Some(ctx.m.resolve(&c.tokenizer)),
+        _ => None,
+    }) {
+        let bytes = std::fs::read(&tok).map_err(io_err(&tok))?;
+        let to = dir.join("tokenizer.json");
+        io::atomic_write(&to, &bytes).map_err(io_err(&to))?;
+    }
+    Ok(Some(dir))
 }
 
 /// The scan, reduce and cluster steps of the global stage `g`; afterwards
@@ -533,6 +625,9 @@ fn stream(
     let stage_names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
     let shard_bytes = m.manifest.output.shard_bytes;
     let level = m.manifest.output.zstd_level;
+    let megatron = formats
+        .contains(&crate::manifest::OutputFormat::Megatron)
+        .then_some(&m.manifest.output.megatron);
     let sources_fmt: Vec<_> = m.manifest.sources.iter().map(|s| s.format).collect();
     let unit_stats = std::thread::scope(|scope| -> Result<Vec<Stats>, RunError> {
         let reader = {
@@ -558,6 +653,8 @@ fn stream(
                     formats,
                     shard_bytes,
                     level,
+                    megatron,
+                    sources: &m.manifest.sources,
                     current: None,
                     finished: Vec::new(),
                     bar,
@@ -573,9 +670,10 @@ fn stream(
         let jsonl_level = formats
             .contains(&crate::manifest::OutputFormat::JsonlZst)
             .then_some(level);
+        let formats = &formats;
         let worked = ctx
             .pool
-            .install(|| work(stages, &specs, jsonl_level, chunk_rx, done_tx, cap));
+            .install(|| work(stages, &specs, jsonl_level, formats, chunk_rx, done_tx, cap));
         let written = writer.join().expect("writer thread panicked");
         let read = reader.join().expect("reader thread panicked");
         // The first failure in flow order is the cause; later ones are its echoes.
@@ -725,6 +823,7 @@ fn work(
     stages: &mut [Box<dyn Stage>],
     specs: &[Arc<SourceSpec>],
     jsonl_level: Option<i32>,
+    formats: &[crate::manifest::OutputFormat],
     rx: Receiver<Item>,
     tx: Sender<Processed>,
     window: usize,
@@ -737,7 +836,7 @@ fn work(
                 Err(_) => break,
             }
         }
-        let processed = process_window(stages, specs, jsonl_level, items)?;
+        let processed = process_window(stages, specs, jsonl_level, formats, items)?;
         for p in processed {
             if tx.send(p).is_err() {
                 return Ok(()); // the writer failed; it reports why
@@ -751,6 +850,7 @@ fn process_window(
     stages: &mut [Box<dyn Stage>],
     specs: &[Arc<SourceSpec>],
     jsonl_level: Option<i32>,
+    formats: &[crate::manifest::OutputFormat],
     items: Vec<Item>,
 ) -> Result<Vec<Processed>, RunError> {
     // Decode in parallel.
@@ -863,7 +963,8 @@ fn process_window(
                 } = &mut p.kind
                 {
                     if b.num_rows() > 0 {
-                        *jsonl = Some(io::jsonl_frame(b, level).map_err(|e| RunError::Io {
+                        let b = io::for_documents(b, formats);
+                        *jsonl = Some(io::jsonl_frame(&b, level).map_err(|e| RunError::Io {
                             path: "<jsonl encoder>".into(),
                             source: e,
                         })?);
@@ -893,6 +994,8 @@ struct UnitWriter<'a> {
     formats: &'a [crate::manifest::OutputFormat],
     shard_bytes: u64,
     level: i32,
+    megatron: Option<&'a crate::manifest::MegatronConfig>,
+    sources: &'a [crate::manifest::SourceConfig],
     current: Option<OpenUnit>,
     finished: Vec<Stats>,
     bar: ProgressBar,
@@ -912,6 +1015,13 @@ impl UnitWriter<'_> {
                     self.formats,
                     self.shard_bytes,
                     self.level,
+                    self.megatron.map(|cfg| {
+                        crate::shards::UnitParts::new(
+                            &self.layout.parts_dir(p.unit),
+                            cfg,
+                            self.sources[p.source].language.as_deref(),
+                        )
+                    }),
                 ),
                 stats: Stats::new(self.stage_names),
                 ledger: Vec::new(),

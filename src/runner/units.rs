@@ -3,11 +3,15 @@
 //! ```text
 //! OUT/parquet/<source>/<unit>-<shard>.parquet   kept documents
 //! OUT/jsonl/<source>/<unit>-<shard>.jsonl.zst
+//! OUT/megatron/<split>/<lang>[/<source>]/<n>.{bin,idx}  token shards (shards::family)
+//! OUT/megatron/{blend.json,*.blend,shares.tsv,families.json,tokenizer.json}
 //! OUT/ledger/rank-<r>-of-<w>.parquet            dropped and rejected documents
 //! OUT/stats/rank-<r>-of-<w>.json                the rank's funnel
 //! OUT/stats.json                                the merged funnel, once all ranks are done
 //! OUT/_forja/run.json                           what run this folder holds
 //! OUT/_forja/units/<unit>.{ledger.parquet,done.json}
+//! OUT/_forja/units/<unit>.megatron/<split>/<lang>.{bin,idx}  the unit's token parts
+//! OUT/_forja/megatron/<family>.json             a merged family's shards
 //! OUT/_forja/global/<n>-<stage>/                a global stage's steps (dedup::global)
 //! ```
 //!
@@ -67,7 +71,7 @@ pub(super) struct Layout {
     world: usize,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
+pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
     serde_json::from_slice(&bytes).map_err(|e| RunError::Io {
         path: path.display().to_string(),
@@ -82,7 +86,7 @@ fn parquet_err(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> Run
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("stats serialize");
     bytes.push(b'\n');
     atomic_write(path, &bytes).map_err(io_err(path))
@@ -156,7 +160,14 @@ impl Layout {
             return Ok(());
         }
         if self.world == 1 {
-            for dir in ["parquet", "jsonl", "ledger", "stats", FORJA_DIR] {
+            for dir in [
+                "parquet",
+                "jsonl",
+                crate::shards::MEGATRON_DIR,
+                "ledger",
+                "stats",
+                FORJA_DIR,
+            ] {
                 let d = self.root.join(dir);
                 if d.exists() {
                     fs::remove_dir_all(&d).map_err(io_err(&d))?;
@@ -218,8 +229,30 @@ impl Layout {
         write_json(&self.record_path(), rec)
     }
 
+    /// Where the final pass writes a unit's token parts.
+    pub fn parts_dir(&self, unit: usize) -> PathBuf {
+        self.unit_file(unit, "megatron")
+    }
+
+    /// The record of a merged Megatron family (by its index in the plan).
+    pub fn family_marker(&self, family: usize) -> PathBuf {
+        self.root
+            .join(FORJA_DIR)
+            .join("megatron")
+            .join(format!("{family:05}.json"))
+    }
+
+    /// True once the unit's marker is written.
+    pub fn unit_done(&self, unit: usize) -> bool {
+        self.unit_file(unit, "done.json").exists()
+    }
+
     /// Removes whatever an earlier attempt wrote for this unit.
     pub fn clear_unit(&self, u: &Unit) -> Result<(), RunError> {
+        let parts = self.parts_dir(u.index);
+        if parts.exists() {
+            fs::remove_dir_all(&parts).map_err(io_err(&parts))?;
+        }
         for suffix in [
             "done.json",
             "ledger.parquet",

@@ -142,6 +142,38 @@ impl IndexedWriter {
         self.lengths.len()
     }
 
+    /// The path prefix the shard will have.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// Appends documents already encoded in `dtype`: `bytes` holds them back
+    /// to back, `lengths` their sizes in tokens (the merge step's copy).
+    pub fn add_raw(
+        &mut self,
+        bytes: &[u8],
+        lengths: &[i32],
+        dtype: DType,
+    ) -> Result<(), ShardError> {
+        let tokens: u64 = lengths.iter().map(|&l| l as u64).sum();
+        if dtype != self.dtype || tokens * dtype.size() as u64 != bytes.len() as u64 {
+            return Err(ShardError::Format {
+                path: paths(&self.prefix).0.display().to_string(),
+                message: format!(
+                    "cannot append {} bytes of {} as {} {} tokens",
+                    bytes.len(),
+                    dtype.name(),
+                    tokens,
+                    self.dtype.name()
+                ),
+            });
+        }
+        self.bin.write_all(bytes).map_err(io_err(&self.bin_tmp))?;
+        self.lengths.extend_from_slice(lengths);
+        self.tokens += tokens;
+        Ok(())
+    }
+
     /// Appends one document. Ids past the dtype are a format error.
     pub fn add(&mut self, ids: &[u32]) -> Result<(), ShardError> {
         let bad = |message: String| ShardError::Format {

@@ -16,7 +16,7 @@ mod near_dedup;
 mod normalize;
 pub mod quality;
 mod repeated_lines;
-mod tokenize;
+pub mod tokenize;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

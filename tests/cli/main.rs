@@ -6,6 +6,7 @@ mod bad_input;
 mod dedup;
 mod determinism;
 mod manifest;
+mod megatron;
 mod quality;
 mod readers;
 mod resume;

@@ -56,11 +56,12 @@ fn syntax_error_has_a_location() {
 fn bundled_manifests_validate() {
     let env = Env::new();
     let stdout = env.ok(&["validate", &format!("{REPO}/manifests/demo.toml")]);
-    assert!(stdout.contains("ok (4 sources, 7 stages"), "{stdout}");
+    assert!(stdout.contains("ok (4 sources, 8 stages"), "{stdout}");
     assert!(
         stdout.contains(
             "repeated_lines:scan, repeated_lines:reduce, repeated_lines:cluster, exact_dedup:scan"
         ),
         "{stdout}"
     );
+    assert!(stdout.contains("final, megatron\n"), "{stdout}");
 }

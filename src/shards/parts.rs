@@ -1,0 +1,221 @@
+//! The final pass's side of the shards: each unit's kept documents as token
+//! ids, one indexed dataset per (split, language) in the unit's own folder.
+//!
+//! Units are written by whichever rank and thread holds them, so they cannot
+//! append to shared shards; the `megatron` step later concatenates the parts
+//! of every unit, in unit order, into the families' shards.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use super::megatron::{paths, DType, IndexedWriter, ShardError};
+use crate::batch;
+use crate::manifest::MegatronConfig;
+use crate::stages::tokenize::VOCAB_SIZE;
+
+/// Training, validation or test: every document goes to exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Split {
+    Train,
+    Valid,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Test];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Split> {
+        Split::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// Draws a document's split from a hash of its id, so the draw does not
+/// depend on order, threads or ranks, and a document keeps its split when
+/// the rest of the corpus changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Splitter {
+    seed: u64,
+    /// Upper bounds of train and validation in [0, 1).
+    train: f64,
+    valid: f64,
+}
+
+impl Splitter {
+    pub fn new(percent: [f64; 3], seed: u64) -> Self {
+        let total: f64 = percent.iter().sum();
+        Splitter {
+            seed,
+            train: percent[0] / total,
+            valid: (percent[0] + percent[1]) / total,
+        }
+    }
+
+    pub fn split(&self, id: &str) -> Split {
+        // 53 bits: an exact f64 in [0, 1).
+        let x = (xxh3_64_with_seed(id.as_bytes(), self.seed) >> 11) as f64 / (1u64 << 53) as f64;
+        if x < self.train {
+            Split::Train
+        } else if x < self.valid {
+            Split::Valid
+        } else {
+            Split::Test
+        }
+    }
+}
+
+/// A language as a file name: anything but letters, digits, `-` and `_`
+/// becomes `_`, so a source's free-text `language` cannot escape the folder.
+pub fn lang_name(lang: &str) -> String {
+    let s: String = lang
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "und".into()
+    } else {
+        s
+    }
+}
+
+/// The vocabulary size the `tokenize` stage recorded on `token_ids`.
+pub fn batch_dtype(batch: &RecordBatch) -> Result<DType, String> {
+    let schema = batch.schema();
+    let field = schema
+        .field_with_name("token_ids")
+        .map_err(|_| "no `token_ids` column: the megatron format needs a tokenize stage")?;
+    let vocab: usize = field
+        .metadata()
+        .get(VOCAB_SIZE)
+        .and_then(|v| v.parse().ok())
+        .ok_or("`token_ids` carries no vocabulary size")?;
+    Ok(DType::for_vocab(vocab))
+}
+
+/// One unit's parts, being written.
+pub struct UnitParts {
+    dir: PathBuf,
+    splitter: Splitter,
+    /// The language of documents without a `lang` value.
+    default_lang: String,
+    writers: BTreeMap<(Split, String), IndexedWriter>,
+}
+
+impl UnitParts {
+    /// Parts go to `dir/<split>/<lang>.{bin,idx}`.
+    pub fn new(dir: &Path, cfg: &MegatronConfig, default_lang: Option<&str>) -> Self {
+        UnitParts {
+            dir: dir.to_path_buf(),
+            splitter: Splitter::new(cfg.split, cfg.split_seed),
+            default_lang: lang_name(default_lang.unwrap_or("und")),
+            writers: BTreeMap::new(),
+        }
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ShardError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let dtype = batch_dtype(batch).map_err(|message| ShardError::Format {
+            path: self.dir.display().to_string(),
+            message,
+        })?;
+        let ids = batch.column(batch::ID).as_string::<i32>();
+        let tokens = batch
+            .column_by_name("token_ids")
+            .expect("checked by batch_dtype")
+            .as_list::<i32>();
+        let lang = batch
+            .column_by_name("lang")
+            .and_then(|c| c.as_string_opt::<i32>());
+        for row in 0..batch.num_rows() {
+            let split = self.splitter.split(ids.value(row));
+            let l = match lang {
+                Some(l) if l.is_valid(row) => lang_name(l.value(row)),
+                _ => self.default_lang.clone(),
+            };
+            let w = match self.writers.entry((split, l)) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let prefix = self.dir.join(split.name()).join(&e.key().1);
+                    e.insert(IndexedWriter::create(&prefix, dtype)?)
+                }
+            };
+            let doc = tokens.value(row);
+            let doc = doc.as_primitive::<arrow_array::types::UInt32Type>();
+            w.add(doc.values())?;
+        }
+        Ok(())
+    }
+
+    /// Commits every part; returns their `.bin` and `.idx` paths.
+    pub fn finish(self) -> Result<Vec<PathBuf>, ShardError> {
+        let mut out = Vec::new();
+        for ((split, lang), w) in self.writers {
+            w.finish()?;
+            let (bin, idx) = paths(&self.dir.join(split.name()).join(lang));
+            out.push(bin);
+            out.push(idx);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_follows_the_percentages_and_the_seed() {
+        let s = Splitter::new([98.0, 1.0, 1.0], 0);
+        let n = 200_000;
+        let mut counts = [0usize; 3];
+        for i in 0..n {
+            counts[s.split(&format!("src/file.jsonl:{i}")) as usize] += 1;
+        }
+        let share = |c: usize| c as f64 / n as f64;
+        assert!((share(counts[0]) - 0.98).abs() < 0.002, "{counts:?}");
+        assert!((share(counts[1]) - 0.01).abs() < 0.001, "{counts:?}");
+        assert!((share(counts[2]) - 0.01).abs() < 0.001, "{counts:?}");
+        // Same id, same split; another seed draws again.
+        let other = Splitter::new([50.0, 25.0, 25.0], 1);
+        let moved = (0..1000)
+            .filter(|i| {
+                let id = format!("d{i}");
+                Splitter::new([50.0, 25.0, 25.0], 0).split(&id) != other.split(&id)
+            })
+            .count();
+        assert!(moved > 400, "{moved}");
+        assert_eq!(s.split("x"), s.split("x"));
+    }
+
+    #[test]
+    fn zero_shares_get_no_documents() {
+        let s = Splitter::new([100.0, 0.0, 0.0], 7);
+        assert!((0..10_000).all(|i| s.split(&i.to_string()) == Split::Train));
+    }
+
+    #[test]
+    fn language_names_stay_in_their_folder() {
+        assert_eq!(lang_name("es"), "es");
+        assert_eq!(lang_name("../x y"), "___x_y");
+        assert_eq!(lang_name(""), "und");
+    }
+}
