@@ -373,6 +373,7 @@ mod tests {
                 mode: Mode::Annotate,
                 rules: vec![QualityRule::C4, QualityRule::GopherQuality],
                 language: "ca".into(),
+                skip_languages: vec!["code".into(), "und".into()],
             }),
         ];
         #[derive(Serialize, Deserialize)]

@@ -465,3 +465,64 @@ fn the_demo_writes_shards_a_blend_and_shares_that_inspect_reads() {
         .sum();
     assert_eq!(total, s["kept"].as_u64().unwrap());
 }
+
+/// The Salamandra recipe as shipped, with its sources pointed at the demo
+/// corpus and forja's own source code, and the demo tokenizer.
+#[test]
+fn the_salamandra_recipe_runs_on_a_corpus_pointed_at_it() {
+    let env = Env::new();
+    let text = fs::read_to_string(format!("{REPO}/manifests/salamandra.toml")).unwrap();
+    let mut m: toml::Table = toml::from_str(&text).unwrap();
+    let demo = format!("{REPO}/data/demo");
+    let code: Vec<_> = tree(&Path::new(REPO).join("src"))
+        .into_iter()
+        .map(|(path, bytes)| serde_json::json!({"path": path, "content": String::from_utf8(bytes).unwrap()}))
+        .collect();
+    env.write("code/src.jsonl.zst", &zst(&jsonl(&code)));
+    let sources = m["source"].as_array_mut().unwrap();
+    let point = |s: &mut toml::Value, path: String| {
+        s["paths"] = toml::Value::Array(vec![path.into()]);
+    };
+    point(&mut sources[0], format!("{demo}/install-guide/*.jsonl.gz"));
+    point(&mut sources[1], format!("{demo}/gnome-help/data/*.parquet"));
+    point(
+        &mut sources[2],
+        env.path("code/*.jsonl.zst").to_string_lossy().into_owned(),
+    );
+    for s in m["stage"].as_array_mut().unwrap() {
+        if s["type"].as_str() == Some("tokenize") {
+            s["tokenizer"] = demo_tokenizer().into();
+        }
+    }
+    m["output"]["dir"] = "out".into();
+    m["output"]["megatron"]["shard_tokens"] = 50_000.into();
+    env.write("salamandra.toml", toml::to_string(&m).unwrap().as_bytes());
+    let stdout = env.ok(&["run", "salamandra.toml"]);
+    assert!(stdout.contains("training mixture"), "{stdout}");
+    let shares = fs::read_to_string(env.path("out/megatron/shares.tsv")).unwrap();
+    let row = |l: &str| -> Vec<String> {
+        shares
+            .lines()
+            .find(|r| r.starts_with(&format!("{l}\t")))
+            .unwrap_or_else(|| panic!("{l} in {shares}"))
+            .split('\t')
+            .map(str::to_string)
+            .collect()
+    };
+    for (lang, factor) in [
+        ("es", "2"),
+        ("ca", "2"),
+        ("code", "0.5"),
+        ("de", "1"),
+        ("fr", "1"),
+    ] {
+        assert_eq!(row(lang)[4], factor, "{lang}: {shares}");
+    }
+    // Code passed the prose quality rules: nearly all of forja's files are there.
+    let s = stats(&env.path("out"));
+    let code = &s["sources"]["code"];
+    assert!(
+        code["kept"].as_u64().unwrap() * 10 >= code["read"].as_u64().unwrap() * 9,
+        "{code}"
+    );
+}

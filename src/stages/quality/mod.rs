@@ -99,6 +99,14 @@ pub struct QualityConfig {
     /// Language of documents that have no `lang` column value.
     #[serde(default = "default_language")]
     pub language: String,
+    /// Languages the prose rules do not apply to: their documents pass with
+    /// empty signals. Code, by default (`lid`'s `code_sources`).
+    #[serde(default = "default_skip")]
+    pub skip_languages: Vec<String>,
+}
+
+fn default_skip() -> Vec<String> {
+    vec!["code".into()]
 }
 
 fn default_rules() -> Vec<Rule> {
@@ -120,6 +128,7 @@ impl Default for QualityConfig {
             mode: Mode::Filter,
             rules: default_rules(),
             language: default_language(),
+            skip_languages: default_skip(),
         }
     }
 }
@@ -410,6 +419,22 @@ impl Stage for Quality {
         let mut new_text: Option<StringBuilder> = None;
         for row in 0..batch.num_rows() {
             let t = text.value(row);
+            let skipped = lang
+                .filter(|l| l.is_valid(row))
+                .is_some_and(|l| self.config.skip_languages.iter().any(|s| s == l.value(row)));
+            if skipped {
+                if has_oscar {
+                    oscar_col.append_null();
+                }
+                for c in cols.iter_mut() {
+                    c.append_null();
+                }
+                rule_col.append_null();
+                if let Some(b) = new_text.as_mut() {
+                    b.append_value(t);
+                }
+                continue;
+            }
             let rules = lang
                 .filter(|l| l.is_valid(row))
                 .and_then(|l| self.rules.get(l.value(row)))
@@ -522,6 +547,23 @@ mod tests {
             .downcast_ref::<arrow_array::Float64Array>()
             .unwrap();
         assert!(fineweb.is_valid(0) && fineweb.is_null(1));
+    }
+
+    #[test]
+    fn code_passes_untouched() {
+        let q = Quality::new(QualityConfig::default()).unwrap();
+        let code = "fn main() {\n    println!(\"{}\", 1);\n}\n";
+        let b = batch(&[code, code]);
+        let mut cols = b.columns().to_vec();
+        cols.push(Arc::new(StringArray::from(vec![Some("code"), Some("en")])));
+        let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| (**f).clone()).collect();
+        fields.push(Field::new("lang", DataType::Utf8, true));
+        let b = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), cols).unwrap();
+        let out = q.process(&b).unwrap();
+        // The same text as English prose fails; as code it is not judged.
+        assert_eq!(out.drops.len(), 1);
+        assert_eq!(out.drops[0].row, 1);
+        assert!(out.columns.iter().all(|c| c.is_null(0)));
     }
 
     #[test]
