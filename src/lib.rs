@@ -15,6 +15,7 @@ mod manifest;
 mod runner;
 pub mod shards;
 mod stages;
+pub mod tokenizer;
 
 pub use batch::{core_fields, core_schema, doc_id, Core, CoreBuilder};
 pub use io::{decode_lines, expand_pattern, plan_units, InputError, ReadError, Unit};

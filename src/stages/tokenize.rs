@@ -27,6 +27,18 @@ pub struct TokenizeConfig {
     /// Let the tokenizer's post-processor add its own special tokens (BOS...).
     #[serde(default)]
     pub add_special_tokens: bool,
+    /// Which encoder: forja's exact byte-level BPE when it reproduces the
+    /// tokenizer (`auto`), or always Hugging Face `tokenizers`.
+    #[serde(default)]
+    pub encoder: Encoder,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoder {
+    #[default]
+    Auto,
+    Tokenizers,
 }
 
 impl TokenizeConfig {
@@ -45,6 +57,7 @@ pub struct Tokenize {
     path: PathBuf,
     eod: Option<u32>,
     vocab: usize,
+    fast: Option<crate::tokenizer::ByteLevelBpe>,
 }
 
 /// Metadata keys of the `token_ids` field.
@@ -83,17 +96,50 @@ impl Tokenize {
             })?),
         };
         let vocab = tokenizer.get_vocab_size(true);
+        let fast = match config.encoder {
+            Encoder::Tokenizers => None,
+            // A post-processor only acts when asked to add special tokens.
+            Encoder::Auto
+                if config.add_special_tokens && tokenizer.get_post_processor().is_some() =>
+            {
+                tracing::info!(
+                    "tokenize: the post-processor adds tokens; encoding with tokenizers"
+                );
+                None
+            }
+            Encoder::Auto => {
+                let json = std::fs::read_to_string(&path)
+                    .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                match crate::tokenizer::ByteLevelBpe::from_json(&json) {
+                    Ok(f) => Some(f),
+                    Err(why) => {
+                        tracing::info!(
+                            "tokenize: {} is not plain byte-level BPE ({why}); encoding with tokenizers",
+                            path.display()
+                        );
+                        None
+                    }
+                }
+            }
+        };
         Ok(Tokenize {
             config,
             tokenizer,
             path,
             eod,
             vocab,
+            fast,
         })
     }
 
     /// The ids of one text, end-of-document token included.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, StageError> {
+        if let Some(f) = &self.fast {
+            let mut ids = Vec::with_capacity(text.len() / 3 + 2);
+            f.encode(text, &mut ids);
+            ids.extend(self.eod);
+            return Ok(ids);
+        }
         let enc = self
             .tokenizer
             .encode_fast(text, self.config.add_special_tokens)
@@ -196,10 +242,15 @@ pub(crate) mod tests {
                 tokenizer: "tok.json".into(),
                 eod: Some("</s>".into()),
                 add_special_tokens: false,
+                encoder: Encoder::Auto,
             },
             &ctx,
         )
         .unwrap();
+        assert!(
+            stage.fast.is_some(),
+            "a byte-level BPE takes the fast encoder"
+        );
         let eod = stage.tokenizer.token_to_id("</s>").unwrap();
         let mut b = crate::batch::CoreBuilder::with_capacity(20, 1000);
         for (i, t) in texts[..20].iter().enumerate() {
@@ -232,6 +283,69 @@ pub(crate) mod tests {
         }
     }
 
+    /// Texts that stress the pre-tokenizer: space runs before words and
+    /// symbols, other whitespace, contractions, scripts, digits, emoji, the
+    /// special token inside text, and long symbol runs.
+    fn hard_texts() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "", " ", "  ", "a", " a", "  a", "   a  b\t\tc\n\nd \n e\r\n", "x   ", "\n\n\n",
+            "it's we'll I'd they're you've I'm don't 'S 'LL", "1234567 12.5%  3,000,000",
+            "日本語のテキスト、中文文本。한국어", "emoji 🧪🔥👨‍👩‍👧 x", "e\u{301}\u{300} ṩ",
+            "\u{a0}nbsp\u{2003}em\u{3000}ideo", "a</s>b </s> </s></s>", "<s><pad></s",
+            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+            "\u{0}\u{1}\u{7f} ctrl", "  \u{2028}  x\u{85}y",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Random mixes of the characters above.
+        let alphabet: Vec<char> = "a bZ 9\n\t'sé日🧪!,.-\u{a0}\u{301}</>".chars().collect();
+        let mut x = 0x2545f4914f6cdd1du64;
+        for _ in 0..3000 {
+            let mut s = String::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for _ in 0..(x % 40) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            v.push(s);
+        }
+        v
+    }
+
+    #[test]
+    fn the_fast_encoder_gives_the_ids_tokenizers_gives() {
+        let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/demo/tokenizer/tokenizer.json");
+        let dir = tempfile::tempdir().unwrap();
+        let mut texts: Vec<String> = crate::dedup::lsh::tests::real_documents();
+        let small = dir.path().join("small.json");
+        train_tokenizer(&texts, 400, &small);
+        texts.extend(hard_texts());
+        for path in [demo, small] {
+            let hf = Tokenizer::from_file(&path).unwrap();
+            let fast =
+                crate::tokenizer::ByteLevelBpe::from_json(&std::fs::read_to_string(&path).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut ids = Vec::new();
+            for t in &texts {
+                ids.clear();
+                fast.encode(t, &mut ids);
+                let want = hf.encode_fast(t.as_str(), false).unwrap();
+                assert!(
+                    ids == want.get_ids(),
+                    "{}: other ids for {:?}...",
+                    path.display(),
+                    t.chars().take(60).collect::<String>()
+                );
+            }
+        }
+    }
+
     #[test]
     fn unknown_eod_and_missing_file_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
@@ -242,6 +356,7 @@ pub(crate) mod tests {
             tokenizer: "tok.json".into(),
             eod: Some(eod.into()),
             add_special_tokens: false,
+            encoder: Encoder::Auto,
         };
         let e = Tokenize::new(cfg("</s>"), &ctx).err().unwrap().to_string();
         assert!(e.contains("tok.json: no such tokenizer file"), "{e}");
