@@ -526,3 +526,47 @@ fn the_salamandra_recipe_runs_on_a_corpus_pointed_at_it() {
         "{code}"
     );
 }
+
+/// A run killed during the merge: a family without its marker and with a
+/// half-written shard. `--resume` redoes that family only, same bytes.
+#[test]
+fn an_interrupted_merge_resumes_to_the_same_shards() {
+    let env = Env::new();
+    env.write("in/a.jsonl", &jsonl(&udhr()[..400]));
+    let sources = "[[source]]\nname = \"u\"\npaths = [\"in/*.jsonl\"]\nformat = \"jsonl\"\nlicence = \"x\"\n[[stage]]\ntype = \"lid\"\n";
+    let m = write_manifest(
+        &env,
+        "res",
+        sources,
+        &demo_tokenizer(),
+        "shard_tokens = 2000\n",
+    );
+    env.ok(&["run", "--quiet", &m, "--out", "full"]);
+    env.ok(&["run", "--quiet", &m, "--out", "cut"]);
+    let want = tree(&env.path("full/megatron"));
+    // Undo family 0 as a kill would leave it: no marker, no blend, a .tmp shard.
+    let markers = env.path("cut/_forja/megatron");
+    let first = markers.join("00000.json");
+    let fam: serde_json::Value = serde_json::from_slice(&fs::read(&first).unwrap()).unwrap();
+    fs::remove_file(&first).unwrap();
+    let shard = env
+        .path("cut/megatron")
+        .join(fam["shards"][1]["prefix"].as_str().unwrap());
+    fs::remove_file(shard.with_extension("idx")).unwrap();
+    fs::rename(shard.with_extension("bin"), shard.with_extension("bin.tmp")).unwrap();
+    for f in ["blend.json", "train.blend", "shares.tsv"] {
+        fs::remove_file(env.path("cut/megatron").join(f)).unwrap();
+    }
+    let other = markers.join("00001.json");
+    let before = fs::metadata(&other).unwrap().modified().unwrap();
+    env.ok(&["run", "--quiet", &m, "--out", "cut", "--resume"]);
+    // The half-written shard is gone too: the family's folder was redone.
+    let got = tree(&env.path("cut/megatron"));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    assert!(got == want, "resumed shards differ");
+    // Families already merged were not redone.
+    assert_eq!(fs::metadata(&other).unwrap().modified().unwrap(), before);
+}
