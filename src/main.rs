@@ -186,31 +186,42 @@ fn parse_factor(s: &str) -> Result<(String, f64), String> {
     Ok((l.to_string(), f))
 }
 
-/// Prints a share table (`shares.tsv`) with aligned columns.
-fn print_shares(tsv: &str) {
+/// Prints the training mixture's language shares with aligned columns.
+fn print_shares(rows: &[forja::shards::blend::Share]) {
     println!(
         "{:<10} {:>9} {:>12} {:>7} {:>8} {:>9}",
         "language", "documents", "tokens", "factor", "natural", "weighted"
     );
-    for line in tsv.lines().skip(1) {
-        let c: Vec<&str> = line.split('\t').collect();
-        if c.len() < 7 {
-            continue;
-        }
-        let pct = |s: &str| {
-            s.parse::<f64>()
-                .map_or(s.to_string(), |v| format!("{:.2}%", v * 100.0))
-        };
+    let pct = |v: f64| format!("{:.2}%", v * 100.0);
+    for r in rows {
         println!(
             "{:<10} {:>9} {:>12} {:>7} {:>8} {:>9}",
-            c[0],
-            c[2],
-            c[3],
-            c[4],
-            pct(c[5]),
-            pct(c[6])
+            r.lang,
+            r.documents,
+            r.tokens,
+            r.factor,
+            pct(r.natural),
+            pct(r.weighted)
         );
     }
+    let docs: u64 = rows.iter().map(|r| r.documents).sum();
+    let tokens: u64 = rows.iter().map(|r| r.tokens).sum();
+    println!(
+        "{:<10} {docs:>9} {tokens:>12} {:>7} {:>8} {:>9}",
+        "total",
+        "",
+        pct(1.0),
+        pct(1.0)
+    );
+}
+
+/// Prints the share table of the run whose `megatron` folder is `dir`.
+fn print_mixture(dir: &Path, fams: &forja::shards::blend::Families) {
+    println!(
+        "\ntraining mixture ({}):",
+        dir.join("train.blend").display()
+    );
+    print_shares(&forja::shards::blend::blend(fams).language_shares());
 }
 
 fn inspect(
@@ -228,7 +239,7 @@ fn inspect(
                 path.display()
             );
         };
-        let fams = si::load_families(&dir)?;
+        let fams = forja::shards::blend::Families::load(&dir)?;
         for split in forja::shards::Split::ALL {
             let members: Vec<_> = fams
                 .families
@@ -245,13 +256,7 @@ fn inspect(
                 shards
             );
         }
-        let tsv = std::fs::read_to_string(dir.join("shares.tsv"))
-            .with_context(|| format!("{}: no share table", dir.display()))?;
-        println!(
-            "\ntraining mixture ({}):",
-            dir.join("train.blend").display()
-        );
-        print_shares(&tsv);
+        print_mixture(&dir, &fams);
         let bad = si::check_families(&dir, &fams);
         if !bad.is_empty() {
             for b in &bad {
@@ -392,14 +397,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     summary.input_bytes as f64 / 1e6 / secs.max(1e-9)
                 );
                 if let Some(dir) = &summary.megatron {
-                    if let Ok(tsv) = std::fs::read_to_string(dir.join("shares.tsv")) {
-                        println!(
-                            "\ntraining mixture ({}):",
-                            dir.join("train.blend").display()
-                        );
-                        print_shares(&tsv);
-                        println!();
-                    }
+                    print_mixture(dir, &forja::shards::blend::Families::load(dir)?);
+                    println!();
                 }
                 match &summary.merged {
                     Some(_) => println!("output: {}", summary.output_dir.display()),
@@ -518,7 +517,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let Some(mdir) = si::megatron_dir(&dir) else {
                 bail!("{}: no megatron/families.json", dir.display());
             };
-            let mut fams = si::load_families(&mdir)?;
+            let mut fams = blend::Families::load(&mdir)?;
             for (l, f) in factor {
                 fams.mixture.factors.insert(l, f);
             }
@@ -526,10 +525,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let files = b
                 .write(&mdir, root.as_deref())
                 .with_context(|| format!("writing into {}", mdir.display()))?;
-            let mut bytes = serde_json::to_vec_pretty(&fams)?;
-            bytes.push(b'\n');
-            std::fs::write(mdir.join("families.json"), bytes)?;
-            print_shares(&blend::Blend::shares_tsv(&b.language_shares()));
+            fams.save(&mdir)?;
+            print_shares(&b.language_shares());
             for f in files {
                 println!("wrote {}", f.display());
             }

@@ -78,17 +78,13 @@ pub struct ShardWriter {
 /// The batch as the Parquet and JSONL shards store it: without the token id
 /// lists when they go to Megatron shards (they would double the output).
 pub fn for_documents(batch: &RecordBatch, formats: &[OutputFormat]) -> RecordBatch {
-    if !formats.contains(&OutputFormat::Megatron) {
-        return batch.clone();
-    }
-    match batch.schema().index_of("token_ids") {
-        Ok(i) => {
-            let mut b = batch.clone();
+    let mut b = batch.clone();
+    if formats.contains(&OutputFormat::Megatron) {
+        if let Ok(i) = b.schema().index_of("token_ids") {
             b.remove_column(i);
-            b
         }
-        Err(_) => batch.clone(),
     }
+    b
 }
 
 impl ShardWriter {

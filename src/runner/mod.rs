@@ -81,6 +81,8 @@ pub enum RunError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Stage(#[from] StageError),
+    #[error(transparent)]
+    Shard(#[from] crate::shards::ShardError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -356,13 +358,12 @@ fn megatron_step(ctx: &Ctx) -> Result<Option<PathBuf>, RunError> {
     let m = &ctx.m.manifest;
     let cfg = &m.output.megatron;
     let layout = ctx.layout;
-    let shard_err = |e: crate::shards::ShardError| RunError::Plan(e.to_string());
     let units: Vec<(PathBuf, &str)> = ctx
         .all_units
         .iter()
         .map(|u| (layout.parts_dir(u.index), m.sources[u.source].name.as_str()))
         .collect();
-    let plans = family::plan(&units, cfg.by_source).map_err(shard_err)?;
+    let plans = family::plan(&units, cfg.by_source)?;
     let dir = layout.root.join(crate::shards::MEGATRON_DIR);
     let (w, rank) = (ctx.opts.world_size, ctx.opts.rank);
     let mine: Vec<usize> = (rank..plans.len()).step_by(w).collect();
@@ -377,7 +378,7 @@ fn megatron_step(ctx: &Ctx) -> Result<Option<PathBuf>, RunError> {
         if ctx.opts.resume && marker.exists() {
             continue;
         }
-        let fam = family::merge(&plans[i], &dir, cfg.shard_tokens).map_err(shard_err)?;
+        let fam = family::merge(&plans[i], &dir, cfg.shard_tokens)?;
         units::write_json(&marker, &fam)?;
     }
     if !(0..plans.len()).all(|i| layout.family_marker(i).exists()) {
@@ -400,7 +401,7 @@ fn megatron_step(ctx: &Ctx) -> Result<Option<PathBuf>, RunError> {
         },
         families,
     };
-    units::write_json(&dir.join("families.json"), &fams)?;
+    fams.save(&dir)?;
     blend::blend(&fams)
         .write(&dir, None)
         .map_err(io_err(&dir))?;

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::family::Family;
+use super::megatron::ShardError;
 use super::parts::Split;
 
 /// Everything the weights depend on, recorded with the families so that
@@ -51,6 +52,34 @@ impl Mixture {
 pub struct Families {
     pub mixture: Mixture,
     pub families: Vec<Family>,
+}
+
+impl Families {
+    pub const FILE: &'static str = "families.json";
+
+    /// Reads `dir/families.json`.
+    pub fn load(dir: &Path) -> Result<Self, ShardError> {
+        let path = dir.join(Self::FILE);
+        let bytes = std::fs::read(&path).map_err(|source| ShardError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ShardError::Format {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes `dir/families.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), ShardError> {
+        let path = dir.join(Self::FILE);
+        let mut bytes = serde_json::to_vec_pretty(self).expect("families serialize");
+        bytes.push(b'\n');
+        crate::io::atomic_write(&path, &bytes).map_err(|source| ShardError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
 }
 
 /// One row of the share table (training split).

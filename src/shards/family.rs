@@ -9,13 +9,12 @@
 //! step runs at disk speed. Which family a rank merges, and so every shard's
 //! name and content, depends only on the completed units.
 
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::megatron::{paths, IndexedReader, IndexedWriter, ShardError};
+use super::megatron::{IndexedReader, IndexedWriter, ShardError};
 use super::parts::Split;
 
 /// What one family holds, recorded once its shards are written.
@@ -68,22 +67,26 @@ impl Plan {
 
 /// Lists the families of the completed units' parts. `units` gives each
 /// unit's parts folder and source, in unit order.
+/// A unit without documents in a split has no folder for it; any other
+/// error reading the folders is reported, never skipped.
 pub fn plan(units: &[(PathBuf, &str)], by_source: bool) -> Result<Vec<Plan>, ShardError> {
     let mut families: std::collections::BTreeMap<(Split, String, Option<String>), Vec<PathBuf>> =
         Default::default();
     for (dir, source) in units {
         for split in Split::ALL {
             let d = dir.join(split.name());
-            let Ok(entries) = fs::read_dir(&d) else {
-                continue;
+            let entries = match fs::read_dir(&d) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other.map_err(io_err(&d))?,
             };
-            let mut langs: Vec<String> = entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
-                    name.strip_suffix(".idx").map(str::to_string)
-                })
-                .collect();
+            let mut langs = Vec::new();
+            for e in entries {
+                let name = e.map_err(io_err(&d))?.file_name();
+                // Part names are language codes (`parts::lang_name`): ASCII.
+                if let Some(lang) = name.to_str().and_then(|n| n.strip_suffix(".idx")) {
+                    langs.push(lang.to_string());
+                }
+            }
             langs.sort();
             for lang in langs {
                 let key = (split, lang.clone(), by_source.then(|| source.to_string()));
@@ -123,8 +126,6 @@ pub fn merge(plan: &Plan, root: &Path, shard_tokens: u64) -> Result<Family, Shar
     let mut buf = Vec::new();
     for part in &plan.parts {
         let mut r = IndexedReader::open(part)?;
-        let (bin, _) = paths(part);
-        let mut file = File::open(&bin).map_err(io_err(&bin))?;
         let mut i = 0;
         while i < r.len() {
             let w = match &mut open {
@@ -141,7 +142,7 @@ pub fn merge(plan: &Plan, root: &Path, shard_tokens: u64) -> Result<Family, Shar
                 tokens += r.lengths[end] as u64;
                 end += 1;
             }
-            copy_run(&mut r, &mut file, i..end, w, &mut buf, &bin)?;
+            copy_run(&mut r, i..end, w, &mut buf)?;
             i = end;
             if w.tokens() >= shard_tokens {
                 let w = open.take().expect("open");
@@ -160,33 +161,23 @@ pub fn merge(plan: &Plan, root: &Path, shard_tokens: u64) -> Result<Family, Shar
     })
 }
 
-/// Appends documents `docs` of `r` to `w`, reading their bytes in large blocks.
+/// Appends documents `docs` of `r` to `w`, in blocks of up to `COPY_BYTES`.
 fn copy_run(
     r: &mut IndexedReader,
-    file: &mut File,
     docs: std::ops::Range<usize>,
     w: &mut IndexedWriter,
     buf: &mut Vec<u8>,
-    bin: &Path,
 ) -> Result<(), ShardError> {
     let size = r.dtype.size() as u64;
     let mut i = docs.start;
     while i < docs.end {
-        // A block of documents stored back to back, up to COPY_BYTES.
-        let start = r.pointers[i] as u64;
-        let mut end = i;
-        let mut bytes = 0u64;
-        while end < docs.end
-            && r.pointers[end] as u64 == start + bytes
-            && (end == i || bytes + r.lengths[end] as u64 * size <= COPY_BYTES as u64)
-        {
+        let mut end = i + 1;
+        let mut bytes = r.lengths[i] as u64 * size;
+        while end < docs.end && bytes + r.lengths[end] as u64 * size <= COPY_BYTES as u64 {
             bytes += r.lengths[end] as u64 * size;
             end += 1;
         }
-        buf.resize(bytes as usize, 0);
-        file.seek(SeekFrom::Start(start))
-            .and_then(|_| file.read_exact(buf))
-            .map_err(io_err(bin))?;
+        r.read_run(i..end, buf)?;
         w.add_raw(buf, &r.lengths[i..end], r.dtype)?;
         i = end;
     }

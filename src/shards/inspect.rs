@@ -69,19 +69,7 @@ pub fn decode(t: &Tokenizer, ids: &[u32]) -> Result<String, ShardError> {
 pub fn megatron_dir(dir: &Path) -> Option<PathBuf> {
     [dir.join(MEGATRON_DIR), dir.to_path_buf()]
         .into_iter()
-        .find(|d| d.join("families.json").is_file())
-}
-
-pub fn load_families(megatron: &Path) -> Result<Families, ShardError> {
-    let path = megatron.join("families.json");
-    let bytes = std::fs::read(&path).map_err(|source| ShardError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| ShardError::Format {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+        .find(|d| d.join(Families::FILE).is_file())
 }
 
 /// Checks every shard `families.json` lists against its index: present,

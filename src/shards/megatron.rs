@@ -316,14 +316,36 @@ impl IndexedReader {
         self.lengths.iter().map(|&l| l as u64).sum()
     }
 
+    /// The stored bytes of sequences `seqs` into `buf`; they must lie back
+    /// to back in the `.bin` (as every writer lays them out).
+    pub fn read_run(
+        &mut self,
+        seqs: std::ops::Range<usize>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), ShardError> {
+        let size = self.dtype.size() as u64;
+        let start = self.pointers[seqs.start] as u64;
+        let mut bytes = 0u64;
+        for i in seqs {
+            if self.pointers[i] as u64 != start + bytes {
+                return Err(ShardError::Format {
+                    path: self.bin.display().to_string(),
+                    message: format!("sequence {i} is not stored after the one before it"),
+                });
+            }
+            bytes += self.lengths[i] as u64 * size;
+        }
+        buf.resize(bytes as usize, 0);
+        self.file
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| self.file.read_exact(buf))
+            .map_err(io_err(&self.bin))
+    }
+
     /// The token ids of sequence `i`.
     pub fn get(&mut self, i: usize) -> Result<Vec<u32>, ShardError> {
-        let n = self.lengths[i] as usize;
-        let mut raw = vec![0u8; n * self.dtype.size()];
-        self.file
-            .seek(SeekFrom::Start(self.pointers[i] as u64))
-            .and_then(|_| self.file.read_exact(&mut raw))
-            .map_err(io_err(&self.bin))?;
+        let mut raw = Vec::new();
+        self.read_run(i..i + 1, &mut raw)?;
         Ok(match self.dtype {
             DType::U16 => raw
                 .chunks_exact(2)

@@ -5,6 +5,7 @@
 //! append to shared shards; the `megatron` step later concatenates the parts
 //! of every unit, in unit order, into the families' shards.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -77,21 +78,15 @@ impl Splitter {
 
 /// A language as a file name: anything but letters, digits, `-` and `_`
 /// becomes `_`, so a source's free-text `language` cannot escape the folder.
-pub fn lang_name(lang: &str) -> String {
-    let s: String = lang
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "und".into()
+/// Borrowed when the name is fine as it is (every code `lid` writes).
+pub fn lang_name(lang: &str) -> Cow<'_, str> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if lang.is_empty() {
+        Cow::Borrowed("und")
+    } else if lang.chars().all(ok) {
+        Cow::Borrowed(lang)
     } else {
-        s
+        Cow::Owned(lang.chars().map(|c| if ok(c) { c } else { '_' }).collect())
     }
 }
 
@@ -115,7 +110,8 @@ pub struct UnitParts {
     splitter: Splitter,
     /// The language of documents without a `lang` value.
     default_lang: String,
-    writers: BTreeMap<(Split, String), IndexedWriter>,
+    /// Per language, a writer per split (indexed by `Split as usize`).
+    writers: BTreeMap<String, [Option<IndexedWriter>; 3]>,
 }
 
 impl UnitParts {
@@ -124,7 +120,7 @@ impl UnitParts {
         UnitParts {
             dir: dir.to_path_buf(),
             splitter: Splitter::new(cfg.split, cfg.split_seed),
-            default_lang: lang_name(default_lang.unwrap_or("und")),
+            default_lang: lang_name(default_lang.unwrap_or("und")).into_owned(),
             writers: BTreeMap::new(),
         }
     }
@@ -149,13 +145,18 @@ impl UnitParts {
             let split = self.splitter.split(ids.value(row));
             let l = match lang {
                 Some(l) if l.is_valid(row) => lang_name(l.value(row)),
-                _ => self.default_lang.clone(),
+                _ => Cow::Borrowed(self.default_lang.as_str()),
             };
-            let w = match self.writers.entry((split, l)) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let prefix = self.dir.join(split.name()).join(&e.key().1);
-                    e.insert(IndexedWriter::create(&prefix, dtype)?)
+            if !self.writers.contains_key(l.as_ref()) {
+                self.writers.insert(l.to_string(), Default::default());
+            }
+            let slot =
+                &mut self.writers.get_mut(l.as_ref()).expect("inserted above")[split as usize];
+            let w = match slot {
+                Some(w) => w,
+                None => {
+                    let prefix = self.dir.join(split.name()).join(l.as_ref());
+                    slot.insert(IndexedWriter::create(&prefix, dtype)?)
                 }
             };
             let doc = tokens.value(row);
@@ -166,13 +167,17 @@ impl UnitParts {
     }
 
     /// Commits every part; returns their `.bin` and `.idx` paths.
-    pub fn finish(self) -> Result<Vec<PathBuf>, ShardError> {
+    pub fn finish(mut self) -> Result<Vec<PathBuf>, ShardError> {
         let mut out = Vec::new();
-        for ((split, lang), w) in self.writers {
-            w.finish()?;
-            let (bin, idx) = paths(&self.dir.join(split.name()).join(lang));
-            out.push(bin);
-            out.push(idx);
+        for split in Split::ALL {
+            for (lang, writers) in self.writers.iter_mut() {
+                if let Some(w) = writers[split as usize].take() {
+                    w.finish()?;
+                    let (bin, idx) = paths(&self.dir.join(split.name()).join(lang));
+                    out.push(bin);
+                    out.push(idx);
+                }
+            }
         }
         Ok(out)
     }

@@ -84,7 +84,11 @@ impl Tokenize {
         if !path.is_file() {
             return Err(fail(format!("{}: no such tokenizer file", path.display())));
         }
-        let tokenizer = Tokenizer::from_file(&path)
+        // Read once: both `tokenizers` and the fast encoder parse this text.
+        let json =
+            std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let tokenizer: Tokenizer = json
+            .parse()
             .map_err(|e| fail(format!("{}: not a tokenizer.json: {e}", path.display())))?;
         let eod = match &config.eod {
             None => None,
@@ -107,20 +111,16 @@ impl Tokenize {
                 );
                 None
             }
-            Encoder::Auto => {
-                let json = std::fs::read_to_string(&path)
-                    .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-                match crate::tokenizer::ByteLevelBpe::from_json(&json) {
-                    Ok(f) => Some(f),
-                    Err(why) => {
-                        tracing::info!(
+            Encoder::Auto => match crate::tokenizer::ByteLevelBpe::from_json(&json) {
+                Ok(f) => Some(f),
+                Err(why) => {
+                    tracing::info!(
                             "tokenize: {} is not plain byte-level BPE ({why}); encoding with tokenizers",
                             path.display()
                         );
-                        None
-                    }
+                    None
                 }
-            }
+            },
         };
         Ok(Tokenize {
             config,
@@ -132,24 +132,24 @@ impl Tokenize {
         })
     }
 
-    /// The ids of one text, end-of-document token included.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, StageError> {
+    /// Replaces `ids` with those of `text`, end-of-document token included
+    /// (one buffer serves a whole batch).
+    fn encode(&self, text: &str, ids: &mut Vec<u32>) -> Result<(), StageError> {
+        ids.clear();
         if let Some(f) = &self.fast {
-            let mut ids = Vec::with_capacity(text.len() / 3 + 2);
-            f.encode(text, &mut ids);
-            ids.extend(self.eod);
-            return Ok(ids);
+            f.encode(text, ids);
+        } else {
+            let enc = self
+                .tokenizer
+                .encode_fast(text, self.config.add_special_tokens)
+                .map_err(|e| StageError::Failed {
+                    stage: "tokenize".into(),
+                    message: e.to_string(),
+                })?;
+            ids.extend_from_slice(enc.get_ids());
         }
-        let enc = self
-            .tokenizer
-            .encode_fast(text, self.config.add_special_tokens)
-            .map_err(|e| StageError::Failed {
-                stage: "tokenize".into(),
-                message: e.to_string(),
-            })?;
-        let mut ids = enc.get_ids().to_vec();
         ids.extend(self.eod);
-        Ok(ids)
+        Ok(())
     }
 }
 
@@ -165,8 +165,8 @@ impl Stage for Tokenize {
     fn fields(&self) -> Vec<Field> {
         vec![
             Field::new("tokens", DataType::UInt32, false),
-            // The shard writer reads the vocabulary size (its dtype) and the
-            // tokenizer (copied beside the shards for `forja inspect`) here.
+            // The shard writer takes its dtype from the vocabulary size; the
+            // tokenizer's path says, in Parquet output, what made the ids.
             Field::new("token_ids", ids_type(), false).with_metadata(
                 [
                     (VOCAB_SIZE.to_string(), self.vocab.to_string()),
@@ -182,8 +182,9 @@ impl Stage for Tokenize {
         let core = Core::of(batch);
         let mut counts = UInt32Builder::with_capacity(batch.num_rows());
         let mut lists = ListBuilder::new(UInt32Builder::new()).with_field(id_item());
+        let mut ids = Vec::new();
         for t in core.text.iter() {
-            let ids = self.encode(t.unwrap_or_default())?;
+            self.encode(t.unwrap_or_default(), &mut ids)?;
             counts.append_value(ids.len() as u32);
             lists.values().append_slice(&ids);
             lists.append(true);

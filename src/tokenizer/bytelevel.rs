@@ -21,14 +21,15 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::Regex;
 use serde_json::Value;
 
-/// GPT-2's pattern without the `\s+(?!\S)` alternative (see `pre_tokens`).
+use crate::hash::MixState;
+
+/// GPT-2's pattern without the `\s+(?!\S)` alternative (see `encode_plain`).
 const PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
 
 /// Words longer than this are not cached (long runs of symbols, base64...).
@@ -36,40 +37,9 @@ const CACHE_WORD_BYTES: usize = 64;
 /// A thread's cache is cleared when it holds this many words.
 const CACHE_WORDS: usize = 1 << 20;
 
-/// FxHash-style: fast on the short keys here, and the keys are not
-/// attacker-chosen in a way that matters (a slow batch, at worst).
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let mut tail = 0u64;
-        for (i, &b) in chunks.remainder().iter().enumerate() {
-            tail |= (b as u64) << (8 * i);
-        }
-        self.add(tail ^ bytes.len() as u64);
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.add(v);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Fx {
-    fn add(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+type MixMap<K, V> = HashMap<K, V, MixState>;
 /// A word's bytes to its ids.
-type WordCache = FxMap<Box<[u8]>, Box<[u32]>>;
+type WordCache = MixMap<Box<[u8]>, Box<[u32]>>;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -84,7 +54,7 @@ pub struct ByteLevelBpe {
     /// The id of each single byte.
     byte_ids: [u32; 256],
     /// (left << 32 | right) -> (rank << 32 | merged id).
-    merges: FxMap<u64, u64>,
+    merges: MixMap<u64, u64>,
     added: Option<(AhoCorasick, Vec<u32>)>,
 }
 
@@ -143,7 +113,7 @@ impl ByteLevelBpe {
                 return Err(format!("its BPE model sets `{key}`"));
             }
         }
-        let vocab: FxMap<&str, u32> = m["vocab"]
+        let vocab: MixMap<&str, u32> = m["vocab"]
             .as_object()
             .ok_or("no vocabulary")?
             .iter()
@@ -156,7 +126,7 @@ impl ByteLevelBpe {
                 .get(c.to_string().as_str())
                 .ok_or_else(|| format!("byte {b:#04x} has no token"))?;
         }
-        let mut merges = FxMap::default();
+        let mut merges = MixMap::default();
         for (rank, pair) in m["merges"]
             .as_array()
             .ok_or("no merges")?
