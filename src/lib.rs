@@ -18,7 +18,7 @@ mod stages;
 pub mod tokenizer;
 
 pub use batch::{core_fields, core_schema, doc_id, Core, CoreBuilder};
-pub use io::{decode_lines, expand_pattern, plan_units, InputError, ReadError, Unit};
+pub use io::{atomic_write, decode_lines, expand_pattern, plan_units, InputError, ReadError, Unit};
 pub use ledger::{
     read_parquet as read_ledger, FileStats, FileStatus, Kind, LedgerRow, Reason, SourceCounts,
     StageCounts, Stats,

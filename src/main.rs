@@ -108,6 +108,72 @@ enum Command {
         json: bool,
     },
     /// Train the close-group language model from `lang<TAB>text` lines.
+    /// Train a SentencePiece-style BPE tokenizer (Salamandra's settings by
+    /// default) on a corpus: JSON Lines, Parquet or text files, or a forja
+    /// output folder. Writes tokenizer.json, tokenizer.vocab, training.json.
+    ///
+    /// On a cluster, count in parts (`--count-only --counts-out`) and train
+    /// once from all of them (`--from-counts`): counts add up exactly.
+    TrainTokenizer {
+        /// Input files or folders (not needed with --from-counts).
+        inputs: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long, default_value = "tokenizer")]
+        out: PathBuf,
+        /// Settings as TOML (the fields of the `[train_tokenizer]` table:
+        /// vocab_size, alpha, character_coverage, split_digits, ...).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Vocabulary size (default 256000, Salamandra's).
+        #[arg(long)]
+        vocab_size: Option<usize>,
+        /// Language sampling exponent: 0 uniform (default), 1 natural.
+        #[arg(long)]
+        alpha: Option<f64>,
+        /// JSON field or Parquet column holding the text.
+        #[arg(long, default_value = "text")]
+        text_field: String,
+        /// JSON field or Parquet column holding the language.
+        #[arg(long, default_value = "lang")]
+        lang_field: String,
+        /// Language of documents without one (text files: their name).
+        #[arg(long)]
+        lang: Option<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Only count words and write them to --counts-out.
+        #[arg(long, requires = "counts_out")]
+        count_only: bool,
+        /// Where to write the word counts.
+        #[arg(long)]
+        counts_out: Option<PathBuf>,
+        /// Train from these counts files instead of reading a corpus.
+        #[arg(long, num_args = 1..)]
+        from_counts: Vec<PathBuf>,
+        /// Merge loop on `cpu` or `cuda` (needs the `cuda` feature).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Tokens per word and per byte of each language of a corpus.
+    Fertility {
+        /// A tokenizer.json.
+        tokenizer: PathBuf,
+        /// Input files or folders, as for train-tokenizer.
+        #[arg(required = true)]
+        corpus: Vec<PathBuf>,
+        /// Also write the numbers as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long, default_value = "text")]
+        text_field: String,
+        #[arg(long, default_value = "lang")]
+        lang_field: String,
+        #[arg(long)]
+        lang: Option<String>,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     TrainLidGroups {
         /// Files of `lang<TAB>text` lines.
         data: Vec<PathBuf>,
@@ -320,6 +386,112 @@ fn default_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/demo.toml")
 }
 
+/// Sizes the global rayon pool (all cores by default).
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    Ok(())
+}
+
+struct TrainArgs {
+    inputs: Vec<PathBuf>,
+    out: PathBuf,
+    cfg: forja::tokenizer::train::TrainConfig,
+    spec: forja::tokenizer::corpus::CorpusSpec,
+    count_only: bool,
+    counts_out: Option<PathBuf>,
+    from_counts: Vec<PathBuf>,
+    device: forja::tokenizer::train::Device,
+    quiet: bool,
+}
+
+fn train_tokenizer(a: TrainArgs) -> Result<ExitCode> {
+    use forja::tokenizer::train::{self, WordCounts};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let t = std::time::Instant::now();
+    let counts = if !a.from_counts.is_empty() {
+        if !a.inputs.is_empty() {
+            bail!("give either input files or --from-counts, not both");
+        }
+        let mut all = WordCounts::default();
+        for p in &a.from_counts {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            all.merge(WordCounts::read_from(
+                std::io::BufReader::new(f),
+                &p.display().to_string(),
+            )?);
+        }
+        all
+    } else {
+        if a.inputs.is_empty() {
+            bail!("no input: give files or folders, or --from-counts");
+        }
+        let files = forja::tokenizer::corpus::list_files(&a.inputs)?;
+        let total: u64 = files
+            .iter()
+            .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        let read = Arc::new(AtomicU64::new(0));
+        let bar = if a.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(total)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "counting words {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("a valid template"),
+        );
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let counts = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    bar.set_position(read.load(Ordering::Relaxed));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            let r = train::count_files(&files, &a.spec, &a.cfg, read.clone());
+            done.store(true, Ordering::Relaxed);
+            r
+        })?;
+        bar.finish_and_clear();
+        counts
+    };
+    let counting = t.elapsed().as_secs_f64();
+    eprintln!(
+        "counted {} documents, {} distinct words in {} languages ({counting:.1}s)",
+        counts.docs(),
+        counts.distinct(),
+        counts.langs.len()
+    );
+    if let Some(p) = &a.counts_out {
+        let mut buf = Vec::new();
+        counts.write_to(&mut buf)?;
+        forja::atomic_write(p, &buf).with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+        if a.count_only {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let (vocab, report) = train::train_to_dir(&counts, &a.cfg, a.device, &a.out, counting)?;
+    println!(
+        "{}: {} pieces ({} merges learned, last pair count {}), {} characters, merges in {:.1}s",
+        a.out.join("tokenizer.json").display(),
+        vocab.len(),
+        report.merges_learned,
+        report.last_merge_count,
+        report.alphabet,
+        report.seconds_merging
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { manifest } => match forja::load_manifest(&manifest) {
@@ -476,6 +648,84 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 report.documents as f64 / report.seconds.max(1e-9),
                 report.bytes as f64 / 1e6 / report.seconds.max(1e-9)
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TrainTokenizer {
+            inputs,
+            out,
+            config,
+            vocab_size,
+            alpha,
+            text_field,
+            lang_field,
+            lang,
+            threads,
+            count_only,
+            counts_out,
+            from_counts,
+            device,
+        } => {
+            set_threads(threads)?;
+            let mut cfg: forja::tokenizer::train::TrainConfig = match &config {
+                Some(p) => {
+                    let t = std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    toml::from_str(&t).with_context(|| format!("{}", p.display()))?
+                }
+                None => Default::default(),
+            };
+            if let Some(v) = vocab_size {
+                cfg.vocab_size = v;
+            }
+            if let Some(a) = alpha {
+                cfg.alpha = a;
+            }
+            cfg.check()?;
+            let device = match device.as_str() {
+                "cpu" => forja::tokenizer::train::Device::Cpu,
+                "cuda" | "gpu" => forja::tokenizer::train::Device::Cuda,
+                d => bail!("--device {d:?}: expected cpu or cuda"),
+            };
+            let spec = forja::tokenizer::corpus::CorpusSpec {
+                text_field,
+                lang_field,
+                default_lang: lang,
+            };
+            train_tokenizer(TrainArgs {
+                inputs,
+                out,
+                cfg,
+                spec,
+                count_only,
+                counts_out,
+                from_counts,
+                device,
+                quiet: cli.quiet,
+            })
+        }
+        Command::Fertility {
+            tokenizer,
+            corpus,
+            json,
+            text_field,
+            lang_field,
+            lang,
+            threads,
+        } => {
+            set_threads(threads)?;
+            let spec = forja::tokenizer::corpus::CorpusSpec {
+                text_field,
+                lang_field,
+                default_lang: lang,
+            };
+            let files = forja::tokenizer::corpus::list_files(&corpus)?;
+            let f = forja::tokenizer::fertility::measure(&tokenizer, &files, &spec)?;
+            print!("{}", f.table());
+            if let Some(j) = json {
+                let bytes = serde_json::to_vec_pretty(&f)?;
+                forja::atomic_write(&j, &bytes)
+                    .with_context(|| format!("writing {}", j.display()))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::TrainLidGroups { data, out, keep } => {

@@ -1,0 +1,601 @@
+//! The BPE merge loop on the CPU.
+//!
+//! Pair counts are kept up to date as merges rewrite words (only the words
+//! that hold the merged pair are touched), and an indexed binary heap gives
+//! the best pair in O(log pairs) after each change, so no merge recounts
+//! the corpus. Counts are u64. Memory grows with the distinct words: their
+//! symbols, plus for each live pair its count and the words it was seen in
+//! (a list that may hold stale entries, checked when used).
+//!
+//! **Ties.** The pair merged next is the one with the highest count; among
+//! equal counts, the one whose left symbol has the smaller id, then the
+//! smaller right id. Symbol ids are fixed by the data alone (the alphabet
+//! sorted by frequency, then by code point; each merge's symbol takes the
+//! next id), so the merges do not depend on word order, thread count or
+//! how the counts were split across tasks. The GPU trainer uses the same rule.
+
+use std::collections::HashMap;
+
+use super::weights::WordTable;
+use super::words::char_class;
+use super::{TrainConfig, TrainError, SPACE};
+use crate::hash::MixState;
+
+/// What the merge loop learned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merges {
+    /// Symbol strings: the alphabet (most frequent first), then one per merge.
+    pub pieces: Vec<String>,
+    /// How many of `pieces` are single characters.
+    pub alphabet_len: usize,
+    /// Each merge's (left, right) symbol ids, in order; merge i makes
+    /// symbol `alphabet_len + i`.
+    pub merges: Vec<(u32, u32)>,
+    /// The pair's (weighted) count when it was merged.
+    pub counts: Vec<u64>,
+}
+
+/// What a symbol's string allows when it is joined to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SymInfo {
+    /// Length in characters.
+    pub len: u16,
+    /// The script class of its characters other than `▁`.
+    pub class: u16,
+    pub starts_ws: bool,
+    pub all_ws: bool,
+    pub digit: bool,
+}
+
+/// The rules a piece obeys, as SentencePiece's trainer has them.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub max_len: usize,
+    pub split_digits: bool,
+    pub by_script: bool,
+    pub allow_ws_only: bool,
+}
+
+impl Rules {
+    pub fn new(cfg: &TrainConfig) -> Self {
+        Rules {
+            max_len: cfg.max_piece_length,
+            split_digits: cfg.split_digits,
+            by_script: cfg.split_by_unicode_script,
+            allow_ws_only: cfg.allow_whitespace_only_pieces,
+        }
+    }
+
+    pub fn char_info(&self, c: char) -> SymInfo {
+        let ws = c == SPACE;
+        SymInfo {
+            len: 1,
+            class: char_class(c, self.split_digits, self.by_script),
+            starts_ws: ws,
+            all_ws: ws,
+            digit: self.split_digits && c.is_ascii_digit(),
+        }
+    }
+
+    /// The joined symbol's info if `a` then `b` may form a piece: a digit
+    /// stays alone, `▁` only starts a piece (or fills it, when
+    /// whitespace-only pieces are allowed), one script per piece, at most
+    /// `max_len` characters.
+    pub fn join(&self, a: SymInfo, b: SymInfo) -> Option<SymInfo> {
+        if a.len as usize + b.len as usize > self.max_len || a.digit || b.digit {
+            return None;
+        }
+        let len = a.len + b.len;
+        if b.starts_ws {
+            return (self.allow_ws_only && a.all_ws && b.all_ws).then_some(SymInfo { len, ..a });
+        }
+        if a.all_ws {
+            return (a.len == 1).then_some(SymInfo {
+                len,
+                class: b.class,
+                starts_ws: true,
+                all_ws: false,
+                digit: false,
+            });
+        }
+        (a.class == b.class).then_some(SymInfo { len, ..a })
+    }
+}
+
+/// A max-heap of pairs that knows where each pair sits, so a changed
+/// count moves its pair in O(log n). Entries carry their own copy of the
+/// count: the loop changes many counts per merge and then updates each
+/// pair in turn, and every update must see a heap that is ordered by what
+/// it holds.
+struct IndexedHeap {
+    heap: Vec<Entry>,
+    pos: Vec<u32>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    count: u64,
+    key: u64,
+    pair: u32,
+}
+
+impl Entry {
+    /// True if this pair is merged before `o` (see the module docs).
+    #[inline]
+    fn before(&self, o: &Entry) -> bool {
+        self.count > o.count || (self.count == o.count && self.key < o.key)
+    }
+}
+
+const ABSENT: u32 = u32::MAX;
+
+impl IndexedHeap {
+    fn new() -> Self {
+        IndexedHeap {
+            heap: Vec::new(),
+            pos: Vec::new(),
+        }
+    }
+
+    fn top(&self) -> Option<(u32, u64)> {
+        self.heap.first().map(|e| (e.pair, e.count))
+    }
+
+    /// Inserts pair `p` or moves it to its new count.
+    fn update(&mut self, p: u32, count: u64, key: u64) {
+        if self.pos.len() <= p as usize {
+            self.pos.resize(p as usize + 1, ABSENT);
+        }
+        let e = Entry {
+            count,
+            key,
+            pair: p,
+        };
+        let i = match self.pos[p as usize] {
+            ABSENT => {
+                self.heap.push(e);
+                self.heap.len() - 1
+            }
+            i => {
+                self.heap[i as usize] = e;
+                i as usize
+            }
+        };
+        self.pos[p as usize] = i as u32;
+        let i = self.up(i);
+        self.down(i);
+    }
+
+    fn swap(&mut self, i: usize, j: usize) {
+        self.heap.swap(i, j);
+        self.pos[self.heap[i].pair as usize] = i as u32;
+        self.pos[self.heap[j].pair as usize] = j as u32;
+    }
+
+    fn up(&mut self, mut i: usize) -> usize {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.heap[i].before(&self.heap[parent]) {
+                self.swap(i, parent);
+                i = parent;
+            } else {
+                break;
+            }
+        }
+        i
+    }
+
+    fn down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut best = i;
+            if l < n && self.heap[l].before(&self.heap[best]) {
+                best = l;
+            }
+            if r < n && self.heap[r].before(&self.heap[best]) {
+                best = r;
+            }
+            if best == i {
+                return;
+            }
+            self.swap(i, best);
+            i = best;
+        }
+    }
+}
+
+#[inline]
+pub fn pair_key(a: u32, b: u32) -> u64 {
+    (a as u64) << 32 | b as u64
+}
+
+/// The alphabet: characters by weighted frequency (most frequent first,
+/// then by code point) until `coverage` of all occurrences, plus `required`.
+pub fn alphabet(table: &WordTable, coverage: f64, required: &[char]) -> Vec<char> {
+    let mut freq: HashMap<char, u64, MixState> = HashMap::default();
+    for (w, n) in &table.words {
+        for c in w.chars() {
+            *freq.entry(c).or_insert(0) += n;
+        }
+    }
+    let mut chars: Vec<(char, u64)> = freq.into_iter().collect();
+    chars.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total: u128 = chars.iter().map(|(_, n)| *n as u128).sum();
+    let mut kept = Vec::new();
+    let mut acc: u128 = 0;
+    for &(c, n) in &chars {
+        if kept.is_empty() || (acc as f64) < coverage * total as f64 {
+            kept.push(c);
+            acc += n as u128;
+        } else if required.contains(&c) {
+            kept.push(c);
+        }
+    }
+    for &c in required {
+        if !kept.contains(&c) {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+/// Words as symbol ids, flattened; merges rewrite them in place.
+pub struct SymbolTable {
+    pub syms: Vec<u32>,
+    pub start: Vec<usize>,
+    pub len: Vec<u32>,
+    pub count: Vec<u64>,
+}
+
+/// Maps words to symbols; an out-of-alphabet character splits the word
+/// (no piece can hold it: byte fallback encodes it). One-symbol words are
+/// left out, having no pairs.
+pub fn symbol_table(table: &WordTable, alpha: &[char]) -> SymbolTable {
+    let id: HashMap<char, u32, MixState> = alpha
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (c, i as u32))
+        .collect();
+    let mut t = SymbolTable {
+        syms: Vec::new(),
+        start: Vec::new(),
+        len: Vec::new(),
+        count: Vec::new(),
+    };
+    let mut cur: Vec<u32> = Vec::new();
+    let flush = |cur: &mut Vec<u32>, n: u64, t: &mut SymbolTable| {
+        if cur.len() > 1 {
+            t.start.push(t.syms.len());
+            t.len.push(cur.len() as u32);
+            t.count.push(n);
+            t.syms.extend_from_slice(cur);
+        }
+        cur.clear();
+    };
+    for (w, n) in &table.words {
+        for c in w.chars() {
+            match id.get(&c) {
+                Some(&s) => cur.push(s),
+                None => flush(&mut cur, *n, &mut t),
+            }
+        }
+        flush(&mut cur, *n, &mut t);
+    }
+    t
+}
+
+/// Number of merges that fill the vocabulary for this alphabet.
+pub fn merges_wanted(cfg: &TrainConfig, alphabet_len: usize) -> usize {
+    let fixed = cfg.fixed_pieces().len() + if cfg.byte_fallback { 256 } else { 0 };
+    cfg.vocab_size.saturating_sub(fixed + alphabet_len)
+}
+
+/// The characters every vocabulary needs: those the whitespace runs are
+/// made of, and `▁`.
+pub fn required_chars(cfg: &TrainConfig) -> Vec<char> {
+    let mut v = vec![SPACE];
+    for &(c, _) in &cfg.whitespace_runs {
+        let c = if c == ' ' { SPACE } else { c };
+        if !v.contains(&c) {
+            v.push(c);
+        }
+    }
+    v
+}
+
+/// Learns merges on `table` until the vocabulary is full or no pair is
+/// left with `min_frequency`.
+pub fn train_bpe(table: &WordTable, cfg: &TrainConfig) -> Result<Merges, TrainError> {
+    let alpha = alphabet(table, cfg.character_coverage, &required_chars(cfg));
+    let words = symbol_table(table, &alpha);
+    let want = merges_wanted(cfg, alpha.len());
+    Ok(merge_loop(words, alpha, want, cfg))
+}
+
+/// The loop proper, on a prepared symbol table.
+pub fn merge_loop(mut t: SymbolTable, alpha: Vec<char>, want: usize, cfg: &TrainConfig) -> Merges {
+    let rules = Rules::new(cfg);
+    let mut info: Vec<SymInfo> = alpha.iter().map(|&c| rules.char_info(c)).collect();
+    let mut pieces: Vec<String> = alpha.iter().map(|c| c.to_string()).collect();
+    let alphabet_len = alpha.len();
+
+    let mut index: HashMap<u64, u32, MixState> = HashMap::default();
+    let mut keys: Vec<u64> = Vec::new();
+    let mut counts: Vec<u64> = Vec::new();
+    let mut where_: Vec<Vec<u32>> = Vec::new();
+    let get_or_add = |key: u64,
+                      index: &mut HashMap<u64, u32, MixState>,
+                      keys: &mut Vec<u64>,
+                      counts: &mut Vec<u64>,
+                      where_: &mut Vec<Vec<u32>>| {
+        *index.entry(key).or_insert_with(|| {
+            keys.push(key);
+            counts.push(0);
+            where_.push(Vec::new());
+            (keys.len() - 1) as u32
+        })
+    };
+
+    // First count: every valid adjacent pair of every word.
+    for w in 0..t.len.len() {
+        let (s, l, n) = (t.start[w], t.len[w] as usize, t.count[w]);
+        for i in 0..l - 1 {
+            let (a, b) = (t.syms[s + i], t.syms[s + i + 1]);
+            if rules.join(info[a as usize], info[b as usize]).is_none() {
+                continue;
+            }
+            let p = get_or_add(
+                pair_key(a, b),
+                &mut index,
+                &mut keys,
+                &mut counts,
+                &mut where_,
+            ) as usize;
+            counts[p] += n;
+            if where_[p].last() != Some(&(w as u32)) {
+                where_[p].push(w as u32);
+            }
+        }
+    }
+    let mut heap = IndexedHeap::new();
+    for p in 0..keys.len() {
+        heap.update(p as u32, counts[p], keys[p]);
+    }
+
+    let min = cfg.min_frequency.max(1);
+    let mut merges = Vec::with_capacity(want);
+    let mut merge_counts = Vec::with_capacity(want);
+    let mut touched: Vec<u32> = Vec::new();
+    let mut dirty: Vec<bool> = vec![false; keys.len()];
+    while merges.len() < want {
+        let Some((top, c)) = heap.top() else { break };
+        if c < min {
+            break;
+        }
+        let key = keys[top as usize];
+        let (a, b) = ((key >> 32) as u32, key as u32);
+        let new = info.len() as u32;
+        let joined = rules
+            .join(info[a as usize], info[b as usize])
+            .expect("only valid pairs are counted");
+        info.push(joined);
+        pieces.push(format!("{}{}", pieces[a as usize], pieces[b as usize]));
+        merges.push((a, b));
+        merge_counts.push(c);
+
+        let list = std::mem::take(&mut where_[top as usize]);
+        let mut last = u32::MAX;
+        for &w in &list {
+            if w == last {
+                continue;
+            }
+            last = w;
+            let (s, l, n) = (
+                t.start[w as usize],
+                t.len[w as usize] as usize,
+                t.count[w as usize],
+            );
+            let seq = &mut t.syms[s..s + l];
+            let (mut r, mut o) = (0usize, 0usize);
+            let mut found = false;
+            while r < l {
+                if r + 1 < l && seq[r] == a && seq[r + 1] == b {
+                    found = true;
+                    let mut dec = |x: u32, y: u32| {
+                        if let Some(&p) = index.get(&pair_key(x, y)) {
+                            counts[p as usize] -= n;
+                            if !dirty[p as usize] {
+                                dirty[p as usize] = true;
+                                touched.push(p);
+                            }
+                        }
+                    };
+                    // `seq[o - 1]` is the left neighbour as already rewritten.
+                    if o > 0 {
+                        dec(seq[o - 1], a);
+                    }
+                    dec(a, b);
+                    if r + 2 < l {
+                        dec(b, seq[r + 2]);
+                    }
+                    seq[o] = new;
+                    let mut inc = |x: u32, y: u32| {
+                        if rules.join(info[x as usize], info[y as usize]).is_none() {
+                            return;
+                        }
+                        let p = get_or_add(
+                            pair_key(x, y),
+                            &mut index,
+                            &mut keys,
+                            &mut counts,
+                            &mut where_,
+                        ) as usize;
+                        if dirty.len() <= p {
+                            dirty.resize(p + 1, false);
+                        }
+                        counts[p] += n;
+                        if where_[p].last() != Some(&w) {
+                            where_[p].push(w);
+                        }
+                        if !dirty[p] {
+                            dirty[p] = true;
+                            touched.push(p as u32);
+                        }
+                    };
+                    if o > 0 {
+                        inc(seq[o - 1], new);
+                    }
+                    if r + 2 < l {
+                        inc(new, seq[r + 2]);
+                    }
+                    o += 1;
+                    r += 2;
+                } else {
+                    seq[o] = seq[r];
+                    o += 1;
+                    r += 1;
+                }
+            }
+            if found {
+                t.len[w as usize] = o as u32;
+            }
+        }
+        debug_assert_eq!(counts[top as usize], 0, "every occurrence was found");
+        counts[top as usize] = 0;
+        for p in touched.drain(..) {
+            dirty[p as usize] = false;
+            heap.update(p, counts[p as usize], keys[p as usize]);
+        }
+        heap.update(top, 0, keys[top as usize]);
+    }
+    Merges {
+        pieces,
+        alphabet_len,
+        merges,
+        counts: merge_counts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::train::weights::WordTable;
+
+    fn table(words: &[(&str, u64)]) -> WordTable {
+        let mut words: Vec<(String, u64)> =
+            words.iter().map(|(w, n)| (w.to_string(), *n)).collect();
+        words.sort();
+        WordTable {
+            words,
+            scales: Vec::new(),
+        }
+    }
+
+    fn small() -> TrainConfig {
+        TrainConfig {
+            vocab_size: 500,
+            min_frequency: 1,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// The textbook algorithm: recount every pair before each merge.
+    fn naive(table: &WordTable, cfg: &TrainConfig, want: usize) -> Vec<String> {
+        let rules = Rules::new(cfg);
+        let alpha = alphabet(table, cfg.character_coverage, &required_chars(cfg));
+        let mut info: Vec<SymInfo> = alpha.iter().map(|&c| rules.char_info(c)).collect();
+        let mut pieces: Vec<String> = alpha.iter().map(|c| c.to_string()).collect();
+        let t = symbol_table(table, &alpha);
+        let mut words: Vec<(Vec<u32>, u64)> = (0..t.len.len())
+            .map(|w| {
+                (
+                    t.syms[t.start[w]..t.start[w] + t.len[w] as usize].to_vec(),
+                    t.count[w],
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        while out.len() < want {
+            let mut c: HashMap<(u32, u32), u64> = HashMap::new();
+            for (w, n) in &words {
+                for p in w.windows(2) {
+                    if rules
+                        .join(info[p[0] as usize], info[p[1] as usize])
+                        .is_some()
+                    {
+                        *c.entry((p[0], p[1])).or_insert(0) += n;
+                    }
+                }
+            }
+            let Some((&(a, b), _)) = c.iter().max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0))) else {
+                break;
+            };
+            let new = info.len() as u32;
+            info.push(rules.join(info[a as usize], info[b as usize]).unwrap());
+            pieces.push(format!("{}{}", pieces[a as usize], pieces[b as usize]));
+            out.push(pieces[new as usize].clone());
+            for (w, _) in &mut words {
+                let mut i = 0;
+                let mut o = Vec::new();
+                while i < w.len() {
+                    if i + 1 < w.len() && w[i] == a && w[i + 1] == b {
+                        o.push(new);
+                        i += 2;
+                    } else {
+                        o.push(w[i]);
+                        i += 1;
+                    }
+                }
+                *w = o;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn incremental_counts_match_recounting() {
+        let t = table(&[
+            ("▁lower", 5),
+            ("▁lowest", 3),
+            ("▁newer", 6),
+            ("▁wider", 2),
+            ("▁aaaa", 4),
+            ("▁abab", 3),
+            ("aaa", 7),
+            ("▁", 9),
+            ("▁new", 1),
+        ]);
+        let cfg = small();
+        let m = train_bpe(&t, &cfg).unwrap();
+        let got: Vec<String> = m.pieces[m.alphabet_len..].to_vec();
+        assert!(!got.is_empty());
+        assert_eq!(got, naive(&t, &cfg, got.len() + 5));
+    }
+
+    #[test]
+    fn pieces_obey_the_sentencepiece_rules() {
+        let t = table(&[("▁ab", 10), ("▁1", 10), ("12", 10), ("▁▁", 10), ("▁▁a", 10)]);
+        let m = train_bpe(&t, &small()).unwrap();
+        let got = &m.pieces[m.alphabet_len..];
+        assert!(got.contains(&"▁ab".to_string()), "{got:?}");
+        assert!(got.contains(&"▁▁".to_string()), "{got:?}");
+        for p in got {
+            assert!(!p.contains('1') && !p.contains('2'), "digit merged: {p}");
+            assert_ne!(p, "▁▁a", "space inside a piece");
+        }
+        let long = table(&[("▁abcdefghijklmnopqrstuvwxyz", 100)]);
+        let m = train_bpe(&long, &small()).unwrap();
+        assert!(m.pieces.iter().all(|p| p.chars().count() <= 16));
+    }
+
+    #[test]
+    fn ties_go_to_the_smaller_left_then_right_id() {
+        // "▁" is required, so the alphabet order is by frequency:
+        // a (4), b (4), c (2), ... and both pairs count 2.
+        let t = table(&[("ab", 2), ("ba", 2), ("cd", 1)]);
+        let m = train_bpe(&t, &small()).unwrap();
+        let first = &m.pieces[m.alphabet_len];
+        assert_eq!(first, "ab", "{:?}", &m.pieces);
+    }
+}
