@@ -11,12 +11,11 @@
 //! One thread reads and decompresses; parsing and the caller's work run on
 //! the rayon pool. Malformed input stops the read with the file and line.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 /// One document.
@@ -166,7 +165,7 @@ enum Chunk {
 
 const CHUNK_BYTES: usize = 4 << 20;
 
-fn open(path: &Path, bytes_read: &Arc<AtomicU64>) -> Result<Box<dyn BufRead + Send>, CorpusError> {
+fn open(path: &Path, bytes_read: &Arc<AtomicU64>) -> Result<Box<dyn Read + Send>, CorpusError> {
     let f = std::fs::File::open(path).map_err(|e| CorpusError::Io {
         path: path.display().to_string(),
         source: e,
@@ -186,7 +185,7 @@ fn open(path: &Path, bytes_read: &Arc<AtomicU64>) -> Result<Box<dyn BufRead + Se
     } else {
         Box::new(counted)
     };
-    Ok(Box::new(BufReader::with_capacity(1 << 20, r)))
+    Ok(r)
 }
 
 struct Counted<R> {
@@ -232,26 +231,49 @@ fn read_file(
         spec.default_lang.as_deref().unwrap_or("und").into()
     };
     let mut r = open(path, bytes_read)?;
+    // Whole blocks cut after their last newline; the rest starts the next.
     let mut line = 1u64;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut want = CHUNK_BYTES;
     loop {
-        let mut data = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
-        let first_line = line;
-        while data.len() < CHUNK_BYTES {
+        let mut data = std::mem::take(&mut carry);
+        data.reserve(want.saturating_sub(data.len()));
+        let mut eof = false;
+        while data.len() < want {
+            let start = data.len();
+            data.resize(start + (256 << 10), 0);
             let n = r
-                .read_until(b'\n', &mut data)
+                .read(&mut data[start..])
                 .map_err(|e| CorpusError::Record {
                     path: file.to_string(),
-                    line,
+                    line: line + memchr::memchr_iter(b'\n', &data[..start]).count() as u64,
                     message: format!("cannot read: {e}"),
                 })?;
+            data.truncate(start + n);
             if n == 0 {
+                eof = true;
                 break;
             }
-            line += 1;
+        }
+        if !eof {
+            match memchr::memrchr(b'\n', &data) {
+                Some(i) => {
+                    carry = data.split_off(i + 1);
+                    want = CHUNK_BYTES;
+                }
+                // One line longer than a block: read on until it ends.
+                None => {
+                    want = data.len() * 2;
+                    carry = data;
+                    continue;
+                }
+            }
         }
         if data.is_empty() {
             return Ok(());
         }
+        let first_line = line;
+        line += memchr::memchr_iter(b'\n', &data).count() as u64;
         let more = send(Chunk::Lines {
             file: file.clone(),
             kind: k,
@@ -259,7 +281,7 @@ fn read_file(
             data,
             lang: lang.clone(),
         });
-        if !more {
+        if !more || eof {
             return Ok(());
         }
     }
@@ -429,8 +451,8 @@ fn parse(chunk: Chunk, spec: &CorpusSpec) -> Result<Vec<Doc>, CorpusError> {
     Ok(docs)
 }
 
-/// Reads every document of `files` and folds batches of them on the rayon
-/// pool: `fold` adds a batch to an accumulator, `merge` joins two. The
+/// Reads every document of `files` and folds batches of them on as many
+/// threads as the rayon pool has: `fold` adds a batch to an accumulator, `merge` joins two. The
 /// result does not depend on how batches were spread over threads as long
 /// as `merge` is commutative and associative (sums are).
 pub fn fold_docs<A: Send>(
@@ -441,29 +463,61 @@ pub fn fold_docs<A: Send>(
     fold: impl Fn(&mut A, Vec<Doc>) + Sync + Send,
     merge: impl Fn(A, A) -> A + Sync + Send,
 ) -> Result<A, CorpusError> {
-    let (tx, rx) = crossbeam_channel::bounded::<Chunk>(2 * rayon::current_num_threads() + 2);
+    // One accumulator per worker, merged once at the end: merging big
+    // maps is costly, so rayon's fold (an accumulator per split) is not used.
+    let workers = rayon::current_num_threads().max(1);
+    let (tx, rx) = crossbeam_channel::bounded::<Chunk>(2 * workers + 2);
+    let failed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        let failed = &failed;
         let reader = s.spawn(move || -> Result<(), CorpusError> {
             for f in files {
-                let mut send = |c: Chunk| tx.send(c).is_ok();
+                let mut send = |c: Chunk| !failed.load(Ordering::Relaxed) && tx.send(c).is_ok();
                 read_file(f, spec, &bytes_read, &mut send)?;
             }
             Ok(())
         });
-        let folded = rx
-            .into_iter()
-            .par_bridge()
-            .map(|chunk| parse(chunk, spec))
-            .try_fold(&init, |mut acc, docs| {
-                fold(&mut acc, docs?);
-                Ok::<A, CorpusError>(acc)
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx = rx.clone();
+                let (init, fold) = (&init, &fold);
+                s.spawn(move || -> Result<A, CorpusError> {
+                    let mut acc = init();
+                    for chunk in rx.iter() {
+                        match parse(chunk, spec) {
+                            Ok(docs) => fold(&mut acc, docs),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(acc)
+                })
             })
-            .try_reduce(&init, |a, b| Ok(merge(a, b)));
-        // A parse error drops the receiver, which ends the reader.
+            .collect();
+        drop(rx);
+        let mut out: Option<A> = None;
+        let mut first_err = None;
+        for h in handles {
+            match h.join().expect("a corpus worker does not panic") {
+                Ok(a) => {
+                    out = Some(match out.take() {
+                        None => a,
+                        Some(o) => merge(o, a),
+                    })
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
         let read = reader.join().expect("the reader thread does not panic");
-        let folded = folded?;
+        if let Some(e) = first_err {
+            return Err(e);
+        }
         read?;
-        Ok(folded)
+        Ok(out.unwrap_or_else(&init))
     })
 }
 

@@ -10,3 +10,4 @@ mod megatron;
 mod quality;
 mod readers;
 mod resume;
+mod tokenizer;

@@ -252,11 +252,23 @@ pub struct SymbolTable {
 /// (no piece can hold it: byte fallback encodes it). One-symbol words are
 /// left out, having no pairs.
 pub fn symbol_table(table: &WordTable, alpha: &[char]) -> SymbolTable {
-    let id: HashMap<char, u32, MixState> = alpha
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| (c, i as u32))
-        .collect();
+    // Ids of the first code points by index, the rest by hash.
+    const DIRECT: usize = 0x3100;
+    let mut direct = vec![u32::MAX; DIRECT];
+    let mut other: HashMap<char, u32, MixState> = HashMap::default();
+    for (i, &c) in alpha.iter().enumerate() {
+        match direct.get_mut(c as usize) {
+            Some(d) => *d = i as u32,
+            None => {
+                other.insert(c, i as u32);
+            }
+        }
+    }
+    let id = |c: char| match direct.get(c as usize) {
+        Some(&u32::MAX) => None,
+        Some(&i) => Some(i),
+        None => other.get(&c).copied(),
+    };
     let mut t = SymbolTable {
         syms: Vec::new(),
         start: Vec::new(),
@@ -275,8 +287,8 @@ pub fn symbol_table(table: &WordTable, alpha: &[char]) -> SymbolTable {
     };
     for (w, n) in &table.words {
         for c in w.chars() {
-            match id.get(&c) {
-                Some(&s) => cur.push(s),
+            match id(c) {
+                Some(s) => cur.push(s),
                 None => flush(&mut cur, *n, &mut t),
             }
         }
@@ -307,14 +319,22 @@ pub fn required_chars(cfg: &TrainConfig) -> Vec<char> {
 /// Learns merges on `table` until the vocabulary is full or no pair is
 /// left with `min_frequency`.
 pub fn train_bpe(table: &WordTable, cfg: &TrainConfig) -> Result<Merges, TrainError> {
+    let t = std::time::Instant::now();
     let alpha = alphabet(table, cfg.character_coverage, &required_chars(cfg));
     let words = symbol_table(table, &alpha);
+    tracing::debug!(
+        "bpe: {} characters, {} words with pairs ({:.2}s)",
+        alpha.len(),
+        words.len.len(),
+        t.elapsed().as_secs_f64()
+    );
     let want = merges_wanted(cfg, alpha.len());
     Ok(merge_loop(words, alpha, want, cfg))
 }
 
 /// The loop proper, on a prepared symbol table.
 pub fn merge_loop(mut t: SymbolTable, alpha: Vec<char>, want: usize, cfg: &TrainConfig) -> Merges {
+    let t0 = std::time::Instant::now();
     let rules = Rules::new(cfg);
     let mut info: Vec<SymInfo> = alpha.iter().map(|&c| rules.char_info(c)).collect();
     let mut pieces: Vec<String> = alpha.iter().map(|c| c.to_string()).collect();
@@ -362,6 +382,11 @@ pub fn merge_loop(mut t: SymbolTable, alpha: Vec<char>, want: usize, cfg: &Train
     for p in 0..keys.len() {
         heap.update(p as u32, counts[p], keys[p]);
     }
+    tracing::debug!(
+        "bpe: {} pairs counted ({:.2}s)",
+        keys.len(),
+        t0.elapsed().as_secs_f64()
+    );
 
     let min = cfg.min_frequency.max(1);
     let mut merges = Vec::with_capacity(want);
@@ -469,6 +494,11 @@ pub fn merge_loop(mut t: SymbolTable, alpha: Vec<char>, want: usize, cfg: &Train
         }
         heap.update(top, 0, keys[top as usize]);
     }
+    tracing::debug!(
+        "bpe: {} merges ({:.2}s)",
+        merges.len(),
+        t0.elapsed().as_secs_f64()
+    );
     Merges {
         pieces,
         alphabet_len,
@@ -482,12 +512,9 @@ mod tests {
     use super::*;
     use crate::tokenizer::train::weights::WordTable;
 
-    fn table(words: &[(&str, u64)]) -> WordTable {
-        let mut words: Vec<(String, u64)> =
-            words.iter().map(|(w, n)| (w.to_string(), *n)).collect();
-        words.sort();
+    fn table<'a>(words: &[(&'a str, u64)]) -> WordTable<'a> {
         WordTable {
-            words,
+            words: words.to_vec(),
             scales: Vec::new(),
         }
     }

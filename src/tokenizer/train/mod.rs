@@ -286,6 +286,11 @@ pub fn train_to_dir(
     if table.words.is_empty() {
         return Err(TrainError::Empty);
     }
+    tracing::debug!(
+        "weighted table: {} words ({:.2}s)",
+        table.words.len(),
+        t.elapsed().as_secs_f64()
+    );
     let merges = match device {
         Device::Cpu => train_bpe(&table, cfg)?,
         Device::Cuda => {

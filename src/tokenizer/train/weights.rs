@@ -9,10 +9,11 @@
 
 use super::words::WordCounts;
 
-/// Distinct words with their weighted counts, sorted by word.
+/// Distinct words with their weighted counts, in no particular order (the
+/// merges do not depend on it; see `bpe`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct WordTable {
-    pub words: Vec<(String, u64)>,
+pub struct WordTable<'a> {
+    pub words: Vec<(&'a str, u64)>,
     /// The scale applied to each language, for the training summary.
     pub scales: Vec<(String, f64)>,
 }
@@ -36,7 +37,7 @@ pub fn language_scales(counts: &WordCounts, alpha: f64) -> Vec<(String, f64)> {
 }
 
 /// Sums the languages' counts, each scaled by its language's scale.
-pub fn weighted_table(counts: &WordCounts, alpha: f64) -> WordTable {
+pub fn weighted_table(counts: &WordCounts, alpha: f64) -> WordTable<'_> {
     let scales = language_scales(counts, alpha);
     let mut all: std::collections::HashMap<&str, u64, crate::hash::MixState> = Default::default();
     for (lang, scale) in &scales {
@@ -50,12 +51,7 @@ pub fn weighted_table(counts: &WordCounts, alpha: f64) -> WordTable {
             *e = e.saturating_add(add);
         }
     }
-    let mut words: Vec<(String, u64)> = all
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(w, n)| (w.to_string(), n))
-        .collect();
-    words.sort_unstable();
+    let words: Vec<(&str, u64)> = all.into_iter().filter(|(_, n)| *n > 0).collect();
     WordTable { words, scales }
 }
 

@@ -44,6 +44,23 @@ pub fn char_class(c: char, split_digits: bool, by_script: bool) -> u16 {
     if !by_script {
         return C_ANY;
     }
+    match SCRIPTS.get_or_init(script_table).get(c as usize) {
+        Some(&s) => s,
+        None => script_class(c),
+    }
+}
+
+/// Script classes of the first code points, looked up instead of searched:
+/// the Latin, Greek and Cyrillic text of European languages never leaves it.
+static SCRIPTS: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+
+fn script_table() -> Vec<u16> {
+    (0..0x3100u32)
+        .map(|u| char::from_u32(u).map_or(C_ANY, script_class))
+        .collect()
+}
+
+fn script_class(c: char) -> u16 {
     let s = match c.script() {
         Script::Hiragana | Script::Katakana => Script::Han,
         _ if c == '\u{30FC}' => Script::Han,
@@ -75,7 +92,7 @@ pub struct RunSplitter {
 
 impl RunSplitter {
     pub fn new(max: usize) -> Self {
-        let cache = (0..=256).map(|n| simulate_run(n, max)).collect();
+        let cache = (0..=64).map(|n| simulate_run(n, max)).collect();
         RunSplitter { max, cache }
     }
 
@@ -187,11 +204,17 @@ impl Segmenter {
         if self.dummy_prefix {
             out.push(SPACE);
         }
-        let mut put = |c: char| out.push(if c == ' ' { SPACE } else { c });
-        if self.nfc && is_nfc_quick(text.chars()) != IsNormalized::Yes {
-            text.nfc().for_each(&mut put);
+        if self.nfc && !text.is_ascii() && is_nfc_quick(text.chars()) != IsNormalized::Yes {
+            text.nfc()
+                .for_each(|c| out.push(if c == ' ' { SPACE } else { c }));
         } else {
-            text.chars().for_each(&mut put);
+            let mut last = 0;
+            for i in memchr::memchr_iter(b' ', text.as_bytes()) {
+                out.push_str(&text[last..i]);
+                out.push(SPACE);
+                last = i + 1;
+            }
+            out.push_str(&text[last..]);
         }
     }
 
