@@ -72,15 +72,15 @@ mod tests {
         }
         c.add(&s, "ca", "gamma delta", &mut norm);
         let t = weighted_table(&c, 0.0);
-        let get = |w: &str| t.words.iter().find(|(x, _)| x == w).unwrap().1;
+        let get = |w: &str| t.words.iter().find(|(x, _)| *x == w).unwrap().1;
         assert_eq!(get("▁alpha"), 4);
         assert_eq!(get("▁gamma"), 4);
         let natural = weighted_table(&c, 1.0);
-        let get = |w: &str| natural.words.iter().find(|(x, _)| x == w).unwrap().1;
+        let get = |w: &str| natural.words.iter().find(|(x, _)| *x == w).unwrap().1;
         assert_eq!((get("▁alpha"), get("▁gamma")), (4, 1));
         // alpha 0.5: ca's weight is sqrt(4) = 2 times its natural one.
         let half = weighted_table(&c, 0.5);
-        let get = |w: &str| half.words.iter().find(|(x, _)| x == w).unwrap().1;
+        let get = |w: &str| half.words.iter().find(|(x, _)| *x == w).unwrap().1;
         assert_eq!((get("▁alpha"), get("▁gamma")), (4, 2));
     }
 }
