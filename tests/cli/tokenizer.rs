@@ -114,7 +114,7 @@ fn a_tokenizer_trained_on_35_languages_loads_and_round_trips_every_text() {
         let n = ns.get();
         let want = n
             .strip_prefix('\u{2581}')
-            .unwrap_or(&n)
+            .unwrap_or(n)
             .replace('\u{2581}', " ");
         assert_eq!(back, want, "round trip of {text:?}");
         if text.is_ascii() {
