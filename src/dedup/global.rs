@@ -51,7 +51,15 @@ fn keys_tag<K: Key>() -> u32 {
 
 /// Opens a unit's keys file, whatever its key width.
 fn open_keys(path: &Path) -> Result<Sections, DedupError> {
-    Sections::open_any(path, &[TAG_KEYS64, TAG_KEYS128])
+    // A tokenizer-training scan writes word counts in the same sectioned file.
+    Sections::open_any(
+        path,
+        &[
+            TAG_KEYS64,
+            TAG_KEYS128,
+            crate::stages::train_tokenizer::TAG_WORDS,
+        ],
+    )
 }
 
 /// Appends a `(u32, string)` record: a document-table entry (score, id) or

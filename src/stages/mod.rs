@@ -17,6 +17,7 @@ mod normalize;
 pub mod quality;
 mod repeated_lines;
 pub mod tokenize;
+pub mod train_tokenizer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use normalize::{normalize_text, Normalize, NormalizeConfig};
 pub use quality::{Quality, QualityConfig, Rule as QualityRule};
 pub use repeated_lines::{Position, RepeatedLines, RepeatedLinesConfig, TextUnit};
 pub use tokenize::{Tokenize, TokenizeConfig};
+pub use train_tokenizer::{TrainTokenizer, TrainTokenizerConfig};
 
 use crate::dedup::global::{DocRole, GlobalDir, Plan};
 use crate::dedup::DedupError;
@@ -174,6 +176,7 @@ pub enum StageConfig {
     Lid(LidConfig),
     Quality(QualityConfig),
     Tokenize(TokenizeConfig),
+    TrainTokenizer(TrainTokenizerConfig),
 }
 
 /// What building a stage may need from outside its own parameters.
@@ -194,6 +197,7 @@ impl StageConfig {
             StageConfig::Lid(_) => "lid",
             StageConfig::Quality(_) => "quality",
             StageConfig::Tokenize(_) => "tokenize",
+            StageConfig::TrainTokenizer(_) => "train_tokenizer",
         }
     }
 
@@ -207,6 +211,7 @@ impl StageConfig {
             StageConfig::Lid(c) => c.problems(),
             StageConfig::Quality(c) => c.problems(),
             StageConfig::Tokenize(c) => c.problems(),
+            StageConfig::TrainTokenizer(c) => c.problems(),
         }
     }
 
@@ -220,6 +225,7 @@ impl StageConfig {
             StageConfig::Length(c) => Box::new(Length::new(c.clone())),
             StageConfig::Quality(c) => Box::new(Quality::new(c.clone())?),
             StageConfig::Tokenize(c) => Box::new(Tokenize::new(c.clone(), ctx)?),
+            StageConfig::TrainTokenizer(c) => Box::new(TrainTokenizer::new(c.clone())),
         })
     }
 }
@@ -333,6 +339,16 @@ mod tests {
     fn every_stage_config_round_trips() {
         let configs = vec![
             StageConfig::Normalize(NormalizeConfig::default()),
+            StageConfig::TrainTokenizer(TrainTokenizerConfig {
+                out: "tok".into(),
+                partitions: 5,
+                tokenizer: crate::tokenizer::train::TrainConfig {
+                    vocab_size: 32000,
+                    alpha: 0.3,
+                    whitespace_runs: vec![(' ', 8)],
+                    ..Default::default()
+                },
+            }),
             StageConfig::ExactDedup(ExactDedupConfig {
                 mode: Mode::Annotate,
                 scope: Scope::Source,

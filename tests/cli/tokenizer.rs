@@ -285,3 +285,79 @@ fn python_tokenizers_loads_the_file_and_gives_the_same_ids() {
         assert_eq!(tok.encode(t.as_str(), false).unwrap().get_ids(), &ids[..]);
     }
 }
+
+#[test]
+fn the_train_tokenizer_stage_learns_what_the_command_learns_on_the_kept_documents() {
+    let env = Env::new();
+    let all = udhr();
+    // Two files (two units), and a filter before the stage: the tokenizer
+    // learns from the kept documents only.
+    env.write("in/a.jsonl", &jsonl(&all[..all.len() / 2]));
+    env.write("in/b.jsonl", &jsonl(&all[all.len() / 2..]));
+    let m = env.manifest(
+        "tok",
+        r#"
+[[source]]
+name = "u"
+paths = ["in/*.jsonl"]
+format = "jsonl"
+licence = "x"
+
+[[stage]]
+type = "length"
+min_words = 40
+
+[[stage]]
+type = "train_tokenizer"
+partitions = 3
+[stage.tokenizer]
+vocab_size = 3000
+alpha = 1.0
+"#,
+    );
+    let m = m.to_str().unwrap();
+    env.ok(&["run", "--quiet", m, "--out", "w1"]);
+    let tok = env.path("w1/tokenizer/tokenizer.json");
+    assert!(tok.exists());
+    tokenizers::Tokenizer::from_file(&tok).unwrap();
+
+    // The same documents through the command (alpha = 1: language labels
+    // do not change the weights), from the run's own kept output.
+    env.ok(&[
+        "train-tokenizer",
+        "w1",
+        "--out",
+        "cmd",
+        "--vocab-size",
+        "3000",
+        "--alpha",
+        "1",
+    ]);
+    let stage = fs::read(&tok).unwrap();
+    assert_eq!(stage, fs::read(env.path("cmd/tokenizer.json")).unwrap());
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.path("w1/tokenizer/training.json")).unwrap()).unwrap();
+    let docs = report["docs"].as_u64().unwrap();
+    assert!(
+        docs > 100 && docs < all.len() as u64,
+        "{docs} kept documents"
+    );
+
+    // Two ranks at once give the same file.
+    let children: Vec<_> = (0..2)
+        .map(|r| {
+            env.cmd()
+                .args(["run", "--quiet", m, "--out", "w2", "--world-size", "2"])
+                .args(["--rank", &r.to_string(), "--threads", "1"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a rank failed");
+    }
+    assert_eq!(
+        stage,
+        fs::read(env.path("w2/tokenizer/tokenizer.json")).unwrap()
+    );
+}

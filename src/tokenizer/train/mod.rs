@@ -15,6 +15,8 @@
 //! 4. [`json`]: the vocabulary, `tokenizer.json` and a `.vocab` listing.
 
 pub mod bpe;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod json;
 pub mod weights;
 pub mod words;
@@ -293,6 +295,9 @@ pub fn train_to_dir(
     );
     let merges = match device {
         Device::Cpu => train_bpe(&table, cfg)?,
+        #[cfg(feature = "cuda")]
+        Device::Cuda => cuda::train_bpe_cuda(&table, cfg)?,
+        #[cfg(not(feature = "cuda"))]
         Device::Cuda => {
             return Err(TrainError::Config(
                 "this forja was built without the `cuda` feature \

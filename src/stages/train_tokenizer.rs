@@ -1,0 +1,275 @@
+//! `train_tokenizer`: trains the BPE tokenizer on the documents that reach
+//! it (the curated corpus, when placed after the filters), as a global stage
+//! in three steps like dedup:
+//! - scan: each unit's segments are counted per language (the `lang`
+//!   column of the `lid` stage, else `und`) and written hash-partitioned;
+//! - reduce: each partition's counts from every unit are summed;
+//! - cluster: one task trains on the sums and writes `tokenizer/` in the
+//!   output folder (`tokenizer.json`, `tokenizer.vocab`, `training.json`).
+//!
+//! It adds no column and drops nothing.
+
+use std::collections::BTreeMap;
+
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::Field;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{Global, Mode, Stage, StageError, StageOutput};
+use crate::batch::Core;
+use crate::dedup::global::{GlobalDir, Plan};
+use crate::dedup::sections::{SectionWriter, Sections};
+use crate::dedup::DedupError;
+use crate::tokenizer::train::{self, Segmenter, TrainConfig, WordCounts};
+
+/// Tag of a unit's word-counts file (read by the runner's plan like keys).
+pub const TAG_WORDS: u32 = 0x5743_0001;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainTokenizerConfig {
+    /// Folder for the tokenizer, inside the output folder.
+    #[serde(default = "default_out")]
+    pub out: String,
+    /// Hash partitions of the counts: the reduce step's units of work.
+    #[serde(default = "default_partitions")]
+    pub partitions: usize,
+    /// The trainer's settings (`vocab_size`, `alpha`, ...); Salamandra's
+    /// where not given.
+    #[serde(default)]
+    pub tokenizer: TrainConfig,
+}
+
+fn default_out() -> String {
+    "tokenizer".into()
+}
+
+fn default_partitions() -> usize {
+    8
+}
+
+impl TrainTokenizerConfig {
+    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        let mut v = Vec::new();
+        if let Err(e) = self.tokenizer.check() {
+            v.push((Some("tokenizer"), e.to_string()));
+        }
+        if self.partitions == 0 || self.partitions > 4096 {
+            v.push((Some("partitions"), "must be in 1..=4096".into()));
+        }
+        if self.out.is_empty() || self.out.starts_with('_') || self.out.contains("..") {
+            v.push((Some("out"), format!("{:?} is not a folder name", self.out)));
+        }
+        v
+    }
+}
+
+pub struct TrainTokenizer {
+    config: TrainTokenizerConfig,
+    seg: Segmenter,
+    dir: Option<GlobalDir>,
+    scanning: bool,
+    unit: Option<(usize, WordCounts, u64)>,
+}
+
+impl TrainTokenizer {
+    pub fn new(config: TrainTokenizerConfig) -> Self {
+        TrainTokenizer {
+            seg: Segmenter::new(&config.tokenizer),
+            config,
+            dir: None,
+            scanning: false,
+            unit: None,
+        }
+    }
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DedupError + '_ {
+    move |source| DedupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn counts_err(e: train::TrainError) -> DedupError {
+    DedupError::Corrupt {
+        path: String::new(),
+        message: e.to_string(),
+    }
+}
+
+impl Stage for TrainTokenizer {
+    fn name(&self) -> &'static str {
+        "train_tokenizer"
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Annotate
+    }
+
+    fn fields(&self) -> Vec<Field> {
+        Vec::new()
+    }
+
+    fn global(&mut self) -> Option<&mut dyn Global> {
+        Some(self)
+    }
+
+    fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
+        if !self.scanning {
+            return Ok(StageOutput::default());
+        }
+        let text = Core::of(batch).text;
+        let lang = batch
+            .column_by_name("lang")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let mut counts = WordCounts::default();
+        let mut norm = String::new();
+        for i in 0..batch.num_rows() {
+            let l = match lang {
+                Some(l) if !l.is_null(i) => l.value(i),
+                _ => "und",
+            };
+            counts.add(&self.seg, l, text.value(i), &mut norm);
+        }
+        Ok(StageOutput {
+            scratch: Some(Box::new(counts)),
+            ..Default::default()
+        })
+    }
+
+    fn ordered(&self) -> bool {
+        self.scanning
+    }
+
+    /// Called before every batch of a unit; a new unit starts new counts.
+    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
+        if self.scanning && self.unit.as_ref().is_none_or(|(u, _, _)| *u != unit) {
+            self.unit = Some((unit, WordCounts::default(), 0));
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
+        if let (Some((_, acc, docs)), Some(s)) = (self.unit.as_mut(), out.scratch.take()) {
+            if let Ok(c) = s.downcast::<WordCounts>() {
+                acc.merge(*c);
+            }
+            *docs += batch.num_rows() as u64;
+        }
+        Ok(())
+    }
+
+    fn end_unit(&mut self) -> Result<(), StageError> {
+        let (Some((unit, counts, docs)), Some(dir)) = (self.unit.take(), self.dir.as_ref()) else {
+            return Ok(());
+        };
+        let err = |source| StageError::Dedup {
+            stage: "train_tokenizer".into(),
+            source,
+        };
+        let parts = self.config.partitions;
+        let mut split: Vec<WordCounts> = vec![WordCounts::default(); parts];
+        for (lang, lc) in counts.langs {
+            for (w, n) in lc.words {
+                let p = (xxh3_64(w.as_bytes()) % parts as u64) as usize;
+                let e = split[p].langs.entry(lang.clone()).or_default();
+                e.words.insert(w, n);
+            }
+            // Documents and bytes are per language, not per word: partition 0 keeps them.
+            let e = split[0].langs.entry(lang).or_default();
+            e.docs += lc.docs;
+            e.bytes += lc.bytes;
+        }
+        let path = dir.keys(unit);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).map_err(io_err(p)).map_err(err)?;
+        }
+        let mut w = SectionWriter::new(&path, parts, TAG_WORDS, 64 << 20);
+        w.set_docs(docs);
+        for (p, c) in split.iter().enumerate() {
+            let mut bytes = Vec::new();
+            c.write_to(&mut bytes).map_err(io_err(&path)).map_err(err)?;
+            w.append(p, &bytes).map_err(err)?;
+        }
+        w.finish().map_err(err)
+    }
+}
+
+impl Global for TrainTokenizer {
+    fn partitions(&self) -> usize {
+        self.config.partitions
+    }
+
+    fn begin_scan(&mut self, dir: &GlobalDir, _budget: usize) {
+        self.dir = Some(dir.clone());
+        self.scanning = true;
+    }
+
+    fn begin_apply(&mut self, _dir: &GlobalDir) -> Result<(), DedupError> {
+        self.scanning = false;
+        self.unit = None;
+        Ok(())
+    }
+
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
+        let mut sum = WordCounts::default();
+        for &(unit, _) in &plan.units {
+            let path = plan.dir.keys(unit);
+            let s = Sections::open_any(&path, &[TAG_WORDS])?;
+            let bytes = s.read(part)?;
+            let name = path.display().to_string();
+            sum.merge(WordCounts::read_from(&bytes[..], &name).map_err(counts_err)?);
+        }
+        let out = plan.dir.reduced(part);
+        if let Some(p) = out.parent() {
+            std::fs::create_dir_all(p).map_err(io_err(p))?;
+        }
+        let mut bytes = Vec::new();
+        sum.write_to(&mut bytes).map_err(io_err(&out))?;
+        crate::io::atomic_write(&out, &bytes).map_err(io_err(&out))?;
+        Ok(BTreeMap::from([(
+            "distinct_words".into(),
+            sum.distinct() as u64,
+        )]))
+    }
+
+    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
+        let t = std::time::Instant::now();
+        let mut all = WordCounts::default();
+        for p in 0..plan.partitions {
+            let path = plan.dir.reduced(p);
+            let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+            let name = path.display().to_string();
+            all.merge(WordCounts::read_from(&bytes[..], &name).map_err(counts_err)?);
+        }
+        // <out>/_forja/global/<stage>/ → <out>/<config.out>/
+        let root = plan
+            .dir
+            .root
+            .ancestors()
+            .nth(3)
+            .map(|r| r.join(&self.config.out))
+            .ok_or_else(|| DedupError::Missing("the run's output folder".into()))?;
+        let (vocab, report) = train::train_to_dir(
+            &all,
+            &self.config.tokenizer,
+            train::Device::Cpu,
+            &root,
+            t.elapsed().as_secs_f64(),
+        )
+        .map_err(|e| DedupError::Missing(format!("training the tokenizer: {e}")))?;
+        tracing::info!(
+            "train_tokenizer: {} pieces, {} merges, written to {}",
+            vocab.len(),
+            report.merges_learned,
+            root.display()
+        );
+        Ok(BTreeMap::from([
+            ("docs".into(), all.docs()),
+            ("distinct_words".into(), all.distinct() as u64),
+            ("vocab".into(), vocab.len() as u64),
+        ]))
+    }
+}
