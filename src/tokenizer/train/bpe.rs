@@ -601,6 +601,38 @@ mod tests {
     }
 
     #[test]
+    fn incremental_counts_match_recounting_on_random_words() {
+        // Words over a small alphabet with spaces, digits and two scripts,
+        // so merges overlap, repeat symbols and hit every rule.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet: Vec<char> = "▁▁aaabbcdeαβγ1.".chars().collect();
+        let mut owned: Vec<(String, u64)> = (0..400)
+            .map(|_| {
+                let len = 1 + next() % 9;
+                let w: String = (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect();
+                (w, 1 + next() % 50)
+            })
+            .collect();
+        owned.sort();
+        owned.dedup_by(|a, b| a.0 == b.0);
+        let words: Vec<(&str, u64)> = owned.iter().map(|(w, n)| (w.as_str(), *n)).collect();
+        let t = table(&words);
+        let cfg = small();
+        let m = train_bpe(&t, &cfg).unwrap();
+        let got: Vec<String> = m.pieces[m.alphabet_len..].to_vec();
+        assert!(got.len() > 50, "{} merges", got.len());
+        assert_eq!(got, naive(&t, &cfg, got.len()));
+    }
+
+    #[test]
     fn pieces_obey_the_sentencepiece_rules() {
         let t = table(&[("▁ab", 10), ("▁1", 10), ("12", 10), ("▁▁", 10), ("▁▁a", 10)]);
         let m = train_bpe(&t, &small()).unwrap();
