@@ -29,8 +29,8 @@ pub use manifest::{
     MANIFEST_VERSION,
 };
 pub use runner::{
-    build_stages, collect_stats, manifest_hash, run, steps, RunError, RunOptions, RunRecord,
-    RunStats, RunSummary, FORJA_DIR,
+    build_stages, collect_stats, manifest_hash, progress_bar, run, steps, RunError, RunOptions,
+    RunRecord, RunStats, RunSummary, FORJA_DIR,
 };
 pub use stages::quality::text::words;
 pub use stages::{

@@ -107,7 +107,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train the close-group language model from `lang<TAB>text` lines.
     /// Train a SentencePiece-style BPE tokenizer (Salamandra's settings by
     /// default) on a corpus: JSON Lines, Parquet or text files, or a forja
     /// output folder. Writes tokenizer.json, tokenizer.vocab, training.json.
@@ -120,8 +119,8 @@ enum Command {
         /// Output folder.
         #[arg(long, default_value = "tokenizer")]
         out: PathBuf,
-        /// Settings as TOML (the fields of the `[train_tokenizer]` table:
-        /// vocab_size, alpha, character_coverage, split_digits, ...).
+        /// Settings as TOML (the fields of a `train_tokenizer` stage's
+        /// `[stage.tokenizer]` table: vocab_size, alpha, split_digits, ...).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Vocabulary size (default 256000, Salamandra's).
@@ -130,18 +129,8 @@ enum Command {
         /// Language sampling exponent: 0 uniform (default), 1 natural.
         #[arg(long)]
         alpha: Option<f64>,
-        /// JSON field or Parquet column holding the text.
-        #[arg(long, default_value = "text")]
-        text_field: String,
-        /// JSON field or Parquet column holding the language.
-        #[arg(long, default_value = "lang")]
-        lang_field: String,
-        /// Language of documents without one (text files: their name).
-        #[arg(long)]
-        lang: Option<String>,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
+        #[command(flatten)]
+        corpus: CorpusArgs,
         /// Only count words and write them to --counts-out.
         #[arg(long, requires = "counts_out")]
         count_only: bool,
@@ -165,15 +154,10 @@ enum Command {
         /// Also write the numbers as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        #[arg(long, default_value = "text")]
-        text_field: String,
-        #[arg(long, default_value = "lang")]
-        lang_field: String,
-        #[arg(long)]
-        lang: Option<String>,
-        #[arg(long)]
-        threads: Option<usize>,
+        #[command(flatten)]
+        corpus_args: CorpusArgs,
     },
+    /// Train the close-group language model from `lang<TAB>text` lines.
     TrainLidGroups {
         /// Files of `lang<TAB>text` lines.
         data: Vec<PathBuf>,
@@ -386,15 +370,38 @@ fn default_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/demo.toml")
 }
 
-/// Sizes the global rayon pool (all cores by default).
-fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-            .context("setting up the thread pool")?;
+/// How `train-tokenizer` and `fertility` read a corpus.
+#[derive(clap::Args, Debug)]
+struct CorpusArgs {
+    /// JSON field or Parquet column holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// JSON field or Parquet column holding the language.
+    #[arg(long, default_value = "lang")]
+    lang_field: String,
+    /// Language of documents without one (text files: their name).
+    #[arg(long)]
+    lang: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl CorpusArgs {
+    /// Sizes the global rayon pool and returns the reader's settings.
+    fn setup(self) -> Result<forja::tokenizer::corpus::CorpusSpec> {
+        if let Some(n) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build_global()
+                .context("setting up the thread pool")?;
+        }
+        Ok(forja::tokenizer::corpus::CorpusSpec {
+            text_field: self.text_field,
+            lang_field: self.lang_field,
+            default_lang: self.lang,
+        })
     }
-    Ok(())
 }
 
 struct TrainArgs {
@@ -411,8 +418,6 @@ struct TrainArgs {
 
 fn train_tokenizer(a: TrainArgs) -> Result<ExitCode> {
     use forja::tokenizer::train::{self, WordCounts};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
     let t = std::time::Instant::now();
     let counts = if !a.from_counts.is_empty() {
         if !a.inputs.is_empty() {
@@ -420,11 +425,7 @@ fn train_tokenizer(a: TrainArgs) -> Result<ExitCode> {
         }
         let mut all = WordCounts::default();
         for p in &a.from_counts {
-            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            all.merge(WordCounts::read_from(
-                std::io::BufReader::new(f),
-                &p.display().to_string(),
-            )?);
+            all.merge(WordCounts::read_file(p)?);
         }
         all
     } else {
@@ -436,30 +437,8 @@ fn train_tokenizer(a: TrainArgs) -> Result<ExitCode> {
             .iter()
             .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
             .sum();
-        let read = Arc::new(AtomicU64::new(0));
-        let bar = if a.quiet {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::new(total)
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "counting words {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .expect("a valid template"),
-        );
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let counts = std::thread::scope(|s| {
-            s.spawn(|| {
-                while !done.load(Ordering::Relaxed) {
-                    bar.set_position(read.load(Ordering::Relaxed));
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-            });
-            let r = train::count_files(&files, &a.spec, &a.cfg, read.clone());
-            done.store(true, Ordering::Relaxed);
-            r
-        })?;
+        let bar = forja::progress_bar(!a.quiet, total, "counting words");
+        let counts = train::count_files(&files, &a.spec, &a.cfg, &bar)?;
         bar.finish_and_clear();
         counts
     };
@@ -656,16 +635,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             vocab_size,
             alpha,
-            text_field,
-            lang_field,
-            lang,
-            threads,
+            corpus,
             count_only,
             counts_out,
             from_counts,
             device,
         } => {
-            set_threads(threads)?;
+            let spec = corpus.setup()?;
             let mut cfg: forja::tokenizer::train::TrainConfig = match &config {
                 Some(p) => {
                     let t = std::fs::read_to_string(p)
@@ -686,11 +662,6 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 "cuda" | "gpu" => forja::tokenizer::train::Device::Cuda,
                 d => bail!("--device {d:?}: expected cpu or cuda"),
             };
-            let spec = forja::tokenizer::corpus::CorpusSpec {
-                text_field,
-                lang_field,
-                default_lang: lang,
-            };
             train_tokenizer(TrainArgs {
                 inputs,
                 out,
@@ -707,17 +678,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             tokenizer,
             corpus,
             json,
-            text_field,
-            lang_field,
-            lang,
-            threads,
+            corpus_args,
         } => {
-            set_threads(threads)?;
-            let spec = forja::tokenizer::corpus::CorpusSpec {
-                text_field,
-                lang_field,
-                default_lang: lang,
-            };
+            let spec = corpus_args.setup()?;
             let files = forja::tokenizer::corpus::list_files(&corpus)?;
             let f = forja::tokenizer::fertility::measure(&tokenizer, &files, &spec)?;
             print!("{}", f.table());

@@ -42,4 +42,7 @@ pub enum DedupError {
     },
     #[error("{0}")]
     Missing(String),
+    /// Word counts or training of the `train_tokenizer` stage.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::train::TrainError),
 }

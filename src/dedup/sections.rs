@@ -27,7 +27,7 @@ use super::DedupError;
 
 const MAGIC: &[u8; 8] = b"FJSECT01";
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DedupError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DedupError + '_ {
     move |source| DedupError::Io {
         path: path.display().to_string(),
         source,

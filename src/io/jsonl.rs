@@ -10,8 +10,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserializer;
 use serde_json::value::RawValue;
 
-use super::{counting, Chunk, Decoded, InputFile, ReadError, Reader, SourceSpec};
+use super::{open_decompressed, Chunk, Decoded, InputFile, ReadError, Reader, SourceSpec};
 use crate::batch::CoreBuilder;
 use crate::ledger::{FileStatus, Reason};
 
@@ -57,19 +56,9 @@ impl JsonlReader {
 
     fn open(&self) -> Result<Box<dyn Read + Send>, ReadError> {
         let path = &self.file.path;
-        let open_err = |e| ReadError::Open {
+        open_decompressed(path, self.progress.clone()).map_err(|e| ReadError::Open {
             path: path.display().to_string(),
             source: e,
-        };
-        let f = File::open(path).map_err(open_err)?;
-        let raw = BufReader::with_capacity(1 << 20, counting(f, self.progress.clone()));
-        let name = path.to_string_lossy();
-        Ok(if name.ends_with(".gz") {
-            Box::new(flate2::read::MultiGzDecoder::new(raw))
-        } else if name.ends_with(".zst") || name.ends_with(".zstd") {
-            Box::new(zstd::stream::read::Decoder::with_buffer(raw).map_err(open_err)?)
-        } else {
-            Box::new(raw)
         })
     }
 

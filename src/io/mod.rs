@@ -283,3 +283,20 @@ impl<R: Read> Read for Counting<R> {
 pub(crate) fn counting<R: Read>(inner: R, counter: Arc<AtomicU64>) -> Counting<R> {
     Counting { inner, counter }
 }
+
+/// Opens `path`, counting the bytes read from disk into `progress`, and
+/// decompresses it by its name: `.gz` (all members), `.zst` or `.zstd`.
+pub(crate) fn open_decompressed(
+    path: &Path,
+    progress: Arc<AtomicU64>,
+) -> io::Result<Box<dyn Read + Send>> {
+    let raw = io::BufReader::with_capacity(1 << 20, counting(File::open(path)?, progress));
+    let name = path.to_string_lossy();
+    Ok(if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(raw))
+    } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+        Box::new(zstd::stream::read::Decoder::with_buffer(raw)?)
+    } else {
+        Box::new(raw)
+    })
+}

@@ -724,7 +724,8 @@ fn check_columns(stages: &[Box<dyn Stage>]) -> Result<(), RunError> {
     Ok(())
 }
 
-fn progress_bar(enabled: bool, total: u64, label: &str) -> ProgressBar {
+/// A bar of input bytes, labelled `label` (hidden when not `enabled`).
+pub fn progress_bar(enabled: bool, total: u64, label: &str) -> ProgressBar {
     if !enabled {
         return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
     }

@@ -19,7 +19,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{Global, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
 use crate::dedup::global::{GlobalDir, Plan};
-use crate::dedup::sections::{SectionWriter, Sections};
+use crate::dedup::sections::{io as io_err, SectionWriter, Sections};
 use crate::dedup::DedupError;
 use crate::tokenizer::train::{self, Segmenter, TrainConfig, WordCounts};
 
@@ -82,20 +82,6 @@ impl TrainTokenizer {
             scanning: false,
             unit: None,
         }
-    }
-}
-
-fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DedupError + '_ {
-    move |source| DedupError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn counts_err(e: train::TrainError) -> DedupError {
-    DedupError::Corrupt {
-        path: String::new(),
-        message: e.to_string(),
     }
 }
 
@@ -220,7 +206,7 @@ impl Global for TrainTokenizer {
             let s = Sections::open_any(&path, &[TAG_WORDS])?;
             let bytes = s.read(part)?;
             let name = path.display().to_string();
-            sum.merge(WordCounts::read_from(&bytes[..], &name).map_err(counts_err)?);
+            sum.merge(WordCounts::read_from(&bytes[..], &name)?);
         }
         let out = plan.dir.reduced(part);
         if let Some(p) = out.parent() {
@@ -239,10 +225,7 @@ impl Global for TrainTokenizer {
         let t = std::time::Instant::now();
         let mut all = WordCounts::default();
         for p in 0..plan.partitions {
-            let path = plan.dir.reduced(p);
-            let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-            let name = path.display().to_string();
-            all.merge(WordCounts::read_from(&bytes[..], &name).map_err(counts_err)?);
+            all.merge(WordCounts::read_file(&plan.dir.reduced(p))?);
         }
         // <out>/_forja/global/<stage>/ → <out>/<config.out>/
         let root = plan
@@ -258,8 +241,7 @@ impl Global for TrainTokenizer {
             train::Device::Cpu,
             &root,
             t.elapsed().as_secs_f64(),
-        )
-        .map_err(|e| DedupError::Missing(format!("training the tokenizer: {e}")))?;
+        )?;
         tracing::info!(
             "train_tokenizer: {} pieces, {} merges, written to {}",
             vocab.len(),

@@ -11,7 +11,7 @@
 //! One thread reads and decompresses; parsing and the caller's work run on
 //! the rayon pool. Malformed input stops the read with the file and line.
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -165,42 +165,6 @@ enum Chunk {
 
 const CHUNK_BYTES: usize = 4 << 20;
 
-fn open(path: &Path, bytes_read: &Arc<AtomicU64>) -> Result<Box<dyn Read + Send>, CorpusError> {
-    let f = std::fs::File::open(path).map_err(|e| CorpusError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let counted = Counted {
-        inner: f,
-        n: bytes_read.clone(),
-    };
-    let name = path.to_string_lossy();
-    let r: Box<dyn Read + Send> = if name.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(counted)))
-    } else if name.ends_with(".zst") {
-        Box::new(zstd::Decoder::new(counted).map_err(|e| CorpusError::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?)
-    } else {
-        Box::new(counted)
-    };
-    Ok(r)
-}
-
-struct Counted<R> {
-    inner: R,
-    n: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let k = self.inner.read(buf)?;
-        self.n.fetch_add(k as u64, Ordering::Relaxed);
-        Ok(k)
-    }
-}
-
 /// The language of a text file's documents: the name up to the first dot.
 fn file_lang(path: &Path, spec: &CorpusSpec) -> Arc<str> {
     if let Some(l) = &spec.default_lang {
@@ -230,7 +194,11 @@ fn read_file(
     } else {
         spec.default_lang.as_deref().unwrap_or("und").into()
     };
-    let mut r = open(path, bytes_read)?;
+    let mut r =
+        crate::io::open_decompressed(path, bytes_read.clone()).map_err(|e| CorpusError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
     // Whole blocks cut after their last newline; the rest starts the next.
     let mut line = 1u64;
     let mut carry: Vec<u8> = Vec::new();
@@ -458,7 +426,7 @@ fn parse(chunk: Chunk, spec: &CorpusSpec) -> Result<Vec<Doc>, CorpusError> {
 pub fn fold_docs<A: Send>(
     files: &[PathBuf],
     spec: &CorpusSpec,
-    bytes_read: Arc<AtomicU64>,
+    progress: &indicatif::ProgressBar,
     init: impl Fn() -> A + Sync + Send,
     fold: impl Fn(&mut A, Vec<Doc>) + Sync + Send,
     merge: impl Fn(A, A) -> A + Sync + Send,
@@ -471,8 +439,12 @@ pub fn fold_docs<A: Send>(
     std::thread::scope(|s| {
         let failed = &failed;
         let reader = s.spawn(move || -> Result<(), CorpusError> {
+            let bytes_read = Arc::new(AtomicU64::new(0));
             for f in files {
-                let mut send = |c: Chunk| !failed.load(Ordering::Relaxed) && tx.send(c).is_ok();
+                let mut send = |c: Chunk| {
+                    progress.set_position(bytes_read.load(Ordering::Relaxed));
+                    !failed.load(Ordering::Relaxed) && tx.send(c).is_ok()
+                };
                 read_file(f, spec, &bytes_read, &mut send)?;
             }
             Ok(())
@@ -529,7 +501,7 @@ mod tests {
         let mut v = fold_docs(
             files,
             spec,
-            Arc::default(),
+            &indicatif::ProgressBar::hidden(),
             Vec::new,
             |a, d| a.extend(d),
             |mut a, b| {

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -21,6 +20,21 @@ pub struct LangFertility {
     pub tokens: u64,
     pub tokens_per_word: f64,
     pub tokens_per_byte: f64,
+}
+
+impl LangFertility {
+    fn add(&mut self, o: &LangFertility) {
+        self.docs += o.docs;
+        self.words += o.words;
+        self.bytes += o.bytes;
+        self.tokens += o.tokens;
+    }
+
+    /// Sets the ratios from the counts.
+    fn finish(&mut self) {
+        self.tokens_per_word = self.tokens as f64 / self.words.max(1) as f64;
+        self.tokens_per_byte = self.tokens as f64 / self.bytes.max(1) as f64;
+    }
 }
 
 /// Fertility per language, plus the whole corpus under `"all"`.
@@ -70,18 +84,14 @@ pub fn measure(
     };
     let merge = |mut a: Acc, b: Acc| {
         for (l, f) in b {
-            let e = a.entry(l).or_default();
-            e.docs += f.docs;
-            e.words += f.words;
-            e.bytes += f.bytes;
-            e.tokens += f.tokens;
+            a.entry(l).or_default().add(&f);
         }
         a
     };
     let per = fold_docs(
         files,
         spec,
-        Arc::new(AtomicU64::new(0)),
+        &indicatif::ProgressBar::hidden(),
         Acc::new,
         fold,
         merge,
@@ -92,21 +102,13 @@ pub fn measure(
     };
     let mut all = LangFertility::default();
     for (l, mut f) in per {
-        all.docs += f.docs;
-        all.words += f.words;
-        all.bytes += f.bytes;
-        all.tokens += f.tokens;
-        finish(&mut f);
+        all.add(&f);
+        f.finish();
         out.languages.insert(l.to_string(), f);
     }
-    finish(&mut all);
+    all.finish();
     out.languages.insert("all".into(), all);
     Ok(out)
-}
-
-fn finish(f: &mut LangFertility) {
-    f.tokens_per_word = f.tokens as f64 / f.words.max(1) as f64;
-    f.tokens_per_byte = f.tokens as f64 / f.bytes.max(1) as f64;
 }
 
 impl Fertility {

@@ -87,29 +87,7 @@ fn world_sizes_1_3_and_8_drop_the_same_documents() {
     assert_accounted(&env.path("w1"));
 
     // Three ranks at once, meeting at the barriers.
-    let children: Vec<_> = (0..3)
-        .map(|r| {
-            env.cmd()
-                .args(["run", "--quiet", m, "--out", "w3", "--world-size", "3"])
-                .args(["--rank", &r.to_string(), "--threads", "1"])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    for mut c in children {
-        loop {
-            if let Some(status) = c.try_wait().unwrap() {
-                assert!(status.success(), "a rank failed");
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("ranks did not finish within 300 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
+    env.run_ranks(m, "w3", 3);
     // Eight ranks, one step at a time, as job arrays would run them.
     let mut steps: Vec<String> = Vec::new();
     for stage in ["repeated_lines", "exact_dedup", "near_dedup"] {

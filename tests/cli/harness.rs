@@ -49,6 +49,36 @@ impl Env {
         self.cmd().args(args).output().expect("forja runs")
     }
 
+    /// Runs `world` ranks of a manifest at once (one thread each), as they
+    /// would meet at the barriers on a cluster, and fails the test if a rank
+    /// fails or they take more than 300 s.
+    pub fn run_ranks(&self, manifest: &str, out: &str, world: usize) {
+        let w = world.to_string();
+        let children: Vec<_> = (0..world)
+            .map(|r| {
+                self.cmd()
+                    .args(["run", "--quiet", manifest, "--out", out, "--world-size", &w])
+                    .args(["--rank", &r.to_string(), "--threads", "1"])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        for mut c in children {
+            loop {
+                if let Some(status) = c.try_wait().unwrap() {
+                    assert!(status.success(), "a rank failed");
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = c.kill();
+                    panic!("ranks did not finish within 300 s");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
     /// Runs forja and fails the test, with its output, if it fails.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.forja(args);

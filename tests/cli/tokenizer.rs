@@ -344,18 +344,7 @@ alpha = 1.0
     );
 
     // Two ranks at once give the same file.
-    let children: Vec<_> = (0..2)
-        .map(|r| {
-            env.cmd()
-                .args(["run", "--quiet", m, "--out", "w2", "--world-size", "2"])
-                .args(["--rank", &r.to_string(), "--threads", "1"])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut c in children {
-        assert!(c.wait().unwrap().success(), "a rank failed");
-    }
+    env.run_ranks(m, "w2", 2);
     assert_eq!(
         stage,
         fs::read(env.path("w2/tokenizer/tokenizer.json")).unwrap()

@@ -299,16 +299,15 @@ pub fn symbol_table(table: &WordTable, alpha: &[char]) -> SymbolTable {
 
 /// Number of merges that fill the vocabulary for this alphabet.
 pub fn merges_wanted(cfg: &TrainConfig, alphabet_len: usize) -> usize {
-    let fixed = cfg.fixed_pieces().len() + if cfg.byte_fallback { 256 } else { 0 };
-    cfg.vocab_size.saturating_sub(fixed + alphabet_len)
+    cfg.vocab_size
+        .saturating_sub(cfg.fixed_len() + alphabet_len)
 }
 
 /// The characters every vocabulary needs: those the whitespace runs are
 /// made of, and `▁`.
 pub fn required_chars(cfg: &TrainConfig) -> Vec<char> {
     let mut v = vec![SPACE];
-    for &(c, _) in &cfg.whitespace_runs {
-        let c = if c == ' ' { SPACE } else { c };
+    for (c, _) in cfg.normalized_runs() {
         if !v.contains(&c) {
             v.push(c);
         }
@@ -316,195 +315,239 @@ pub fn required_chars(cfg: &TrainConfig) -> Vec<char> {
     v
 }
 
+/// What both merge loops (the CPU's below, the GPU's in `cuda`) start from
+/// and record their merges into.
+pub struct Learner {
+    pub words: SymbolTable,
+    pub rules: Rules,
+    /// Every symbol's info: the alphabet's, then one per merge.
+    pub info: Vec<SymInfo>,
+    /// Merges that fill the vocabulary.
+    pub want: usize,
+    /// A best pair counted fewer times ends the training.
+    pub min: u64,
+    pub learned: Merges,
+}
+
+impl Learner {
+    /// The alphabet and the words as symbols.
+    pub fn new(table: &WordTable, cfg: &TrainConfig) -> Self {
+        let t = std::time::Instant::now();
+        let alpha = alphabet(table, cfg.character_coverage, &required_chars(cfg));
+        let words = symbol_table(table, &alpha);
+        tracing::debug!(
+            "bpe: {} characters, {} words with pairs ({:.2}s)",
+            alpha.len(),
+            words.len.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let rules = Rules::new(cfg);
+        Learner {
+            info: alpha.iter().map(|&c| rules.char_info(c)).collect(),
+            want: merges_wanted(cfg, alpha.len()),
+            min: cfg.min_frequency.max(1),
+            learned: Merges {
+                pieces: alpha.iter().map(|c| c.to_string()).collect(),
+                alphabet_len: alpha.len(),
+                merges: Vec::new(),
+                counts: Vec::new(),
+            },
+            words,
+            rules,
+        }
+    }
+
+    /// True once the vocabulary is full.
+    pub fn full(&self) -> bool {
+        self.learned.merges.len() >= self.want
+    }
+
+    /// Records the merge of `a` and `b`, a pair counted `count` times;
+    /// returns the new symbol and its info, or None if the rules forbid it.
+    pub fn record(&mut self, a: u32, b: u32, count: u64) -> Option<(u32, SymInfo)> {
+        let joined = self
+            .rules
+            .join(self.info[a as usize], self.info[b as usize])?;
+        let new = self.info.len() as u32;
+        self.info.push(joined);
+        let m = &mut self.learned;
+        let piece = format!("{}{}", m.pieces[a as usize], m.pieces[b as usize]);
+        m.pieces.push(piece);
+        m.merges.push((a, b));
+        m.counts.push(count);
+        Some((new, joined))
+    }
+}
+
 /// Learns merges on `table` until the vocabulary is full or no pair is
 /// left with `min_frequency`.
 pub fn train_bpe(table: &WordTable, cfg: &TrainConfig) -> Result<Merges, TrainError> {
-    let t = std::time::Instant::now();
-    let alpha = alphabet(table, cfg.character_coverage, &required_chars(cfg));
-    let words = symbol_table(table, &alpha);
-    tracing::debug!(
-        "bpe: {} characters, {} words with pairs ({:.2}s)",
-        alpha.len(),
-        words.len.len(),
-        t.elapsed().as_secs_f64()
-    );
-    let want = merges_wanted(cfg, alpha.len());
-    Ok(merge_loop(words, alpha, want, cfg))
+    Ok(merge_loop(Learner::new(table, cfg)))
 }
 
-/// The loop proper, on a prepared symbol table.
-pub fn merge_loop(mut t: SymbolTable, alpha: Vec<char>, want: usize, cfg: &TrainConfig) -> Merges {
-    let t0 = std::time::Instant::now();
-    let rules = Rules::new(cfg);
-    let mut info: Vec<SymInfo> = alpha.iter().map(|&c| rules.char_info(c)).collect();
-    let mut pieces: Vec<String> = alpha.iter().map(|c| c.to_string()).collect();
-    let alphabet_len = alpha.len();
+/// Live pair counts: each valid pair's count, the words it was seen in
+/// (stale entries allowed, checked when used), and the pairs whose counts
+/// changed since the heap last saw them.
+#[derive(Default)]
+struct Pairs {
+    index: HashMap<u64, u32, MixState>,
+    keys: Vec<u64>,
+    counts: Vec<u64>,
+    words: Vec<Vec<u32>>,
+    dirty: Vec<bool>,
+    touched: Vec<u32>,
+}
 
-    let mut index: HashMap<u64, u32, MixState> = HashMap::default();
-    let mut keys: Vec<u64> = Vec::new();
-    let mut counts: Vec<u64> = Vec::new();
-    let mut where_: Vec<Vec<u32>> = Vec::new();
-    let get_or_add = |key: u64,
-                      index: &mut HashMap<u64, u32, MixState>,
-                      keys: &mut Vec<u64>,
-                      counts: &mut Vec<u64>,
-                      where_: &mut Vec<Vec<u32>>| {
-        *index.entry(key).or_insert_with(|| {
-            keys.push(key);
-            counts.push(0);
-            where_.push(Vec::new());
-            (keys.len() - 1) as u32
-        })
-    };
+impl Pairs {
+    fn touch(&mut self, p: usize) {
+        if !self.dirty[p] {
+            self.dirty[p] = true;
+            self.touched.push(p as u32);
+        }
+    }
 
-    // First count: every valid adjacent pair of every word.
-    for w in 0..t.len.len() {
-        let (s, l, n) = (t.start[w], t.len[w] as usize, t.count[w]);
-        for i in 0..l - 1 {
-            let (a, b) = (t.syms[s + i], t.syms[s + i + 1]);
-            if rules.join(info[a as usize], info[b as usize]).is_none() {
-                continue;
+    /// Adds `n` occurrences of the valid pair (a, b), seen in word `w`.
+    fn add(&mut self, a: u32, b: u32, n: u64, w: u32) {
+        let key = pair_key(a, b);
+        let p = match self.index.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get() as usize,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.keys.len() as u32);
+                self.keys.push(key);
+                self.counts.push(0);
+                self.words.push(Vec::new());
+                self.dirty.push(false);
+                self.keys.len() - 1
             }
-            let p = get_or_add(
-                pair_key(a, b),
-                &mut index,
-                &mut keys,
-                &mut counts,
-                &mut where_,
-            ) as usize;
-            counts[p] += n;
-            if where_[p].last() != Some(&(w as u32)) {
-                where_[p].push(w as u32);
+        };
+        self.counts[p] += n;
+        if self.words[p].last() != Some(&w) {
+            self.words[p].push(w);
+        }
+        self.touch(p);
+    }
+
+    /// Removes `n` occurrences of (a, b), if it is a counted pair.
+    fn sub(&mut self, a: u32, b: u32, n: u64) {
+        if let Some(&p) = self.index.get(&pair_key(a, b)) {
+            self.counts[p as usize] -= n;
+            self.touch(p as usize);
+        }
+    }
+
+    /// Moves every changed pair to its place in the heap.
+    fn flush(&mut self, heap: &mut IndexedHeap) {
+        for p in self.touched.drain(..) {
+            self.dirty[p as usize] = false;
+            heap.update(p, self.counts[p as usize], self.keys[p as usize]);
+        }
+    }
+}
+
+/// Rewrites each (a, b) of one word (`n` occurrences, id `w`) into `new`,
+/// left to right, moving the counts of the pairs around it; returns the
+/// word's new length. The GPU's `apply_merge` kernel does the same.
+fn merge_word(
+    seq: &mut [u32],
+    w: u32,
+    n: u64,
+    (a, b, new): (u32, u32, u32),
+    pairs: &mut Pairs,
+    rules: &Rules,
+    info: &[SymInfo],
+) -> usize {
+    let valid = |x: u32, y: u32| rules.join(info[x as usize], info[y as usize]).is_some();
+    let l = seq.len();
+    let (mut r, mut o) = (0usize, 0usize);
+    while r < l {
+        if r + 1 < l && seq[r] == a && seq[r + 1] == b {
+            // `seq[o - 1]` is the left neighbour as already rewritten.
+            if o > 0 {
+                pairs.sub(seq[o - 1], a, n);
+            }
+            pairs.sub(a, b, n);
+            if r + 2 < l {
+                pairs.sub(b, seq[r + 2], n);
+            }
+            seq[o] = new;
+            if o > 0 && valid(seq[o - 1], new) {
+                pairs.add(seq[o - 1], new, n, w);
+            }
+            if r + 2 < l && valid(new, seq[r + 2]) {
+                pairs.add(new, seq[r + 2], n, w);
+            }
+            o += 1;
+            r += 2;
+        } else {
+            seq[o] = seq[r];
+            o += 1;
+            r += 1;
+        }
+    }
+    o
+}
+
+/// The loop proper.
+pub fn merge_loop(mut l: Learner) -> Merges {
+    let t0 = std::time::Instant::now();
+    let mut pairs = Pairs::default();
+    // First count: every valid adjacent pair of every word.
+    for w in 0..l.words.len.len() {
+        let (s, len, n) = (l.words.start[w], l.words.len[w] as usize, l.words.count[w]);
+        for i in s..s + len - 1 {
+            let (a, b) = (l.words.syms[i], l.words.syms[i + 1]);
+            if l.rules
+                .join(l.info[a as usize], l.info[b as usize])
+                .is_some()
+            {
+                pairs.add(a, b, n, w as u32);
             }
         }
     }
     let mut heap = IndexedHeap::new();
-    for p in 0..keys.len() {
-        heap.update(p as u32, counts[p], keys[p]);
-    }
+    pairs.flush(&mut heap);
     tracing::debug!(
         "bpe: {} pairs counted ({:.2}s)",
-        keys.len(),
+        pairs.keys.len(),
         t0.elapsed().as_secs_f64()
     );
 
-    let min = cfg.min_frequency.max(1);
-    let mut merges = Vec::with_capacity(want);
-    let mut merge_counts = Vec::with_capacity(want);
-    let mut touched: Vec<u32> = Vec::new();
-    let mut dirty: Vec<bool> = vec![false; keys.len()];
-    while merges.len() < want {
+    while !l.full() {
         let Some((top, c)) = heap.top() else { break };
-        if c < min {
+        if c < l.min {
             break;
         }
-        let key = keys[top as usize];
+        let key = pairs.keys[top as usize];
         let (a, b) = ((key >> 32) as u32, key as u32);
-        let new = info.len() as u32;
-        let joined = rules
-            .join(info[a as usize], info[b as usize])
-            .expect("only valid pairs are counted");
-        info.push(joined);
-        pieces.push(format!("{}{}", pieces[a as usize], pieces[b as usize]));
-        merges.push((a, b));
-        merge_counts.push(c);
-
-        let list = std::mem::take(&mut where_[top as usize]);
+        let (new, _) = l.record(a, b, c).expect("only valid pairs are counted");
+        let list = std::mem::take(&mut pairs.words[top as usize]);
         let mut last = u32::MAX;
         for &w in &list {
             if w == last {
                 continue;
             }
             last = w;
-            let (s, l, n) = (
-                t.start[w as usize],
-                t.len[w as usize] as usize,
-                t.count[w as usize],
+            let wi = w as usize;
+            let (s, len, n) = (
+                l.words.start[wi],
+                l.words.len[wi] as usize,
+                l.words.count[wi],
             );
-            let seq = &mut t.syms[s..s + l];
-            let (mut r, mut o) = (0usize, 0usize);
-            let mut found = false;
-            while r < l {
-                if r + 1 < l && seq[r] == a && seq[r + 1] == b {
-                    found = true;
-                    let mut dec = |x: u32, y: u32| {
-                        if let Some(&p) = index.get(&pair_key(x, y)) {
-                            counts[p as usize] -= n;
-                            if !dirty[p as usize] {
-                                dirty[p as usize] = true;
-                                touched.push(p);
-                            }
-                        }
-                    };
-                    // `seq[o - 1]` is the left neighbour as already rewritten.
-                    if o > 0 {
-                        dec(seq[o - 1], a);
-                    }
-                    dec(a, b);
-                    if r + 2 < l {
-                        dec(b, seq[r + 2]);
-                    }
-                    seq[o] = new;
-                    let mut inc = |x: u32, y: u32| {
-                        if rules.join(info[x as usize], info[y as usize]).is_none() {
-                            return;
-                        }
-                        let p = get_or_add(
-                            pair_key(x, y),
-                            &mut index,
-                            &mut keys,
-                            &mut counts,
-                            &mut where_,
-                        ) as usize;
-                        if dirty.len() <= p {
-                            dirty.resize(p + 1, false);
-                        }
-                        counts[p] += n;
-                        if where_[p].last() != Some(&w) {
-                            where_[p].push(w);
-                        }
-                        if !dirty[p] {
-                            dirty[p] = true;
-                            touched.push(p as u32);
-                        }
-                    };
-                    if o > 0 {
-                        inc(seq[o - 1], new);
-                    }
-                    if r + 2 < l {
-                        inc(new, seq[r + 2]);
-                    }
-                    o += 1;
-                    r += 2;
-                } else {
-                    seq[o] = seq[r];
-                    o += 1;
-                    r += 1;
-                }
-            }
-            if found {
-                t.len[w as usize] = o as u32;
-            }
+            let seq = &mut l.words.syms[s..s + len];
+            l.words.len[wi] =
+                merge_word(seq, w, n, (a, b, new), &mut pairs, &l.rules, &l.info) as u32;
         }
-        debug_assert_eq!(counts[top as usize], 0, "every occurrence was found");
-        counts[top as usize] = 0;
-        for p in touched.drain(..) {
-            dirty[p as usize] = false;
-            heap.update(p, counts[p as usize], keys[p as usize]);
-        }
-        heap.update(top, 0, keys[top as usize]);
+        debug_assert_eq!(pairs.counts[top as usize], 0, "every occurrence was found");
+        pairs.counts[top as usize] = 0;
+        pairs.touch(top as usize);
+        pairs.flush(&mut heap);
     }
     tracing::debug!(
         "bpe: {} merges ({:.2}s)",
-        merges.len(),
+        l.learned.merges.len(),
         t0.elapsed().as_secs_f64()
     );
-    Merges {
-        pieces,
-        alphabet_len,
-        merges,
-        counts: merge_counts,
-    }
+    l.learned
 }
 
 #[cfg(test)]

@@ -8,18 +8,17 @@
 //! word holding the pair (one thread per word), adding each changed pair's
 //! count delta to the table with atomics. Counts are u64 sums, which atomics
 //! add exactly in any order, so the GPU learns the same merges, in the same
-//! order, as [`super::bpe::merge_loop`].
+//! order, as [`super::bpe::merge_loop`]; both record merges through
+//! [`Learner`].
 //!
 //! No CUDA toolkit is needed to build: cudarc loads the driver and NVRTC
 //! when training starts, and NVRTC compiles the kernels below.
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
 
-use super::bpe::{
-    alphabet, merges_wanted, pair_key, required_chars, symbol_table, Merges, Rules, SymInfo,
-};
+use super::bpe::{pair_key, Learner, Merges, SymInfo};
 use super::weights::WordTable;
 use super::{TrainConfig, TrainError};
 
@@ -106,17 +105,19 @@ __device__ __forceinline__ bool better(u64 c1, u64 k1, u64 c2, u64 k2) {
     return c1 > c2 || (c1 == c2 && k1 < k2);
 }
 
-// Per-block best (count, key) over a strided range; a second launch with
-// one block reduces the blocks' results.
-extern "C" __global__ void best_pair(const u64* keys, const u64* vals, u64 n,
-                                     u64* out_count, u64* out_key) {
+// Per-block best (count, key) over slots 0, stride, 2 stride, ... < n
+// stride, written to out[2 block] (count) and out[2 block + 1] (key). A
+// second launch with one block and stride 2 reduces the blocks' results,
+// so the host reads back one pair.
+extern "C" __global__ void best_pair(const u64* keys, const u64* vals, u64 stride, u64 n,
+                                     u64* out) {
     __shared__ u64 sc[256];
     __shared__ u64 sk[256];
     u64 bc = 0, bk = EMPTY;
     for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n;
          i += (u64)gridDim.x * blockDim.x) {
-        u64 k = keys[i];
-        if (k != EMPTY && better(vals[i], k, bc, bk)) { bc = vals[i]; bk = k; }
+        u64 k = keys[i * stride], v = vals[i * stride];
+        if (k != EMPTY && better(v, k, bc, bk)) { bc = v; bk = k; }
     }
     sc[threadIdx.x] = bc; sk[threadIdx.x] = bk;
     __syncthreads();
@@ -127,7 +128,7 @@ extern "C" __global__ void best_pair(const u64* keys, const u64* vals, u64 n,
         }
         __syncthreads();
     }
-    if (threadIdx.x == 0) { out_count[blockIdx.x] = sc[0]; out_key[blockIdx.x] = sk[0]; }
+    if (threadIdx.x == 0) { out[2 * blockIdx.x] = sc[0]; out[2 * blockIdx.x + 1] = sk[0]; }
 }
 "#;
 
@@ -172,18 +173,54 @@ pub fn open() -> Result<Arc<CudaContext>, TrainError> {
     CudaContext::new(0).map_err(gpu("opening GPU 0"))
 }
 
+/// The word and pair tables on the device, in the order `count_pairs` and
+/// `apply_merge` take them.
+struct Tables {
+    syms: CudaSlice<u32>,
+    start: CudaSlice<u64>,
+    len: CudaSlice<u32>,
+    count: CudaSlice<u64>,
+    words: u32,
+    info: CudaSlice<u32>,
+    max_len: u32,
+    allow_ws: u32,
+    keys: CudaSlice<u64>,
+    vals: CudaSlice<u64>,
+    mask: u64,
+    overflow: CudaSlice<u32>,
+}
+
+impl Tables {
+    fn push<'a>(&'a mut self, b: &mut LaunchArgs<'a>) {
+        b.arg(&mut self.syms)
+            .arg(&self.start)
+            .arg(&mut self.len)
+            .arg(&self.count)
+            .arg(&self.words)
+            .arg(&self.info)
+            .arg(&self.max_len)
+            .arg(&self.allow_ws)
+            .arg(&mut self.keys)
+            .arg(&mut self.vals)
+            .arg(&self.mask)
+            .arg(&mut self.overflow);
+    }
+}
+
+fn config(blocks: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks.max(1), 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// [`super::bpe::train_bpe`] with the merge loop on the GPU.
 pub fn train_bpe_cuda(table: &WordTable, cfg: &TrainConfig) -> Result<Merges, TrainError> {
     let ctx = open()?;
     let stream = ctx.default_stream();
-    let alpha = alphabet(table, cfg.character_coverage, &required_chars(cfg));
-    let t = symbol_table(table, &alpha);
-    let want = merges_wanted(cfg, alpha.len());
-    let rules = Rules::new(cfg);
-    let mut info: Vec<SymInfo> = alpha.iter().map(|&c| rules.char_info(c)).collect();
-    let mut pieces: Vec<String> = alpha.iter().map(|c| c.to_string()).collect();
-    let alphabet_len = alpha.len();
-    if rules.max_len > 255 {
+    let mut l = Learner::new(table, cfg);
+    if l.rules.max_len > 255 {
         return Err(TrainError::Config(
             "the GPU trainer takes pieces of at most 255 characters".into(),
         ));
@@ -191,157 +228,100 @@ pub fn train_bpe_cuda(table: &WordTable, cfg: &TrainConfig) -> Result<Merges, Tr
 
     let ptx = cudarc::nvrtc::compile_ptx(KERNELS).map_err(gpu("compiling the kernels"))?;
     let module = ctx.load_module(ptx).map_err(gpu("loading the kernels"))?;
-    let f_count = module
-        .load_function("count_pairs")
-        .map_err(gpu("count_pairs"))?;
-    let f_apply = module
-        .load_function("apply_merge")
-        .map_err(gpu("apply_merge"))?;
-    let f_best = module
-        .load_function("best_pair")
-        .map_err(gpu("best_pair"))?;
+    let load = |name: &'static str| module.load_function(name).map_err(gpu(name));
+    let (f_count, f_apply, f_best) = (
+        load("count_pairs")?,
+        load("apply_merge")?,
+        load("best_pair")?,
+    );
 
-    let words = t.len.len() as u32;
+    let up = |what: &'static str| gpu::<cudarc::driver::DriverError>(what);
+    let t = &l.words;
     let start: Vec<u64> = t.start.iter().map(|&s| s as u64).collect();
     // Every distinct pair ever counted occupied an adjacent position once,
     // and each merge application adds at most two: 4 slots per symbol keep
     // the table under 75 % full.
     let cap = (4 * t.syms.len().max(16)).next_power_of_two();
-    let mask = (cap - 1) as u64;
-    let up = |what: &'static str| gpu::<cudarc::driver::DriverError>(what);
-    let mut d_syms = stream.clone_htod(&t.syms).map_err(up("copying words"))?;
-    let d_start = stream.clone_htod(&start).map_err(up("copying words"))?;
-    let mut d_len = stream.clone_htod(&t.len).map_err(up("copying words"))?;
-    let d_count = stream.clone_htod(&t.count).map_err(up("copying words"))?;
-    let mut d_keys = stream
-        .clone_htod(&vec![EMPTY; cap])
-        .map_err(up("allocating the pair table"))?;
-    let mut d_vals: CudaSlice<u64> = stream
-        .alloc_zeros(cap)
-        .map_err(up("allocating the pair table"))?;
-    let mut d_overflow: CudaSlice<u32> = stream.alloc_zeros(1).map_err(up("allocating"))?;
-    let mut d_bc: CudaSlice<u64> = stream
-        .alloc_zeros(BLOCKS as usize)
-        .map_err(up("allocating"))?;
-    let mut d_bk: CudaSlice<u64> = stream
-        .alloc_zeros(BLOCKS as usize)
-        .map_err(up("allocating"))?;
-    let mut d_c: CudaSlice<u64> = stream.alloc_zeros(1).map_err(up("allocating"))?;
-    let mut d_k: CudaSlice<u64> = stream.alloc_zeros(1).map_err(up("allocating"))?;
-    let max_info = alphabet_len + want;
-    let mut packed: Vec<u32> = info.iter().map(|&i| pack_info(i)).collect();
-    packed.resize(max_info.max(1), 0);
-    let mut d_info = stream.clone_htod(&packed).map_err(up("copying symbols"))?;
-    let (max_len, allow_ws) = (rules.max_len as u32, rules.allow_ws_only as u32);
-    let per_word = LaunchConfig {
-        grid_dim: (words.div_ceil(THREADS).max(1), 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
+    let mut packed: Vec<u32> = l.info.iter().map(|&i| pack_info(i)).collect();
+    packed.resize((l.info.len() + l.want).max(1), 0);
+    let mut d = Tables {
+        syms: stream.clone_htod(&t.syms).map_err(up("copying words"))?,
+        start: stream.clone_htod(&start).map_err(up("copying words"))?,
+        len: stream.clone_htod(&t.len).map_err(up("copying words"))?,
+        count: stream.clone_htod(&t.count).map_err(up("copying words"))?,
+        words: t.len.len() as u32,
+        info: stream.clone_htod(&packed).map_err(up("copying symbols"))?,
+        max_len: l.rules.max_len as u32,
+        allow_ws: l.rules.allow_ws_only as u32,
+        keys: stream
+            .clone_htod(&vec![EMPTY; cap])
+            .map_err(up("allocating the pair table"))?,
+        vals: stream
+            .alloc_zeros(cap)
+            .map_err(up("allocating the pair table"))?,
+        mask: (cap - 1) as u64,
+        overflow: stream.alloc_zeros(1).map_err(up("allocating"))?,
     };
+    let mut d_blocks: CudaSlice<u64> = stream
+        .alloc_zeros(2 * BLOCKS as usize)
+        .map_err(up("allocating"))?;
+    let mut d_best: CudaSlice<u64> = stream.alloc_zeros(2).map_err(up("allocating"))?;
+    let per_word = config(d.words.div_ceil(THREADS));
 
     let mut b = stream.launch_builder(&f_count);
-    b.arg(&d_syms)
-        .arg(&d_start)
-        .arg(&d_len)
-        .arg(&d_count)
-        .arg(&words)
-        .arg(&d_info)
-        .arg(&max_len)
-        .arg(&allow_ws)
-        .arg(&mut d_keys)
-        .arg(&mut d_vals)
-        .arg(&mask)
-        .arg(&mut d_overflow);
+    d.push(&mut b);
     // SAFETY: the arguments match the kernel's signature, and every buffer
     // has the length the kernel indexes (words, symbols, cap).
     unsafe { b.launch(per_word) }.map_err(up("count_pairs"))?;
 
-    let min = cfg.min_frequency.max(1);
-    let mut merges = Vec::with_capacity(want);
-    let mut counts = Vec::with_capacity(want);
-    let n_slots = cap as u64;
-    while merges.len() < want {
+    let (n_slots, blocks, one, two) = (cap as u64, BLOCKS as u64, 1u64, 2u64);
+    while !l.full() {
         let mut b = stream.launch_builder(&f_best);
-        b.arg(&d_keys)
-            .arg(&d_vals)
+        b.arg(&d.keys)
+            .arg(&d.vals)
+            .arg(&one)
             .arg(&n_slots)
-            .arg(&mut d_bc)
-            .arg(&mut d_bk);
-        let grid = LaunchConfig {
-            grid_dim: (BLOCKS, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: as above; the out arrays hold BLOCKS entries.
-        unsafe { b.launch(grid) }.map_err(up("best_pair"))?;
+            .arg(&mut d_blocks);
+        // SAFETY: as above; `d_blocks` holds two slots per block.
+        unsafe { b.launch(config(BLOCKS)) }.map_err(up("best_pair"))?;
         let mut b = stream.launch_builder(&f_best);
-        let blocks = BLOCKS as u64;
-        b.arg(&d_bk)
-            .arg(&d_bc)
+        let (counts, keys) = (d_blocks.slice(0..), d_blocks.slice(1..));
+        b.arg(&keys)
+            .arg(&counts)
+            .arg(&two)
             .arg(&blocks)
-            .arg(&mut d_c)
-            .arg(&mut d_k);
-        let one = LaunchConfig {
-            grid_dim: (1, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the blocks' results are read as (key, count) slots.
-        unsafe { b.launch(one) }.map_err(up("best_pair"))?;
-        let c = stream
-            .clone_dtoh(&d_c)
-            .map_err(up("reading the best pair"))?[0];
-        let key = stream
-            .clone_dtoh(&d_k)
-            .map_err(up("reading the best pair"))?[0];
-        if c < min || key == EMPTY {
+            .arg(&mut d_best);
+        // SAFETY: reads the blocks' (count, key) slots with stride 2.
+        unsafe { b.launch(config(1)) }.map_err(up("best_pair"))?;
+        let best = stream
+            .clone_dtoh(&d_best)
+            .map_err(up("reading the best pair"))?;
+        let (c, key) = (best[0], best[1]);
+        if c < l.min || key == EMPTY {
             break;
         }
         let (a, bb) = ((key >> 32) as u32, key as u32);
         debug_assert_eq!(key, pair_key(a, bb));
-        let new = info.len() as u32;
-        let joined = rules
-            .join(info[a as usize], info[bb as usize])
+        let (new, joined) = l
+            .record(a, bb, c)
             .ok_or_else(|| TrainError::Gpu(format!("the GPU chose an invalid pair {a} {bb}")))?;
-        info.push(joined);
         stream
             .memcpy_htod(
                 &[pack_info(joined)],
-                &mut d_info.slice_mut(new as usize..new as usize + 1),
+                &mut d.info.slice_mut(new as usize..new as usize + 1),
             )
             .map_err(up("copying a symbol"))?;
-        pieces.push(format!("{}{}", pieces[a as usize], pieces[bb as usize]));
-        merges.push((a, bb));
-        counts.push(c);
         let mut b = stream.launch_builder(&f_apply);
-        b.arg(&mut d_syms)
-            .arg(&d_start)
-            .arg(&mut d_len)
-            .arg(&d_count)
-            .arg(&words)
-            .arg(&d_info)
-            .arg(&max_len)
-            .arg(&allow_ws)
-            .arg(&mut d_keys)
-            .arg(&mut d_vals)
-            .arg(&mask)
-            .arg(&mut d_overflow)
-            .arg(&a)
-            .arg(&bb)
-            .arg(&new);
+        d.push(&mut b);
+        b.arg(&a).arg(&bb).arg(&new);
         // SAFETY: as for count_pairs; `new` < the info buffer's length.
         unsafe { b.launch(per_word) }.map_err(up("apply_merge"))?;
     }
     let overflow = stream
-        .clone_dtoh(&d_overflow)
+        .clone_dtoh(&d.overflow)
         .map_err(up("reading flags"))?[0];
     if overflow != 0 {
         return Err(TrainError::Gpu("the pair table overflowed".into()));
     }
-    Ok(Merges {
-        pieces,
-        alphabet_len,
-        merges,
-        counts,
-    })
+    Ok(l.learned)
 }

@@ -12,7 +12,7 @@
 //! pieces reached by the first merges (ranked so a run of up to the maximum
 //! becomes one piece), so they need no special matching.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -46,10 +46,9 @@ pub struct Vocabulary {
 impl Vocabulary {
     pub fn build(m: &Merges, cfg: &TrainConfig) -> Self {
         let mut pieces: Vec<(String, Kind)> = Vec::new();
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut add = |p: String, k: Kind, pieces: &mut Vec<(String, Kind)>| {
-            if !seen.contains_key(&p) {
-                seen.insert(p.clone(), pieces.len());
+            if seen.insert(p.clone()) {
                 pieces.push((p, k));
             }
         };
@@ -74,8 +73,7 @@ impl Vocabulary {
             add(p.clone(), Kind::Char, &mut pieces);
         }
         let mut merges = Vec::new();
-        for &(c, max) in &cfg.whitespace_runs {
-            let c = if c == ' ' { SPACE } else { c };
+        for (c, max) in cfg.normalized_runs() {
             let run = |n: usize| std::iter::repeat_n(c, n).collect::<String>();
             for n in run_merge_order(max) {
                 let (l, r) = run_merge(n);

@@ -142,7 +142,7 @@ impl TrainConfig {
                 ));
             }
         }
-        let fixed = self.fixed_pieces().len() + if self.byte_fallback { 256 } else { 0 };
+        let fixed = self.fixed_len();
         if self.vocab_size <= fixed {
             return bad(format!(
                 "vocab_size {} leaves no room: {fixed} pieces are special, user-defined or bytes",
@@ -178,13 +178,24 @@ impl TrainConfig {
     /// shortest first for each character.
     pub fn run_pieces(&self) -> Vec<String> {
         let mut v = Vec::new();
-        for &(c, max) in &self.whitespace_runs {
-            let c = if c == ' ' { SPACE } else { c };
+        for (c, max) in self.normalized_runs() {
             for n in 2..=max {
                 v.push(std::iter::repeat_n(c, n).collect());
             }
         }
         v
+    }
+
+    /// `whitespace_runs` with the space as the normalized text has it (`▁`).
+    pub fn normalized_runs(&self) -> impl Iterator<Item = (char, usize)> + '_ {
+        self.whitespace_runs
+            .iter()
+            .map(|&(c, max)| (if c == ' ' { SPACE } else { c }, max))
+    }
+
+    /// How many pieces precede the learned ones: fixed pieces and bytes.
+    pub fn fixed_len(&self) -> usize {
+        self.fixed_pieces().len() + if self.byte_fallback { 256 } else { 0 }
     }
 
     /// Pieces whose ids are fixed before training: specials, whitespace
@@ -197,31 +208,19 @@ impl TrainConfig {
     }
 }
 
-/// Trains on counted words: weights the languages, learns the merges and
-/// lays out the vocabulary.
-pub fn train(counts: &WordCounts, cfg: &TrainConfig) -> Result<Vocabulary, TrainError> {
-    cfg.check()?;
-    let table = weights::weighted_table(counts, cfg.alpha);
-    if table.words.is_empty() {
-        return Err(TrainError::Empty);
-    }
-    let merges = train_bpe(&table, cfg)?;
-    Ok(Vocabulary::build(&merges, cfg))
-}
-
-/// Counts the segments of every document in `files` on the rayon pool.
-/// `bytes_read` advances as input is consumed (for a progress bar).
+/// Counts the segments of every document in `files` on the rayon pool;
+/// `progress` follows the bytes read.
 pub fn count_files(
     files: &[std::path::PathBuf],
     spec: &crate::tokenizer::corpus::CorpusSpec,
     cfg: &TrainConfig,
-    bytes_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    progress: &indicatif::ProgressBar,
 ) -> Result<WordCounts, crate::tokenizer::corpus::CorpusError> {
     let seg = Segmenter::new(cfg);
     let (counts, _) = crate::tokenizer::corpus::fold_docs(
         files,
         spec,
-        bytes_read,
+        progress,
         || (WordCounts::default(), String::new()),
         |(c, norm), docs| {
             for d in docs {

@@ -85,23 +85,49 @@ fn may_join(a: u16, b: u16, allow_ws_only: bool) -> bool {
 /// ranks, as a BPE encoder applies them (lowest rank first, leftmost first).
 #[derive(Debug, Clone)]
 pub struct RunSplitter {
-    max: usize,
-    /// Splits of runs up to this length, computed once.
+    /// (left, right) lengths → (rank, joined length).
+    rank: HashMap<(usize, usize), (usize, usize)>,
+    /// Splits of short runs, computed once.
     cache: Vec<Vec<u16>>,
 }
 
 impl RunSplitter {
     pub fn new(max: usize) -> Self {
-        let cache = (0..=64).map(|n| simulate_run(n, max)).collect();
-        RunSplitter { max, cache }
+        let rank = run_merge_order(max)
+            .into_iter()
+            .enumerate()
+            .map(|(r, len)| (run_merge(len), (r, len)))
+            .collect();
+        let mut s = RunSplitter {
+            rank,
+            cache: Vec::new(),
+        };
+        s.cache = (0..=64).map(|n| s.simulate(n)).collect();
+        s
     }
 
     /// Piece lengths of a run of `n` characters, left to right.
     pub fn split(&self, n: usize) -> std::borrow::Cow<'_, [u16]> {
         match self.cache.get(n) {
             Some(v) => std::borrow::Cow::Borrowed(v),
-            None => std::borrow::Cow::Owned(simulate_run(n, self.max)),
+            None => std::borrow::Cow::Owned(self.simulate(n)),
         }
+    }
+
+    /// BPE on a run of `n` ones with the run merges.
+    fn simulate(&self, n: usize) -> Vec<u16> {
+        let mut pieces = vec![1usize; n];
+        loop {
+            let best = pieces
+                .windows(2)
+                .enumerate()
+                .filter_map(|(i, w)| self.rank.get(&(w[0], w[1])).map(|&(r, len)| (r, i, len)))
+                .min();
+            let Some((_, i, len)) = best else { break };
+            pieces[i] = len;
+            pieces.remove(i + 1);
+        }
+        pieces.into_iter().map(|p| p as u16).collect()
     }
 }
 
@@ -128,28 +154,6 @@ pub fn run_merge_order(max: usize) -> Vec<usize> {
     powers
 }
 
-/// BPE on a run of `n` ones with the run merges.
-fn simulate_run(n: usize, max: usize) -> Vec<u16> {
-    let order = run_merge_order(max);
-    let rank: HashMap<(usize, usize), (usize, usize)> = order
-        .iter()
-        .enumerate()
-        .map(|(r, &len)| (run_merge(len), (r, len)))
-        .collect();
-    let mut pieces = vec![1usize; n];
-    loop {
-        let best = pieces
-            .windows(2)
-            .enumerate()
-            .filter_map(|(i, w)| rank.get(&(w[0], w[1])).map(|&(r, len)| (r, i, len)))
-            .min();
-        let Some((_, i, len)) = best else { break };
-        pieces[i] = len;
-        pieces.remove(i + 1);
-    }
-    pieces.into_iter().map(|p| p as u16).collect()
-}
-
 /// Normalizes text and cuts it into segments.
 #[derive(Debug, Clone)]
 pub struct Segmenter {
@@ -173,12 +177,8 @@ impl Segmenter {
             by_script: cfg.split_by_unicode_script,
             allow_ws_only: cfg.allow_whitespace_only_pieces,
             runs: cfg
-                .whitespace_runs
-                .iter()
-                .map(|&(c, max)| {
-                    let c = if c == ' ' { SPACE } else { c };
-                    (c, RunSplitter::new(max))
-                })
+                .normalized_runs()
+                .map(|(c, max)| (c, RunSplitter::new(max)))
                 .collect(),
             barriers: cfg
                 .user_defined
@@ -244,11 +244,7 @@ impl Segmenter {
                         if len == 1 {
                             self.step(norm, at, c, &mut start, &mut prev, &mut f);
                         } else {
-                            if start < at {
-                                f(&norm[start..at]);
-                            }
-                            start = at + len * w;
-                            prev = None;
+                            skip(norm, at, at + len * w, &mut start, &mut prev, &mut f);
                         }
                         at += len * w;
                     }
@@ -257,11 +253,7 @@ impl Segmenter {
                 }
             }
             if self.barriers.contains(&c) {
-                if start < i {
-                    f(&norm[start..i]);
-                }
-                start = i + c.len_utf8();
-                prev = None;
+                skip(norm, i, i + c.len_utf8(), &mut start, &mut prev, &mut f);
                 continue;
             }
             self.step(norm, i, c, &mut start, &mut prev, &mut f);
@@ -291,6 +283,23 @@ impl Segmenter {
         }
         *prev = Some(class);
     }
+}
+
+/// A piece kept whole at `from..to`: ends the segment before it, and the
+/// next one starts after it.
+fn skip<'a>(
+    norm: &'a str,
+    from: usize,
+    to: usize,
+    start: &mut usize,
+    prev: &mut Option<u16>,
+    f: &mut impl FnMut(&'a str),
+) {
+    if *start < from {
+        f(&norm[*start..from]);
+    }
+    *start = to;
+    *prev = None;
 }
 
 /// Normalizes `text` and cuts it into segments (a convenience for tests
@@ -358,15 +367,13 @@ impl WordCounts {
                 Some(lc) => {
                     lc.docs += oc.docs;
                     lc.bytes += oc.bytes;
-                    if lc.words.len() < oc.words.len() {
-                        let small = std::mem::replace(&mut lc.words, oc.words);
-                        for (w, n) in small {
-                            *lc.words.entry(w).or_insert(0) += n;
-                        }
-                    } else {
-                        for (w, n) in oc.words {
-                            *lc.words.entry(w).or_insert(0) += n;
-                        }
+                    // Insert the smaller map's words into the larger one.
+                    let mut small = oc.words;
+                    if lc.words.len() < small.len() {
+                        std::mem::swap(&mut lc.words, &mut small);
+                    }
+                    for (w, n) in small {
+                        *lc.words.entry(w).or_insert(0) += n;
                     }
                 }
             }
@@ -400,6 +407,15 @@ impl WordCounts {
             }
         }
         z.finish()?.flush()
+    }
+
+    /// Reads a counts file written by [`WordCounts::write_to`].
+    pub fn read_file(path: &std::path::Path) -> Result<Self, TrainError> {
+        let f = std::fs::File::open(path).map_err(|e| TrainError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::read_from(std::io::BufReader::new(f), &path.display().to_string())
     }
 
     /// Reads counts written by [`WordCounts::write_to`]; `path` names the
