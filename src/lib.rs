@@ -11,6 +11,7 @@ mod hash;
 mod io;
 mod ledger;
 pub mod lid;
+pub mod lm;
 mod manifest;
 mod runner;
 pub mod shards;
@@ -35,7 +36,7 @@ pub use runner::{
 pub use stages::quality::text::words;
 pub use stages::{
     apply, normalize_text, Applied, BuildContext, Drop, ExactDedupConfig, Global, LengthConfig,
-    Lid, LidBackend, LidConfig, Mode, NearDedupConfig, NormalizeConfig, Position, Quality,
-    QualityConfig, QualityRule, RepeatedLinesConfig, Scope, Stage, StageConfig, StageError,
-    StageOutput, TextUnit,
+    Lid, LidBackend, LidConfig, Mode, NearDedupConfig, NormalizeConfig, PerplexityConfig,
+    PerplexityFilter, Position, Quality, QualityConfig, QualityRule, RepeatedLinesConfig, Scope,
+    Stage, StageConfig, StageError, StageOutput, TextUnit,
 };

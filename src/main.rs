@@ -157,6 +157,24 @@ enum Command {
         #[command(flatten)]
         corpus_args: CorpusArgs,
     },
+    /// Perplexity of documents under a Llama-architecture model.
+    Perplexity {
+        /// A Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
+        model: PathBuf,
+        /// Text files, one document each (`-` for standard input).
+        files: Vec<PathBuf>,
+        /// Score each line of the files as a document.
+        #[arg(long)]
+        lines: bool,
+        /// Score this text (repeatable).
+        #[arg(long)]
+        text: Vec<String>,
+        #[command(flatten)]
+        lm: LmArgs,
+        /// Write one JSON object per document here instead of a table.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Train the close-group language model from `lang<TAB>text` lines.
     TrainLidGroups {
         /// Files of `lang<TAB>text` lines.
@@ -368,6 +386,37 @@ fn default_manifest() -> PathBuf {
     }
     // Running the installed binary from elsewhere: fall back to the source tree.
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/demo.toml")
+}
+
+/// How `perplexity` runs its model.
+#[derive(clap::Args, Debug)]
+struct LmArgs {
+    /// Window length in tokens.
+    #[arg(long, default_value_t = 512)]
+    context: usize,
+    /// Tokens each further window of a long document advances by.
+    #[arg(long, default_value_t = 256)]
+    stride: usize,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Score at most this many tokens per document (0: all).
+    #[arg(long, default_value_t = 0)]
+    max_tokens: usize,
+    /// auto (GGUF stays quantized), f32, bf16 or f16.
+    #[arg(long, default_value = "auto")]
+    precision: String,
+    /// cpu or cuda (needs the `lm-cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Worker threads for the matrix products (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(v.into()))
+        .map_err(|_| anyhow::anyhow!("--{flag} {v}: not a known value"))
 }
 
 /// How `train-tokenizer` and `fertility` read a corpus.
@@ -691,6 +740,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Perplexity {
+            model,
+            files,
+            lines,
+            text,
+            lm,
+            json,
+        } => perplexity(&model, &files, lines, text, lm, json.as_deref(), cli.quiet),
         Command::TrainLidGroups { data, out, keep } => {
             let mut samples = Vec::new();
             for d in &data {
@@ -766,4 +823,111 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn perplexity(
+    model: &Path,
+    files: &[PathBuf],
+    lines: bool,
+    mut docs: Vec<String>,
+    lm: LmArgs,
+    json: Option<&Path>,
+    quiet: bool,
+) -> Result<ExitCode> {
+    use std::io::Read;
+    if let Some(n) = lm.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    let mut names: Vec<String> = (0..docs.len())
+        .map(|i| format!("--text {}", i + 1))
+        .collect();
+    for f in files {
+        let mut text = String::new();
+        if f.as_os_str() == "-" {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading standard input")?;
+        } else {
+            let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            text = String::from_utf8(bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not UTF-8 ({e})", f.display()))?;
+        }
+        if lines {
+            for (i, l) in text.lines().enumerate() {
+                if !l.trim().is_empty() {
+                    names.push(format!("{}:{}", f.display(), i + 1));
+                    docs.push(l.to_string());
+                }
+            }
+        } else {
+            names.push(f.display().to_string());
+            docs.push(text);
+        }
+    }
+    if docs.is_empty() {
+        bail!("nothing to score: give files or --text");
+    }
+    let opts = forja::lm::ScoreOptions {
+        context: lm.context,
+        stride: lm.stride,
+        batch_size: lm.batch_size,
+        max_tokens: lm.max_tokens,
+    };
+    if let Some((field, msg)) = opts.problems().into_iter().next() {
+        bail!("--{}: {msg}", field.replace('_', "-"));
+    }
+    let precision: forja::lm::Precision = parse_enum("precision", &lm.precision)?;
+    let device: forja::lm::LmDevice = parse_enum("device", &lm.device)?;
+    let t0 = std::time::Instant::now();
+    let m = forja::lm::Model::load(model, precision, device)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    if !quiet {
+        eprintln!("loaded {} in {load_s:.2} s", m.describe());
+    }
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let t1 = std::time::Instant::now();
+    let scores = m.score(&refs, &opts)?;
+    let secs = t1.elapsed().as_secs_f64();
+    let tokens: u64 = scores.iter().map(|s| s.tokens as u64).sum();
+    let mut out = String::new();
+    if json.is_none() {
+        out.push_str("perplexity\ttokens\tlogprob/token\tlogprob/byte\tdocument\n");
+    }
+    for (s, name) in scores.iter().zip(&names) {
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        if json.is_some() {
+            out.push_str(&serde_json::to_string(&serde_json::json!({
+                "document": name,
+                "perplexity": s.perplexity(),
+                "tokens": s.tokens,
+                "logprob": s.logprob,
+                "bytes": s.bytes,
+            }))?);
+            out.push('\n');
+        } else {
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{name}\n",
+                f(s.perplexity()),
+                s.tokens,
+                f(s.per_token()),
+                f(s.per_byte())
+            ));
+        }
+    }
+    match json {
+        Some(j) => forja::atomic_write(j, out.as_bytes())
+            .with_context(|| format!("writing {}", j.display()))?,
+        None => print!("{out}"),
+    }
+    if !quiet {
+        eprintln!(
+            "scored {} documents, {tokens} tokens in {secs:.2} s: {:.1} tokens/s",
+            docs.len(),
+            tokens as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -58,6 +58,7 @@ fn open_keys(path: &Path) -> Result<Sections, DedupError> {
             TAG_KEYS64,
             TAG_KEYS128,
             crate::stages::train_tokenizer::TAG_WORDS,
+            crate::stages::perplexity::TAG_SCORES,
         ],
     )
 }

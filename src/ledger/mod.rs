@@ -101,11 +101,18 @@ pub enum Reason {
     OscarFooter,
     OscarNoisy,
     CurateLowScore,
+    // Dropped by the perplexity stage.
+    /// Perplexity above the language's `max` (threshold filter).
+    PerplexityTooHigh,
+    /// In a perplexity bucket the manifest does not keep (percentile filter).
+    PerplexityBucket,
+    /// Too well predicted by the model of unwanted content (harmful filter).
+    HarmfulPerplexity,
 }
 
 impl Reason {
     /// Every reason, for parsing names back.
-    pub const ALL: [Reason; 56] = [
+    pub const ALL: [Reason; 59] = [
         Reason::MalformedJson,
         Reason::MissingTextField,
         Reason::InvalidUtf8,
@@ -162,6 +169,9 @@ impl Reason {
         Reason::OscarFooter,
         Reason::OscarNoisy,
         Reason::CurateLowScore,
+        Reason::PerplexityTooHigh,
+        Reason::PerplexityBucket,
+        Reason::HarmfulPerplexity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -222,6 +232,9 @@ impl Reason {
             Reason::OscarFooter => "oscar_footer",
             Reason::OscarNoisy => "oscar_noisy",
             Reason::CurateLowScore => "curate_low_score",
+            Reason::PerplexityTooHigh => "perplexity_too_high",
+            Reason::PerplexityBucket => "perplexity_bucket",
+            Reason::HarmfulPerplexity => "harmful_perplexity",
         }
     }
 

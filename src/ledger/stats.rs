@@ -23,6 +23,10 @@ pub struct Stats {
     /// `read` first, then every stage in manifest order.
     pub stages: Vec<StageCounts>,
     pub files: Vec<FileStats>,
+    /// What global stages found for the whole run (e.g. the perplexity
+    /// stage's per-language cut-offs), by their folder under `_forja/global`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub global: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

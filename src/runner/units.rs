@@ -18,6 +18,7 @@
 //! A unit's `done.json` is written last, after its shards and ledger part:
 //! its presence means the unit is complete.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -379,8 +380,9 @@ pub struct RunStats {
 /// and the counts add up, writes `stats.json`.
 pub fn collect_stats(root: &Path) -> Result<RunStats, RunError> {
     let record: RunRecord = read_json(&root.join(FORJA_DIR).join("run.json"))?;
-    let (stats, missing) = merge_rank_stats(root, record.world_size)?;
+    let (mut stats, missing) = merge_rank_stats(root, record.world_size)?;
     if missing.is_empty() {
+        stats.global = global_summaries(root)?;
         stats.check_invariant().map_err(RunError::Invariant)?;
         write_json(&root.join("stats.json"), &stats)?;
     }
@@ -389,6 +391,22 @@ pub fn collect_stats(root: &Path) -> Result<RunStats, RunError> {
         world_size: record.world_size,
         missing,
     })
+}
+
+/// The `summary.json` each global stage's cluster step left, by folder.
+fn global_summaries(root: &Path) -> Result<BTreeMap<String, serde_json::Value>, RunError> {
+    let dir = root.join(FORJA_DIR).join("global");
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for e in entries.flatten() {
+        let p = e.path().join(crate::stages::perplexity::SUMMARY);
+        if p.is_file() {
+            out.insert(e.file_name().to_string_lossy().into_owned(), read_json(&p)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Merges the funnels of ranks 0..world in rank order; returns the ranks missing.

@@ -14,6 +14,7 @@ mod length;
 mod lid;
 mod near_dedup;
 mod normalize;
+pub mod perplexity;
 pub mod quality;
 mod repeated_lines;
 pub mod tokenize;
@@ -34,6 +35,7 @@ pub use length::{Length, LengthConfig};
 pub use lid::{Backend as LidBackend, Lid, LidConfig};
 pub use near_dedup::{NearDedup, NearDedupConfig};
 pub use normalize::{normalize_text, Normalize, NormalizeConfig};
+pub use perplexity::{Perplexity, PerplexityConfig, PerplexityFilter};
 pub use quality::{Quality, QualityConfig, Rule as QualityRule};
 pub use repeated_lines::{Position, RepeatedLines, RepeatedLinesConfig, TextUnit};
 pub use tokenize::{Tokenize, TokenizeConfig};
@@ -175,6 +177,7 @@ pub enum StageConfig {
     Length(LengthConfig),
     Lid(LidConfig),
     Quality(QualityConfig),
+    Perplexity(PerplexityConfig),
     Tokenize(TokenizeConfig),
     TrainTokenizer(TrainTokenizerConfig),
 }
@@ -196,6 +199,7 @@ impl StageConfig {
             StageConfig::Length(_) => "length",
             StageConfig::Lid(_) => "lid",
             StageConfig::Quality(_) => "quality",
+            StageConfig::Perplexity(_) => "perplexity",
             StageConfig::Tokenize(_) => "tokenize",
             StageConfig::TrainTokenizer(_) => "train_tokenizer",
         }
@@ -210,6 +214,7 @@ impl StageConfig {
             StageConfig::RepeatedLines(c) => c.problems(),
             StageConfig::Lid(c) => c.problems(),
             StageConfig::Quality(c) => c.problems(),
+            StageConfig::Perplexity(c) => c.problems(),
             StageConfig::Tokenize(c) => c.problems(),
             StageConfig::TrainTokenizer(c) => c.problems(),
         }
@@ -224,6 +229,7 @@ impl StageConfig {
             StageConfig::RepeatedLines(c) => Box::new(RepeatedLines::new(c.clone())),
             StageConfig::Length(c) => Box::new(Length::new(c.clone())),
             StageConfig::Quality(c) => Box::new(Quality::new(c.clone())?),
+            StageConfig::Perplexity(c) => Box::new(Perplexity::new(c.clone(), ctx)?),
             StageConfig::Tokenize(c) => Box::new(Tokenize::new(c.clone(), ctx)?),
             StageConfig::TrainTokenizer(c) => Box::new(TrainTokenizer::new(c.clone())),
         })
@@ -384,6 +390,24 @@ mod tests {
                 languages: vec!["ca".into(), "code".into()],
                 code_sources: vec!["github".into()],
                 top: 2,
+            }),
+            StageConfig::Perplexity(PerplexityConfig {
+                mode: Mode::Annotate,
+                context: 256,
+                languages: vec!["ca".into()],
+                filter: PerplexityFilter::Harmful {
+                    model: "bad.gguf".into(),
+                    min: Some(20.0),
+                    per_language: [("es".to_string(), 15.0)].into(),
+                },
+                ..PerplexityConfig::new("lm.gguf")
+            }),
+            StageConfig::Perplexity(PerplexityConfig {
+                filter: PerplexityFilter::Percentile {
+                    cutoffs: [25.0, 60.0],
+                    keep: vec![perplexity::Bucket::Head],
+                },
+                ..PerplexityConfig::new("m")
             }),
             StageConfig::Quality(QualityConfig {
                 mode: Mode::Annotate,

@@ -1,0 +1,258 @@
+//! A Llama forward pass that keeps every position.
+//!
+//! candle-transformers' Llama returns the last position's logits, which is
+//! what generation needs; perplexity needs the log-probability of every
+//! token, so this is a forward pass of our own over the same candle ops.
+//! Weights are [`QMatMul`]s, so one code path serves f32/bf16 checkpoints
+//! and GGUF's quantized blocks (candle's quantized matmul).
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor, D};
+
+use super::LmError;
+
+/// The shape of a Llama-architecture model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    /// The longest sequence the model was trained on.
+    pub max_position: usize,
+    /// GGUF files from llama.cpp store Q and K permuted for the interleaved
+    /// rotation; Hugging Face checkpoints rotate the two halves.
+    pub rope_interleaved: bool,
+}
+
+impl LlamaConfig {
+    /// Multiply-adds per token of the matrix products, times two: the
+    /// usual 2·N FLOPs per token, plus attention over `context` positions.
+    pub fn flops_per_token(&self, context: usize) -> f64 {
+        let h = self.hidden_size as f64;
+        let kv = (self.num_kv_heads * self.head_dim) as f64;
+        let q = (self.num_heads * self.head_dim) as f64;
+        let per_layer = h * q * 2.0 + h * kv * 2.0 + 3.0 * h * self.intermediate_size as f64;
+        let attn = 2.0 * q * context as f64;
+        2.0 * (self.num_layers as f64 * (per_layer + attn) + h * self.vocab_size as f64)
+    }
+
+    pub fn check(&self) -> Result<(), LmError> {
+        let bad = |m: String| Err(LmError::Config(m));
+        if self.num_heads == 0
+            || self.num_kv_heads == 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
+        {
+            return bad(format!(
+                "{} attention heads do not divide into {} key/value heads",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return bad(format!("head dimension {} is not even", self.head_dim));
+        }
+        if self.vocab_size == 0 || self.hidden_size == 0 || self.num_layers == 0 {
+            return bad("vocab, hidden size and layers must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Layer {
+    pub attn_norm: Tensor,
+    pub q: QMatMul,
+    pub k: QMatMul,
+    pub v: QMatMul,
+    pub o: QMatMul,
+    pub ffn_norm: Tensor,
+    pub gate: QMatMul,
+    pub up: QMatMul,
+    pub down: QMatMul,
+}
+
+/// A loaded model, shared read-only by every worker.
+pub struct Llama {
+    pub config: LlamaConfig,
+    /// Activations' type: f32, or bf16/f16 for half-precision checkpoints.
+    pub dtype: DType,
+    pub(crate) embed: Tensor,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: Tensor,
+    pub(crate) head: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Most logits held at once when turning hidden states into log-probs:
+/// 16 Mi floats (64 MB), whatever the vocabulary.
+const LOGIT_BUDGET: usize = 16 << 20;
+
+impl Llama {
+    pub(crate) fn new(
+        config: LlamaConfig,
+        dtype: DType,
+        embed: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        head: QMatMul,
+    ) -> Result<Self, LmError> {
+        config.check()?;
+        let device = embed.device().clone();
+        let half = config.head_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| {
+                (1.0 / config
+                    .rope_theta
+                    .powf(2.0 * i as f64 / config.head_dim as f64)) as f32
+            })
+            .collect();
+        let inv = Tensor::from_vec(inv, (1, half), &device)?;
+        let pos = Tensor::arange(0u32, config.max_position.max(1) as u32, &device)?
+            .to_dtype(DType::F32)?
+            .reshape((config.max_position.max(1), 1))?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        Ok(Llama {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+            config,
+            dtype,
+            embed,
+            layers,
+            norm,
+            head,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
+    /// Final hidden states `[batch, seq, hidden]` of right-padded token ids
+    /// `[batch, seq]`. With a causal mask, padding after a sequence's last
+    /// token never reaches its real positions, so no padding mask is needed.
+    pub fn hidden(&self, ids: &Tensor) -> Result<Tensor, LmError> {
+        let c = &self.config;
+        let (b, t) = ids.dims2()?;
+        if t > c.max_position {
+            return Err(LmError::Config(format!(
+                "a window of {t} tokens is longer than the model's {} positions",
+                c.max_position
+            )));
+        }
+        let dev = self.device();
+        let mut x =
+            self.embed
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b, t, c.hidden_size))?;
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        let mask = causal_mask(t, dev)?;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let groups = c.num_heads / c.num_kv_heads;
+        for l in &self.layers {
+            let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, c.rms_norm_eps as f32)?;
+            let heads = |w: &QMatMul, n: usize| -> Result<Tensor, LmError> {
+                Ok(w.forward(&h)?
+                    .reshape((b, t, n, c.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let rot = |x: Tensor| -> Result<Tensor, LmError> {
+                Ok(if c.rope_interleaved {
+                    candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
+                } else {
+                    candle_nn::rotary_emb::rope(&x, &cos, &sin)?
+                })
+            };
+            let q = rot(heads(&l.q, c.num_heads)?)?;
+            let k = repeat_kv(rot(heads(&l.k, c.num_kv_heads)?)?, groups)?;
+            let v = repeat_kv(heads(&l.v, c.num_kv_heads)?, groups)?;
+            // Scores and softmax in f32 whatever the weights: bf16 logits
+            // over long windows lose the small differences perplexity is about.
+            let att = (q
+                .to_dtype(DType::F32)?
+                .matmul(&k.to_dtype(DType::F32)?.t()?)?
+                * scale)?
+                .broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(self.dtype)?;
+            let y = att
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, t, c.num_heads * c.head_dim))?;
+            x = (x + l.o.forward(&y)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &l.ffn_norm, c.rms_norm_eps as f32)?;
+            let act = (candle_nn::ops::silu(&l.gate.forward(&h)?)? * l.up.forward(&h)?)?;
+            x = (x + l.down.forward(&act)?)?;
+        }
+        Ok(candle_nn::ops::rms_norm(
+            &x,
+            &self.norm,
+            self.config.rms_norm_eps as f32,
+        )?)
+    }
+
+    /// Natural-log probability of `ids[r][j]` given `ids[r][..j]`, for
+    /// every row `r` and every `j` in `from[r]..len[r]`: the scores of the
+    /// windows in one padded batch.
+    pub fn token_logprobs(
+        &self,
+        ids: &[Vec<u32>],
+        from: &[usize],
+    ) -> Result<Vec<Vec<f32>>, LmError> {
+        let t = ids.iter().map(Vec::len).max().unwrap_or(0);
+        if t == 0 {
+            return Ok(vec![Vec::new(); ids.len()]);
+        }
+        let mut flat = Vec::with_capacity(ids.len() * t);
+        for row in ids {
+            flat.extend_from_slice(row);
+            flat.resize(flat.len() + t - row.len(), 0);
+        }
+        let dev = self.device();
+        let input = Tensor::from_vec(flat, (ids.len(), t), dev)?;
+        let hidden = self.hidden(&input)?;
+        let rows_at_once = (LOGIT_BUDGET / self.config.vocab_size).max(1);
+        let mut out = Vec::with_capacity(ids.len());
+        for (r, row) in ids.iter().enumerate() {
+            let first = from[r].max(1);
+            let mut scores = Vec::with_capacity(row.len().saturating_sub(first));
+            let mut j = first;
+            while j < row.len() {
+                let n = rows_at_once.min(row.len() - j);
+                // The state at position j-1 predicts token j.
+                let h = hidden.get(r)?.narrow(0, j - 1, n)?;
+                let logits = self.head.forward(&h)?.to_dtype(DType::F32)?;
+                let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+                let target = Tensor::from_slice(&row[j..j + n], (n, 1), dev)?;
+                let picked = lp.gather(&target, 1)?.squeeze(1)?;
+                scores.extend(picked.to_vec1::<f32>()?);
+                j += n;
+            }
+            out.push(scores);
+        }
+        Ok(out)
+    }
+}
+
+fn causal_mask(t: usize, dev: &Device) -> Result<Tensor, LmError> {
+    let m: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(m, (1, 1, t, t), dev)?)
+}
+
+/// Grouped-query attention: each key/value head serves `n` query heads.
+fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor, LmError> {
+    if n == 1 {
+        return Ok(x);
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .expand((b, kv, n, t, d))?
+        .reshape((b, kv * n, t, d))?)
+}

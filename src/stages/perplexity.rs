@@ -1,0 +1,907 @@
+//! `perplexity`: each document's perplexity under a Llama-architecture
+//! model (`lm`), as cc_net does with KenLM, and a filter on it:
+//! - `threshold`: drop above a perplexity, per language;
+//! - `percentile`: cc_net's buckets: head, middle and tail of each
+//!   language split at its 30th and 70th percentiles (by default) and the
+//!   tail dropped. The cut-offs need the whole corpus, so the stage then is
+//!   global: the scan scores every document and keeps the scores; reduce
+//!   finds each language's cut-offs; the final pass reads the scores back
+//!   (the model runs once) and buckets them. The cut-offs go into
+//!   `stats.json`;
+//! - `harmful`: a second model, trained on unwanted content, flags the
+//!   documents it predicts too well (perplexity below `min`).
+//!
+//! Documents of languages not in `languages`, and those too short to have a
+//! scored token, get null columns and are kept.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::builder::{Float64Builder, StringBuilder, UInt32Builder};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{BuildContext, Drop, Global, Mode, Stage, StageError, StageOutput};
+use crate::batch::Core;
+use crate::dedup::global::{GlobalDir, Plan};
+use crate::dedup::sections::{io as io_err, SectionWriter, Sections};
+use crate::dedup::DedupError;
+use crate::ledger::Reason;
+use crate::lm::{DocScore, LmDevice, Model, Precision, ScoreOptions};
+
+/// Tag of a unit's scores file (read by the runner's plan like keys).
+pub const TAG_SCORES: u32 = 0x5050_4c01;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerplexityConfig {
+    #[serde(default)]
+    pub mode: Mode,
+    /// A Hugging Face folder or a .gguf file, relative to the manifest's folder.
+    pub model: String,
+    #[serde(default)]
+    pub precision: Precision,
+    #[serde(default)]
+    pub device: LmDevice,
+    /// Window length in tokens (capped by the model's positions).
+    #[serde(default = "default_context")]
+    pub context: usize,
+    /// Tokens each further window of a long document advances by.
+    #[serde(default = "default_stride")]
+    pub stride: usize,
+    /// Windows per forward pass.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Score at most this many tokens of a document (0: all of it).
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    /// Score only documents of these languages (the `lang` column); all when empty.
+    #[serde(default)]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub filter: PerplexityFilter,
+    /// Hash partitions of the languages for the percentile reduce step.
+    #[serde(default = "default_partitions")]
+    pub partitions: usize,
+}
+
+fn default_context() -> usize {
+    ScoreOptions::default().context
+}
+fn default_stride() -> usize {
+    ScoreOptions::default().stride
+}
+fn default_batch() -> usize {
+    ScoreOptions::default().batch_size
+}
+fn default_max_tokens() -> usize {
+    1024
+}
+fn default_partitions() -> usize {
+    4
+}
+fn default_cutoffs() -> [f64; 2] {
+    [30.0, 70.0]
+}
+fn default_keep() -> Vec<Bucket> {
+    vec![Bucket::Head, Bucket::Middle]
+}
+
+/// What the stage drops on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PerplexityFilter {
+    /// Drop documents whose perplexity is above `max` (or their language's).
+    Threshold {
+        #[serde(default)]
+        max: Option<f64>,
+        #[serde(default)]
+        per_language: BTreeMap<String, f64>,
+    },
+    /// cc_net's buckets, per language.
+    Percentile {
+        /// The two percentiles that split head | middle | tail.
+        #[serde(default = "default_cutoffs")]
+        cutoffs: [f64; 2],
+        #[serde(default = "default_keep")]
+        keep: Vec<Bucket>,
+    },
+    /// Drop documents a model of unwanted content finds too likely.
+    Harmful {
+        /// That model: a Hugging Face folder or a .gguf file.
+        model: String,
+        #[serde(default)]
+        min: Option<f64>,
+        #[serde(default)]
+        per_language: BTreeMap<String, f64>,
+    },
+}
+
+impl Default for PerplexityFilter {
+    fn default() -> Self {
+        PerplexityFilter::Percentile {
+            cutoffs: default_cutoffs(),
+            keep: default_keep(),
+        }
+    }
+}
+
+/// A percentile bucket, lowest perplexity first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bucket {
+    Head,
+    Middle,
+    Tail,
+}
+
+impl Bucket {
+    fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Head => "head",
+            Bucket::Middle => "middle",
+            Bucket::Tail => "tail",
+        }
+    }
+}
+
+impl PerplexityConfig {
+    pub fn new(model: impl Into<String>) -> Self {
+        PerplexityConfig {
+            mode: Mode::default(),
+            model: model.into(),
+            precision: Precision::default(),
+            device: LmDevice::default(),
+            context: default_context(),
+            stride: default_stride(),
+            batch_size: default_batch(),
+            max_tokens: default_max_tokens(),
+            languages: Vec::new(),
+            filter: PerplexityFilter::default(),
+            partitions: default_partitions(),
+        }
+    }
+
+    fn options(&self) -> ScoreOptions {
+        ScoreOptions {
+            context: self.context,
+            stride: self.stride,
+            batch_size: self.batch_size,
+            max_tokens: self.max_tokens,
+        }
+    }
+
+    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        let mut v: Vec<(Option<&'static str>, String)> = self
+            .options()
+            .problems()
+            .into_iter()
+            .map(|(f, m)| (Some(f), m))
+            .collect();
+        if self.model.is_empty() {
+            v.push((
+                Some("model"),
+                "the path of a model folder or .gguf file".into(),
+            ));
+        }
+        if self.partitions == 0 || self.partitions > 4096 {
+            v.push((Some("partitions"), "must be in 1..=4096".into()));
+        }
+        let positive = |x: &f64| x.is_finite() && *x > 0.0;
+        match &self.filter {
+            PerplexityFilter::Threshold { max, per_language }
+            | PerplexityFilter::Harmful {
+                min: max,
+                per_language,
+                ..
+            } => {
+                if max.is_some_and(|m| !positive(&m)) || !per_language.values().all(positive) {
+                    v.push((Some("filter"), "perplexity limits must be positive".into()));
+                }
+                if max.is_none() && per_language.is_empty() {
+                    v.push((
+                        Some("filter"),
+                        "give a limit (`max`/`min`) or `per_language` limits".into(),
+                    ));
+                }
+            }
+            PerplexityFilter::Percentile { cutoffs, keep } => {
+                let [a, b] = *cutoffs;
+                if !(0.0 < a && a < b && b < 100.0) {
+                    v.push((
+                        Some("filter"),
+                        format!("cutoffs {a} and {b} must rise within (0, 100)"),
+                    ));
+                }
+                if keep.is_empty() {
+                    v.push((Some("filter"), "`keep` names no bucket".into()));
+                }
+            }
+        }
+        if let PerplexityFilter::Harmful { model, .. } = &self.filter {
+            if model.is_empty() {
+                v.push((
+                    Some("filter"),
+                    "the harmful filter needs its `model`".into(),
+                ));
+            }
+        }
+        v
+    }
+
+    fn limit(&self, lang: &str) -> Option<f64> {
+        match &self.filter {
+            PerplexityFilter::Threshold { max, per_language }
+            | PerplexityFilter::Harmful {
+                min: max,
+                per_language,
+                ..
+            } => per_language.get(lang).copied().or(*max),
+            PerplexityFilter::Percentile { .. } => None,
+        }
+    }
+}
+
+/// Each language's two cut-offs, as the cluster step found them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cutoffs {
+    pub percentiles: [f64; 2],
+    /// Language → (scored documents, [first cut-off, second cut-off]).
+    pub languages: BTreeMap<String, LanguageCutoffs>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LanguageCutoffs {
+    pub documents: u64,
+    pub cutoffs: [f64; 2],
+}
+
+/// The perplexity at percentile `q` of ascending `sorted` (nearest rank),
+/// so that bucketing by `<=` puts `ceil(q·n/100)` distinct values at or
+/// below it.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    let rank = ((q / 100.0) * n as f64).ceil() as usize;
+    sorted[rank.clamp(1, n) - 1]
+}
+
+pub struct Perplexity {
+    config: PerplexityConfig,
+    model: Arc<Model>,
+    harmful: Option<Arc<Model>>,
+    role: Role,
+}
+
+/// Where a percentile stage is in the run.
+enum Role {
+    /// A plain stage (threshold, harmful), or not yet set up.
+    Plain,
+    Scan {
+        dir: GlobalDir,
+        unit: Option<(usize, Vec<u8>, u64)>,
+    },
+    Apply {
+        dir: GlobalDir,
+        cutoffs: Cutoffs,
+        unit: Option<usize>,
+        records: Vec<Record>,
+        next: usize,
+    },
+}
+
+/// One document as the scan saw it.
+#[derive(Debug, Clone, PartialEq)]
+struct Record {
+    lang: String,
+    score: Option<DocScore>,
+}
+
+fn put_record(out: &mut Vec<u8>, lang: &str, s: Option<&DocScore>) {
+    let l = &lang.as_bytes()[..lang.len().min(255)];
+    out.push(l.len() as u8);
+    out.extend_from_slice(l);
+    let s = s.copied().unwrap_or_default();
+    out.extend_from_slice(&s.tokens.to_le_bytes());
+    out.extend_from_slice(&s.logprob.to_le_bytes());
+    out.extend_from_slice(&s.bytes.to_le_bytes());
+}
+
+fn read_records(bytes: &[u8], path: &str) -> Result<Vec<Record>, DedupError> {
+    let corrupt = || DedupError::Corrupt {
+        path: path.into(),
+        message: "truncated perplexity record".into(),
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let n = bytes[i] as usize;
+        let end = i + 1 + n + 20;
+        if end > bytes.len() {
+            return Err(corrupt());
+        }
+        let lang = String::from_utf8_lossy(&bytes[i + 1..i + 1 + n]).into_owned();
+        let f = &bytes[i + 1 + n..end];
+        let tokens = u32::from_le_bytes(f[0..4].try_into().expect("4 bytes"));
+        let logprob = f64::from_le_bytes(f[4..12].try_into().expect("8 bytes"));
+        let bytes_ = u64::from_le_bytes(f[12..20].try_into().expect("8 bytes"));
+        out.push(Record {
+            lang,
+            score: (tokens > 0).then_some(DocScore {
+                tokens,
+                logprob,
+                bytes: bytes_,
+            }),
+        });
+        i = end;
+    }
+    Ok(out)
+}
+
+fn load_model(
+    config: &PerplexityConfig,
+    ctx: &BuildContext,
+    path: &str,
+) -> Result<Arc<Model>, StageError> {
+    let p: PathBuf = crate::manifest::resolve(&ctx.base, path);
+    let m = Model::load(&p, config.precision, config.device).map_err(|e| StageError::Failed {
+        stage: "perplexity".into(),
+        message: e.to_string(),
+    })?;
+    tracing::info!("perplexity: {}", m.describe());
+    Ok(Arc::new(m))
+}
+
+fn fail(e: impl std::fmt::Display) -> StageError {
+    StageError::Failed {
+        stage: "perplexity".into(),
+        message: e.to_string(),
+    }
+}
+
+fn dedup_fail(e: DedupError) -> StageError {
+    StageError::Dedup {
+        stage: "perplexity".into(),
+        source: e,
+    }
+}
+
+/// The per-document columns this stage computes before bucketing.
+struct Scored {
+    langs: Vec<String>,
+    scores: Vec<Option<DocScore>>,
+    harmful: Vec<Option<DocScore>>,
+}
+
+impl Perplexity {
+    pub fn new(config: PerplexityConfig, ctx: &BuildContext) -> Result<Self, StageError> {
+        let model = load_model(&config, ctx, &config.model)?;
+        let harmful = match &config.filter {
+            PerplexityFilter::Harmful { model, .. } => Some(load_model(&config, ctx, model)?),
+            _ => None,
+        };
+        Ok(Perplexity {
+            config,
+            model,
+            harmful,
+            role: Role::Plain,
+        })
+    }
+
+    fn percentile(&self) -> bool {
+        matches!(self.config.filter, PerplexityFilter::Percentile { .. })
+    }
+
+    fn score(&self, batch: &RecordBatch) -> Result<Scored, StageError> {
+        let text = Core::of(batch).text;
+        let lang = batch
+            .column_by_name("lang")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let langs: Vec<String> = (0..batch.num_rows())
+            .map(|i| match lang {
+                Some(l) if !l.is_null(i) => l.value(i).to_string(),
+                _ => "und".to_string(),
+            })
+            .collect();
+        let wanted: Vec<usize> = (0..batch.num_rows())
+            .filter(|&i| {
+                self.config.languages.is_empty() || self.config.languages.contains(&langs[i])
+            })
+            .collect();
+        let texts: Vec<&str> = wanted.iter().map(|&i| text.value(i)).collect();
+        let opts = self.config.options();
+        let run = |m: &Model| -> Result<Vec<Option<DocScore>>, StageError> {
+            let mut out = vec![None; batch.num_rows()];
+            for (&i, s) in wanted.iter().zip(m.score(&texts, &opts).map_err(fail)?) {
+                out[i] = (s.tokens > 0).then_some(s);
+            }
+            Ok(out)
+        };
+        let scores = run(&self.model)?;
+        let harmful = match &self.harmful {
+            Some(h) => run(h)?,
+            None => vec![None; batch.num_rows()],
+        };
+        Ok(Scored {
+            langs,
+            scores,
+            harmful,
+        })
+    }
+
+    /// Columns and drops from scores (and, for percentile, buckets).
+    fn finish(&self, s: &Scored, buckets: Option<&[Option<Bucket>]>, out: &mut StageOutput) {
+        let n = s.scores.len();
+        let mut ppl = Float64Builder::with_capacity(n);
+        let mut per_token = Float64Builder::with_capacity(n);
+        let mut per_byte = Float64Builder::with_capacity(n);
+        let mut tokens = UInt32Builder::with_capacity(n);
+        for sc in &s.scores {
+            ppl.append_option(sc.and_then(|x| x.perplexity()));
+            per_token.append_option(sc.and_then(|x| x.per_token()));
+            per_byte.append_option(sc.and_then(|x| x.per_byte()));
+            tokens.append_option(sc.map(|x| x.tokens));
+        }
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(ppl.finish()),
+            Arc::new(per_token.finish()),
+            Arc::new(per_byte.finish()),
+            Arc::new(tokens.finish()),
+        ];
+        match &self.config.filter {
+            PerplexityFilter::Threshold { .. } => {
+                for (row, sc) in s.scores.iter().enumerate() {
+                    let (Some(p), Some(lim)) = (
+                        sc.and_then(|x| x.perplexity()),
+                        self.config.limit(&s.langs[row]),
+                    ) else {
+                        continue;
+                    };
+                    if p > lim {
+                        out.drops.push(Drop {
+                            row,
+                            reason: Reason::PerplexityTooHigh,
+                            detail: format!("perplexity {p:.2} > {lim} ({})", s.langs[row]),
+                        });
+                    }
+                }
+            }
+            PerplexityFilter::Harmful { .. } => {
+                let mut col = Float64Builder::with_capacity(n);
+                for (row, sc) in s.harmful.iter().enumerate() {
+                    let p = sc.and_then(|x| x.perplexity());
+                    col.append_option(p);
+                    if let (Some(p), Some(lim)) = (p, self.config.limit(&s.langs[row])) {
+                        if p < lim {
+                            out.drops.push(Drop {
+                                row,
+                                reason: Reason::HarmfulPerplexity,
+                                detail: format!(
+                                    "harmful-model perplexity {p:.2} < {lim} ({})",
+                                    s.langs[row]
+                                ),
+                            });
+                        }
+                    }
+                }
+                cols.push(Arc::new(col.finish()));
+            }
+            PerplexityFilter::Percentile { keep, .. } => {
+                let mut col = StringBuilder::new();
+                let none = vec![None; n];
+                let buckets = buckets.unwrap_or(&none);
+                for (row, b) in buckets.iter().enumerate() {
+                    col.append_option(b.map(Bucket::as_str));
+                    if let Some(b) = b.filter(|b| !keep.contains(b)) {
+                        let p = s.scores[row]
+                            .and_then(|x| x.perplexity())
+                            .unwrap_or(f64::NAN);
+                        out.drops.push(Drop {
+                            row,
+                            reason: Reason::PerplexityBucket,
+                            detail: format!(
+                                "perplexity {p:.2} in the {} bucket of {}",
+                                b.as_str(),
+                                s.langs[row]
+                            ),
+                        });
+                    }
+                }
+                cols.push(Arc::new(col.finish()));
+            }
+        }
+        out.columns = cols;
+    }
+}
+
+impl Stage for Perplexity {
+    fn name(&self) -> &'static str {
+        "perplexity"
+    }
+
+    fn mode(&self) -> Mode {
+        self.config.mode
+    }
+
+    fn fields(&self) -> Vec<Field> {
+        let mut f = vec![
+            Field::new("perplexity", DataType::Float64, true),
+            Field::new("lm_logprob_token", DataType::Float64, true),
+            Field::new("lm_logprob_byte", DataType::Float64, true),
+            Field::new("lm_tokens", DataType::UInt32, true),
+        ];
+        match self.config.filter {
+            PerplexityFilter::Threshold { .. } => {}
+            PerplexityFilter::Percentile { .. } => {
+                f.push(Field::new("perplexity_bucket", DataType::Utf8, true))
+            }
+            PerplexityFilter::Harmful { .. } => {
+                f.push(Field::new("harmful_perplexity", DataType::Float64, true))
+            }
+        }
+        f
+    }
+
+    fn global(&mut self) -> Option<&mut dyn Global> {
+        if self.percentile() {
+            Some(self)
+        } else {
+            None
+        }
+    }
+
+    fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
+        if matches!(self.role, Role::Apply { .. }) {
+            // The scan's scores are read back in order by `decide`.
+            return Ok(StageOutput::default());
+        }
+        let scored = self.score(batch)?;
+        let mut out = StageOutput::default();
+        if self.percentile() {
+            out.scratch = Some(Box::new(scored));
+        } else {
+            self.finish(&scored, None, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn ordered(&self) -> bool {
+        self.percentile()
+    }
+
+    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
+        match &mut self.role {
+            Role::Plain => {
+                if self.percentile() {
+                    return Err(fail("a global stage ran outside its phases"));
+                }
+            }
+            Role::Scan { unit: cur, .. } => {
+                if cur.as_ref().is_none_or(|(u, _, _)| *u != unit) {
+                    *cur = Some((unit, Vec::new(), 0));
+                }
+            }
+            Role::Apply {
+                dir,
+                unit: cur,
+                records,
+                next,
+                ..
+            } => {
+                if *cur != Some(unit) {
+                    let path = dir.keys(unit);
+                    let s = Sections::open_any(&path, &[TAG_SCORES]).map_err(dedup_fail)?;
+                    *records =
+                        read_records(&s.read(0).map_err(dedup_fail)?, &path.display().to_string())
+                            .map_err(dedup_fail)?;
+                    *cur = Some(unit);
+                    *next = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
+        let rows = batch.num_rows();
+        let scored = match &mut self.role {
+            Role::Plain => return Ok(()),
+            Role::Scan { unit, .. } => {
+                let scored = out
+                    .scratch
+                    .take()
+                    .and_then(|s| s.downcast::<Scored>().ok())
+                    .ok_or_else(|| fail("process made no scores"))?;
+                let (_, buf, docs) = unit.as_mut().ok_or_else(|| fail("no unit entered"))?;
+                for (l, s) in scored.langs.iter().zip(&scored.scores) {
+                    put_record(buf, l, s.as_ref());
+                }
+                *docs += rows as u64;
+                (*scored, true)
+            }
+            Role::Apply {
+                dir,
+                unit,
+                records,
+                next,
+                ..
+            } => {
+                let lang = batch
+                    .column_by_name("lang")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+                let u = unit.ok_or_else(|| fail("no unit entered"))?;
+                let changed = |what: String| {
+                    dedup_fail(DedupError::Corrupt {
+                        path: dir.keys(u).display().to_string(),
+                        message: format!(
+                            "{what}: the input or the stages before this one changed since the scan; start the run over"
+                        ),
+                    })
+                };
+                if *next + rows > records.len() {
+                    return Err(changed(format!(
+                        "the scan scored {} documents in unit {u}, this pass has more",
+                        records.len()
+                    )));
+                }
+                let mine = &records[*next..*next + rows];
+                *next += rows;
+                for (i, r) in mine.iter().enumerate() {
+                    let l = match lang {
+                        Some(l) if !l.is_null(i) => l.value(i),
+                        _ => "und",
+                    };
+                    if r.lang != l {
+                        return Err(changed(format!(
+                            "document {} was `{}` at the scan and is `{l}` now",
+                            Core::of(batch).id.value(i),
+                            r.lang
+                        )));
+                    }
+                }
+                let s = Scored {
+                    langs: mine.iter().map(|r| r.lang.clone()).collect(),
+                    scores: mine.iter().map(|r| r.score).collect(),
+                    harmful: vec![None; rows],
+                };
+                (s, false)
+            }
+        };
+        let Role::Apply { cutoffs, .. } = &self.role else {
+            // The scan's pass writes nothing: null buckets, no drops.
+            self.finish(&scored.0, None, out);
+            return Ok(());
+        };
+        let scored = scored.0;
+        let buckets: Vec<Option<Bucket>> = scored
+            .scores
+            .iter()
+            .zip(&scored.langs)
+            .map(|(s, l)| {
+                let p = s.and_then(|s| s.perplexity())?;
+                let c = cutoffs.languages.get(l)?.cutoffs;
+                Some(if p <= c[0] {
+                    Bucket::Head
+                } else if p <= c[1] {
+                    Bucket::Middle
+                } else {
+                    Bucket::Tail
+                })
+            })
+            .collect();
+        self.finish(&scored, Some(&buckets), out);
+        Ok(())
+    }
+
+    fn end_unit(&mut self) -> Result<(), StageError> {
+        match &mut self.role {
+            Role::Scan { dir, unit } => {
+                let Some((u, buf, docs)) = unit.take() else {
+                    return Ok(());
+                };
+                let path = dir.keys(u);
+                if let Some(p) = path.parent() {
+                    std::fs::create_dir_all(p)
+                        .map_err(io_err(p))
+                        .map_err(dedup_fail)?;
+                }
+                let mut w = SectionWriter::new(&path, 1, TAG_SCORES, 64 << 20);
+                w.set_docs(docs);
+                w.append(0, &buf).map_err(dedup_fail)?;
+                w.finish().map_err(dedup_fail)
+            }
+            Role::Apply {
+                dir,
+                unit,
+                records,
+                next,
+                ..
+            } => {
+                if let Some(u) = unit.take() {
+                    if *next != records.len() {
+                        return Err(dedup_fail(DedupError::Corrupt {
+                            path: dir.keys(u).display().to_string(),
+                            message: format!(
+                                "the scan scored {} documents in unit {u} and this pass saw {}: start the run over",
+                                records.len(),
+                                next
+                            ),
+                        }));
+                    }
+                }
+                Ok(())
+            }
+            Role::Plain => Ok(()),
+        }
+    }
+}
+
+impl Global for Perplexity {
+    fn partitions(&self) -> usize {
+        self.config.partitions
+    }
+
+    fn begin_scan(&mut self, dir: &GlobalDir, _budget: usize) {
+        self.role = Role::Scan {
+            dir: dir.clone(),
+            unit: None,
+        };
+    }
+
+    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
+        let path = dir.root.join(SUMMARY);
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let cutoffs: Cutoffs = serde_json::from_slice(&bytes).map_err(|e| DedupError::Corrupt {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.role = Role::Apply {
+            dir: dir.clone(),
+            cutoffs,
+            unit: None,
+            records: Vec::new(),
+            next: 0,
+        };
+        Ok(())
+    }
+
+    /// Cut-offs of the languages that hash to `part`, from every unit's scores.
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
+        let mut per_lang: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for &(unit, _) in &plan.units {
+            let path = plan.dir.keys(unit);
+            let s = Sections::open_any(&path, &[TAG_SCORES])?;
+            for r in read_records(&s.read(0)?, &path.display().to_string())? {
+                if (xxh3_64(r.lang.as_bytes()) % plan.partitions as u64) as usize != part {
+                    continue;
+                }
+                if let Some(p) = r.score.and_then(|s| s.perplexity()) {
+                    per_lang.entry(r.lang).or_default().push(p);
+                }
+            }
+        }
+        let PerplexityFilter::Percentile { cutoffs: q, .. } = self.config.filter else {
+            return Err(DedupError::Missing("a percentile filter".into()));
+        };
+        let mut found = Cutoffs {
+            percentiles: q,
+            languages: BTreeMap::new(),
+        };
+        for (lang, mut v) in per_lang {
+            v.sort_by(f64::total_cmp);
+            found.languages.insert(
+                lang,
+                LanguageCutoffs {
+                    documents: v.len() as u64,
+                    cutoffs: [nearest_rank(&v, q[0]), nearest_rank(&v, q[1])],
+                },
+            );
+        }
+        let out = plan.dir.reduced(part);
+        if let Some(p) = out.parent() {
+            std::fs::create_dir_all(p).map_err(io_err(p))?;
+        }
+        let bytes = serde_json::to_vec_pretty(&found).expect("cut-offs serialize");
+        crate::io::atomic_write(&out, &bytes).map_err(io_err(&out))?;
+        Ok(BTreeMap::from([(
+            "languages".into(),
+            found.languages.len() as u64,
+        )]))
+    }
+
+    /// Gathers the partitions' cut-offs into the stage's summary, which the
+    /// final pass buckets by and `stats.json` reports.
+    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
+        let mut all = Cutoffs::default();
+        for p in 0..plan.partitions {
+            let path = plan.dir.reduced(p);
+            let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+            let c: Cutoffs = serde_json::from_slice(&bytes).map_err(|e| DedupError::Corrupt {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            all.percentiles = c.percentiles;
+            all.languages.extend(c.languages);
+        }
+        let path = plan.dir.root.join(SUMMARY);
+        let mut bytes = serde_json::to_vec_pretty(&all).expect("cut-offs serialize");
+        bytes.push(b'\n');
+        crate::io::atomic_write(&path, &bytes).map_err(io_err(&path))?;
+        for (l, c) in &all.languages {
+            tracing::info!(
+                "perplexity: {l}: {} documents, cut-offs {:.2} and {:.2}",
+                c.documents,
+                c.cutoffs[0],
+                c.cutoffs[1]
+            );
+        }
+        Ok(BTreeMap::from([
+            ("languages".into(), all.languages.len() as u64),
+            (
+                "documents".into(),
+                all.languages.values().map(|c| c.documents).sum(),
+            ),
+        ]))
+    }
+}
+
+/// A global stage's summary for `stats.json` (see `runner::collect_stats`).
+pub const SUMMARY: &str = "summary.json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_splits_like_cc_net() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(nearest_rank(&v, 30.0), 3.0);
+        assert_eq!(nearest_rank(&v, 70.0), 7.0);
+        assert_eq!(nearest_rank(&v, 0.1), 1.0);
+        assert_eq!(nearest_rank(&v, 99.9), 10.0);
+        let w: Vec<f64> = (1..=7).map(f64::from).collect();
+        // ceil(2.1) = 3 values at or below the 30th percentile.
+        assert_eq!(nearest_rank(&w, 30.0), 3.0);
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut buf = Vec::new();
+        let s = DocScore {
+            tokens: 7,
+            logprob: -12.5,
+            bytes: 40,
+        };
+        put_record(&mut buf, "ca", Some(&s));
+        put_record(&mut buf, "und", None);
+        let r = read_records(&buf, "x").unwrap();
+        assert_eq!(r[0].lang, "ca");
+        assert_eq!(r[0].score, Some(s));
+        assert_eq!(r[1].score, None);
+        assert!(read_records(&buf[..buf.len() - 1], "x").is_err());
+    }
+
+    #[test]
+    fn config_problems_name_the_field() {
+        let mut c = PerplexityConfig::new("m.gguf");
+        assert!(c.problems().is_empty());
+        c.filter = PerplexityFilter::Percentile {
+            cutoffs: [70.0, 30.0],
+            keep: vec![Bucket::Head],
+        };
+        assert_eq!(c.problems()[0].0, Some("filter"));
+        c.filter = PerplexityFilter::Threshold {
+            max: None,
+            per_language: BTreeMap::new(),
+        };
+        assert!(c.problems()[0].1.contains("limit"));
+        c.filter = PerplexityFilter::Threshold {
+            max: Some(100.0),
+            per_language: BTreeMap::new(),
+        };
+        c.stride = c.context;
+        assert_eq!(c.problems()[0].0, Some("stride"));
+    }
+}
