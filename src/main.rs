@@ -171,6 +171,10 @@ enum Command {
         text: Vec<String>,
         #[command(flatten)]
         lm: LmArgs,
+        /// Run one token per forward pass with a key/value cache, as
+        /// generation does (the baseline of scripts/bench-ppl).
+        #[arg(long)]
+        one_by_one: bool,
         /// Write one JSON object per document here instead of a table.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -403,7 +407,7 @@ struct LmArgs {
     /// Score at most this many tokens per document (0: all).
     #[arg(long, default_value_t = 0)]
     max_tokens: usize,
-    /// auto (GGUF stays quantized), f32, bf16 or f16.
+    /// auto (f32 on the CPU; on a GPU the checkpoint's type, GGUF quantized), quantized, f32, bf16 or f16.
     #[arg(long, default_value = "auto")]
     precision: String,
     /// cpu or cuda (needs the `lm-cuda` feature).
@@ -746,8 +750,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             lines,
             text,
             lm,
+            one_by_one,
             json,
-        } => perplexity(&model, &files, lines, text, lm, json.as_deref(), cli.quiet),
+        } => perplexity(
+            &model,
+            &files,
+            lines,
+            text,
+            lm,
+            one_by_one,
+            json.as_deref(),
+            cli.quiet,
+        ),
         Command::TrainLidGroups { data, out, keep } => {
             let mut samples = Vec::new();
             for d in &data {
@@ -825,12 +839,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn perplexity(
     model: &Path,
     files: &[PathBuf],
     lines: bool,
     mut docs: Vec<String>,
     lm: LmArgs,
+    one_by_one: bool,
     json: Option<&Path>,
     quiet: bool,
 ) -> Result<ExitCode> {
@@ -889,7 +905,21 @@ fn perplexity(
     }
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let t1 = std::time::Instant::now();
-    let scores = m.score(&refs, &opts)?;
+    let scores = if one_by_one {
+        let mut out = Vec::with_capacity(refs.len());
+        for t in &refs {
+            let (ids, bytes) = m.tokenize(t, opts.max_tokens)?;
+            let lp = m.llama().token_logprobs_one_by_one(&ids)?;
+            out.push(forja::lm::DocScore {
+                tokens: lp.len() as u32,
+                logprob: lp.iter().map(|&x| x as f64).sum(),
+                bytes,
+            });
+        }
+        out
+    } else {
+        m.score(&refs, &opts)?
+    };
     let secs = t1.elapsed().as_secs_f64();
     let tokens: u64 = scores.iter().map(|s| s.tokens as u64).sum();
     let mut out = String::new();

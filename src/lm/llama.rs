@@ -136,11 +136,25 @@ impl Llama {
     /// `[batch, seq]`. With a causal mask, padding after a sequence's last
     /// token never reaches its real positions, so no padding mask is needed.
     pub fn hidden(&self, ids: &Tensor) -> Result<Tensor, LmError> {
+        self.forward(ids, 0, None)
+    }
+
+    /// The layers over `ids` at positions `start..`; with a cache (one
+    /// key/value pair per layer) the positions before `start` come from it
+    /// and the new ones are appended, which is how generation runs a token
+    /// at a time.
+    fn forward(
+        &self,
+        ids: &Tensor,
+        start: usize,
+        mut cache: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> Result<Tensor, LmError> {
         let c = &self.config;
         let (b, t) = ids.dims2()?;
-        if t > c.max_position {
+        if start + t > c.max_position {
             return Err(LmError::Config(format!(
-                "a window of {t} tokens is longer than the model's {} positions",
+                "a window of {} tokens is longer than the model's {} positions",
+                start + t,
                 c.max_position
             )));
         }
@@ -149,12 +163,22 @@ impl Llama {
             self.embed
                 .index_select(&ids.flatten_all()?, 0)?
                 .reshape((b, t, c.hidden_size))?;
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
-        let mask = causal_mask(t, dev)?;
+        let cos = self.cos.narrow(0, start, t)?;
+        let sin = self.sin.narrow(0, start, t)?;
+        // One new token sees every cached position: no mask.
+        let mask = if t > 1 {
+            if start > 0 {
+                return Err(LmError::Config(
+                    "only one token at a time runs after cached positions".into(),
+                ));
+            }
+            Some(causal_mask(t, dev)?)
+        } else {
+            None
+        };
         let scale = 1.0 / (c.head_dim as f64).sqrt();
         let groups = c.num_heads / c.num_kv_heads;
-        for l in &self.layers {
+        for (i, l) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, c.rms_norm_eps as f32)?;
             let heads = |w: &QMatMul, n: usize| -> Result<Tensor, LmError> {
                 Ok(w.forward(&h)?
@@ -170,15 +194,30 @@ impl Llama {
                 })
             };
             let q = rot(heads(&l.q, c.num_heads)?)?;
-            let k = repeat_kv(rot(heads(&l.k, c.num_kv_heads)?)?, groups)?;
-            let v = repeat_kv(heads(&l.v, c.num_kv_heads)?, groups)?;
+            let mut k = rot(heads(&l.k, c.num_kv_heads)?)?;
+            let mut v = heads(&l.v, c.num_kv_heads)?;
+            if let Some(cache) = cache.as_deref_mut() {
+                if let Some((ck, cv)) = cache.get(i) {
+                    k = Tensor::cat(&[ck, &k], 2)?;
+                    v = Tensor::cat(&[cv, &v], 2)?;
+                }
+                if cache.len() > i {
+                    cache[i] = (k.clone(), v.clone());
+                } else {
+                    cache.push((k.clone(), v.clone()));
+                }
+            }
+            let k = repeat_kv(k, groups)?;
+            let v = repeat_kv(v, groups)?;
             // Scores and softmax in f32 whatever the weights: bf16 logits
             // over long windows lose the small differences perplexity is about.
-            let att = (q
+            let mut att = (q
                 .to_dtype(DType::F32)?
                 .matmul(&k.to_dtype(DType::F32)?.t()?)?
-                * scale)?
-                .broadcast_add(&mask)?;
+                * scale)?;
+            if let Some(m) = &mask {
+                att = att.broadcast_add(m)?;
+            }
             let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(self.dtype)?;
             let y = att
                 .matmul(&v)?
@@ -194,6 +233,27 @@ impl Llama {
             &self.norm,
             self.config.rms_norm_eps as f32,
         )?)
+    }
+
+    /// The log-probs of `ids[1..]` computed the way generation runs: one
+    /// token per forward pass, with a key/value cache. The same numbers as
+    /// [`Llama::token_logprobs`]; it is the baseline the batched scorer is
+    /// measured against (`scripts/bench-ppl`).
+    pub fn token_logprobs_one_by_one(&self, ids: &[u32]) -> Result<Vec<f32>, LmError> {
+        let dev = self.device();
+        let mut cache = Vec::with_capacity(self.layers.len());
+        let mut out = Vec::with_capacity(ids.len().saturating_sub(1));
+        for pos in 0..ids.len().saturating_sub(1) {
+            let input = Tensor::from_slice(&ids[pos..pos + 1], (1, 1), dev)?;
+            let h = self
+                .forward(&input, pos, Some(&mut cache))?
+                .reshape((1, self.config.hidden_size))?;
+            let logits = self.head.forward(&h)?.to_dtype(DType::F32)?;
+            let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let target = Tensor::from_slice(&ids[pos + 1..pos + 2], (1, 1), dev)?;
+            out.push(lp.gather(&target, 1)?.squeeze(1)?.to_vec1::<f32>()?[0]);
+        }
+        Ok(out)
     }
 
     /// Natural-log probability of `ids[r][j]` given `ids[r][..j]`, for

@@ -341,9 +341,10 @@ fn load_gguf(path: &Path, precision: Precision, device: &Device) -> Result<Loade
     config
         .check()
         .map_err(|e| LmError::at(path, e.to_string()))?;
-    // Quantized blocks stay quantized unless a float type is asked for.
+    // Quantized blocks stay quantized where that is the faster path.
     let dtype = precision.dtype(DType::F32, device);
-    let keep_quantized = precision == Precision::Auto;
+    let keep_quantized =
+        precision == Precision::Quantized || (precision == Precision::Auto && !device.is_cpu());
     let lin = |q: QTensor| -> Result<QMatMul, LmError> {
         if keep_quantized {
             Ok(QMatMul::from_qtensor(q)?)

@@ -36,7 +36,7 @@ const THETA: f64 = 10_000.0;
 
 type Weights = HashMap<String, (Vec<f32>, Vec<usize>)>;
 
-fn tiny_weights(seed: u64, tied: bool) -> Weights {
+pub(crate) fn tiny_weights(seed: u64, tied: bool) -> Weights {
     let mut r = Rng(seed);
     let mut w = Weights::new();
     let put = |w: &mut Weights, name: String, shape: Vec<usize>, scale: f32, r: &mut Rng| {
@@ -119,7 +119,7 @@ fn tiny_weights(seed: u64, tied: bool) -> Weights {
     w
 }
 
-fn write_folder(dir: &Path, w: &Weights, tied: bool) {
+pub(crate) fn write_folder(dir: &Path, w: &Weights, tied: bool) {
     let tensors: HashMap<String, Tensor> = w
         .iter()
         .map(|(k, (v, s))| {
@@ -295,6 +295,12 @@ fn forward_matches_reference_on_a_tiny_checkpoint() {
                 .unwrap();
             assert_eq!(got[0].len(), want.len());
             for (g, w) in got[0].iter().zip(&want) {
+                assert!(rel_close(*g as f64, *w, 1e-3), "{t:?}: {g} vs {w}");
+            }
+            // Generation-style, a token at a time with a key/value cache.
+            let step = m.llama().token_logprobs_one_by_one(&ids).unwrap();
+            assert_eq!(step.len(), want.len());
+            for (g, w) in step.iter().zip(&want) {
                 assert!(rel_close(*g as f64, *w, 1e-3), "{t:?}: {g} vs {w}");
             }
         }

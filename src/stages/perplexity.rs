@@ -883,6 +883,84 @@ mod tests {
         assert!(read_records(&buf[..buf.len() - 1], "x").is_err());
     }
 
+    fn tiny_model(seed: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let w = crate::lm::reference_tests::tiny_weights(seed, false);
+        crate::lm::reference_tests::write_folder(dir.path(), &w, false);
+        dir
+    }
+
+    fn batch(texts: &[&str]) -> RecordBatch {
+        let mut b = crate::batch::CoreBuilder::with_capacity(texts.len(), 100);
+        for (i, t) in texts.iter().enumerate() {
+            b.push("s", "f", i as u64 + 1, t, None, None);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn harmful_filter_drops_what_the_second_model_predicts_too_well() {
+        let (main, bad) = (tiny_model(3), tiny_model(4));
+        let ctx = BuildContext {
+            base: std::env::temp_dir(),
+        };
+        let texts = [
+            "aaaa aaaa aaaa aaaa",
+            "The quick brown fox.",
+            "zzzz qqqq",
+            "x",
+            "Numbers 1234567890 and symbols !@#",
+        ];
+        let b = batch(&texts);
+        let stage = |min: f64| {
+            let c = PerplexityConfig {
+                filter: PerplexityFilter::Harmful {
+                    model: bad.path().display().to_string(),
+                    min: Some(min),
+                    per_language: BTreeMap::new(),
+                },
+                ..PerplexityConfig::new(main.path().display().to_string())
+            };
+            assert!(c.problems().is_empty());
+            Perplexity::new(c, &ctx).unwrap()
+        };
+        let probe = stage(1.0).process(&b).unwrap();
+        assert_eq!(probe.columns.len(), 5);
+        let harmful = probe.columns[4]
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .unwrap()
+            .clone();
+        let main_ppl = probe.columns[0]
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .unwrap()
+            .clone();
+        // "x" is one token: nothing to score, null, never dropped.
+        assert!(harmful.is_null(3) && main_ppl.is_null(3));
+        let mut vals: Vec<f64> = (0..5)
+            .filter(|&i| i != 3)
+            .map(|i| harmful.value(i))
+            .collect();
+        // Two models with different weights disagree.
+        assert!((0..5)
+            .filter(|&i| i != 3)
+            .any(|i| harmful.value(i) != main_ppl.value(i)));
+        vals.sort_by(f64::total_cmp);
+        let min = (vals[1] + vals[2]) / 2.0;
+        let out = stage(min).process(&b).unwrap();
+        let rows: Vec<usize> = out.drops.iter().map(|d| d.row).collect();
+        let want: Vec<usize> = (0..5)
+            .filter(|&i| !harmful.is_null(i) && harmful.value(i) < min)
+            .collect();
+        assert_eq!(rows, want);
+        assert_eq!(rows.len(), 2);
+        assert!(out
+            .drops
+            .iter()
+            .all(|d| d.reason == Reason::HarmfulPerplexity));
+    }
+
     #[test]
     fn config_problems_name_the_field() {
         let mut c = PerplexityConfig::new("m.gguf");

@@ -7,6 +7,7 @@ mod dedup;
 mod determinism;
 mod manifest;
 mod megatron;
+mod perplexity;
 mod quality;
 mod readers;
 mod resume;

@@ -1,0 +1,269 @@
+//! The perplexity stage and command with a real model: SmolLM2-135M
+//! (Llama architecture, Q4_1 GGUF), fetched by `scripts/fetch-models --lm`.
+//! Without it these tests skip with a message, unless
+//! FORJA_REQUIRE_CROSSCHECKS is set (as `.ci/run` does), where they fail.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::harness::*;
+
+fn smollm2() -> Option<PathBuf> {
+    let p = PathBuf::from(REPO).join("models/lm/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var_os("FORJA_REQUIRE_CROSSCHECKS").is_some() {
+        panic!("{} is missing: run scripts/fetch-models --lm", p.display());
+    }
+    eprintln!(
+        "skipped: {} is missing (scripts/fetch-models --lm fetches it)",
+        p.display()
+    );
+    None
+}
+
+/// A fixed shuffle (xorshift), so the test needs no random source.
+fn shuffled(words: &[&str], seed: u64) -> String {
+    let mut w: Vec<&str> = words.to_vec();
+    let mut s = seed;
+    for i in (1..w.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        w.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    w.join(" ")
+}
+
+/// Per-document perplexities from `forja perplexity --json`.
+fn perplexities(env: &Env, model: &str, texts: &[String]) -> Vec<f64> {
+    let mut args = vec!["perplexity", model, "--quiet", "--json", "ppl.jsonl"];
+    for t in texts {
+        args.push("--text");
+        args.push(t);
+    }
+    args.extend(["--max-tokens", "96", "--batch-size", "16"]);
+    env.ok(&args);
+    let out = std::fs::read_to_string(env.path("ppl.jsonl")).unwrap();
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["perplexity"].as_f64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn smollm2_ranks_clean_english_below_shuffled_words_and_noise() {
+    let Some(model) = smollm2() else { return };
+    let env = Env::new();
+    // Real English from the demo corpus: UDHR articles and licence texts.
+    let mut clean: Vec<String> = udhr()
+        .iter()
+        .filter(|d| d["lang"] == "en")
+        .map(|d| d["text"].as_str().unwrap().replace('\n', " "))
+        .filter(|t| t.split_whitespace().count() >= 40)
+        .take(3)
+        .collect();
+    for lic in ["Apache-2.0.txt", "MPL-2.0.txt"] {
+        let t = std::fs::read_to_string(PathBuf::from(REPO).join("data/demo/licenses").join(lic))
+            .unwrap();
+        let words: Vec<&str> = t.split_whitespace().skip(60).take(80).collect();
+        clean.push(words.join(" "));
+    }
+    assert_eq!(clean.len(), 5);
+    let shuffles: Vec<String> = clean
+        .iter()
+        .enumerate()
+        .map(|(i, t)| shuffled(&t.split_whitespace().collect::<Vec<_>>(), 0x9e37 + i as u64))
+        .collect();
+    // Page furniture (each phrase once: repeated menus are easy to predict)
+    // and symbol noise.
+    let noise = vec![
+        "Skip to main content. Menu. Search. Sign in. Basket (0). Accept all cookies. Reject. \
+         Manage preferences. Share on Facebook. Tweet. Pin it. Related posts. Newer. Older. \
+         Tags: news, misc. Powered by WordPress. Theme by Themify. Page 1 of 12. Next ›› Last »"
+            .to_string(),
+        "x7Gq@9 zP!!k3 vv##2 QQ-lm 0x1f9a ;;; ~~~ jjkk 88Zr %%f wq[ ]p0 ))(( b4Nc tt&& Lk^^ \
+         9s9s aa// Rr44 m,m,m ..:: ZZ0Z kq_q 3e3e |||| oO0o xx==xx"
+            .to_string(),
+    ];
+    let mut all = clean.clone();
+    all.extend(shuffles.clone());
+    all.extend(noise.clone());
+    let p = perplexities(&env, model.to_str().unwrap(), &all);
+    let (pc, rest) = p.split_at(clean.len());
+    let (ps, pn) = rest.split_at(shuffles.len());
+    for (i, c) in pc.iter().enumerate() {
+        assert!(
+            *c * 3.0 < ps[i],
+            "document {i}: clean {c} not well below its shuffle {}",
+            ps[i]
+        );
+        for n in pn {
+            assert!(c < n, "document {i}: clean {c} not below noise {n}");
+        }
+        assert!(*c > 1.0 && c.is_finite());
+    }
+}
+
+/// Kept records of an output folder, from its JSONL shards.
+fn kept_records(out: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut v = Vec::new();
+    for (rel, bytes) in tree(&out.join("jsonl")) {
+        assert!(rel.ends_with(".jsonl.zst"));
+        for line in zstd::decode_all(&bytes[..]).unwrap().split(|&b| b == b'\n') {
+            if !line.is_empty() {
+                v.push(serde_json::from_slice(line).unwrap());
+            }
+        }
+    }
+    v
+}
+
+fn udhr_source(env: &Env, langs: &[&str], per_lang: usize) {
+    let mut recs = Vec::new();
+    for l in langs {
+        recs.extend(
+            udhr()
+                .into_iter()
+                .filter(|d| d["lang"] == *l)
+                .filter(|d| d["text"].as_str().unwrap().split_whitespace().count() >= 12)
+                .take(per_lang),
+        );
+    }
+    env.write("udhr.jsonl", &jsonl(&recs));
+}
+
+#[test]
+fn percentile_mode_drops_the_tail_of_each_language_and_reports_cutoffs() {
+    let Some(model) = smollm2() else { return };
+    let env = Env::new();
+    udhr_source(&env, &["en", "es", "fr"], 20);
+    let body = format!(
+        r#"
+[[source]]
+name = "udhr"
+paths = ["udhr.jsonl"]
+format = "jsonl"
+licence = "UDHR: free to reproduce"
+
+[[stage]]
+type = "lid"
+languages = ["en", "es", "fr"]
+
+[[stage]]
+type = "perplexity"
+model = "{}"
+max_tokens = 32
+batch_size = 32
+
+[stage.filter]
+type = "percentile"
+cutoffs = [30.0, 70.0]
+keep = ["head", "middle"]
+"#,
+        model.display()
+    );
+    env.manifest("p", &body);
+    env.ok(&["run", "--quiet", "p.toml", "--threads", "2"]);
+    let out = env.path("out-p");
+    let stats = assert_accounted(&out);
+    let summary = stats["global"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.ends_with("perplexity"))
+        .map(|(_, v)| v.clone())
+        .expect("perplexity cut-offs in stats.json");
+    let kept = kept_records(&out);
+    let dropped: Vec<_> = ledger(&out)
+        .into_iter()
+        .filter(|r| r.0 == "perplexity_bucket")
+        .collect();
+    for lang in ["en", "es", "fr"] {
+        let c = &summary["languages"][lang];
+        let n = c["documents"].as_u64().unwrap() as usize;
+        let cut = c["cutoffs"].as_array().unwrap();
+        let (c30, c70) = (cut[0].as_f64().unwrap(), cut[1].as_f64().unwrap());
+        assert!(c30 < c70, "{lang}: {c:?}");
+        let mine: Vec<&serde_json::Value> = kept.iter().filter(|r| r["lang"] == lang).collect();
+        // ceil(0.7 n) documents are at or below the 70th percentile: the rest go.
+        let keep = (0.7 * n as f64).ceil() as usize;
+        assert_eq!(mine.len(), keep, "{lang}: {n} scored");
+        let dropped_here = dropped
+            .iter()
+            .filter(|r| r.3.ends_with(&format!("of {lang}")))
+            .count();
+        assert_eq!(dropped_here, n - keep, "{lang}");
+        for r in &mine {
+            let p = r["perplexity"].as_f64().unwrap();
+            let b = r["perplexity_bucket"].as_str().unwrap();
+            assert!(p <= c70, "{lang}: kept {p} above {c70}");
+            assert_eq!(b, if p <= c30 { "head" } else { "middle" });
+            assert!(r["lm_tokens"].as_u64().unwrap() <= 32);
+        }
+    }
+    // The same bytes with one thread: scores and buckets do not depend on it.
+    env.ok(&["run", "--quiet", "p.toml", "--threads", "1", "--out", "one"]);
+    let strip = |t: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        t.into_iter()
+            .filter(|(k, _)| !k.starts_with("_forja"))
+            .collect()
+    };
+    assert_eq!(strip(tree(&out)), strip(tree(&env.path("one"))));
+}
+
+#[test]
+fn threshold_mode_drops_above_the_language_limit() {
+    let Some(model) = smollm2() else { return };
+    let env = Env::new();
+    udhr_source(&env, &["en", "de"], 8);
+    let body = format!(
+        r#"
+[[source]]
+name = "udhr"
+paths = ["udhr.jsonl"]
+format = "jsonl"
+licence = "UDHR: free to reproduce"
+
+[[stage]]
+type = "lid"
+languages = ["en", "de"]
+
+[[stage]]
+type = "perplexity"
+model = "{}"
+max_tokens = 32
+languages = ["en", "de"]
+
+[stage.filter]
+type = "threshold"
+max = 1000.0
+per_language = {{ en = 25.0 }}
+"#,
+        model.display()
+    );
+    env.manifest("t", &body);
+    env.ok(&["run", "--quiet", "t.toml"]);
+    let out = env.path("out-t");
+    assert_accounted(&out);
+    let kept = kept_records(&out);
+    let dropped: Vec<_> = ledger(&out)
+        .into_iter()
+        .filter(|r| r.0 == "perplexity_too_high")
+        .collect();
+    assert!(!dropped.is_empty(), "some English article is above 25");
+    for r in &dropped {
+        let p: f64 = r.3.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let lim = if r.3.ends_with("(en)") { 25.0 } else { 1000.0 };
+        assert!(p > lim, "{r:?}");
+    }
+    for r in &kept {
+        let p = r["perplexity"].as_f64().unwrap();
+        let lim = if r["lang"] == "en" { 25.0 } else { 1000.0 };
+        assert!(p <= lim, "kept {p} over {lim}");
+    }
+    assert!(kept.iter().any(|r| r["lang"] == "en"), "some English kept");
+}
