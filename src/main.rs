@@ -179,6 +179,33 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Scoring throughput of a language model: tokens/s per batch size,
+    /// FLOPs per token and the share of the device's matrix-multiply rate.
+    BenchLm {
+        /// A model folder or .gguf file, or a shape with random weights:
+        /// salamandra-2b, salamandra-7b, smollm2-135m.
+        model: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        batch_sizes: Vec<usize>,
+        /// Tokens per window.
+        #[arg(long, default_value_t = 512)]
+        context: usize,
+        /// Scored tokens per measurement (at least one batch).
+        #[arg(long, default_value_t = 8192)]
+        tokens: usize,
+        /// auto, quantized, f32, bf16 or f16.
+        #[arg(long, default_value = "auto")]
+        precision: String,
+        /// cpu or cuda (needs the `lm-cuda` feature).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Also time the one-token-at-a-time baseline on this many tokens.
+        #[arg(long, default_value_t = 0)]
+        one_by_one: usize,
+        /// Append one JSON object per measurement to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Train the close-group language model from `lang<TAB>text` lines.
     TrainLidGroups {
         /// Files of `lang<TAB>text` lines.
@@ -762,6 +789,25 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             json.as_deref(),
             cli.quiet,
         ),
+        Command::BenchLm {
+            model,
+            batch_sizes,
+            context,
+            tokens,
+            precision,
+            device,
+            one_by_one,
+            json,
+        } => bench_lm(BenchLm {
+            model,
+            batch_sizes,
+            context,
+            tokens,
+            precision,
+            device,
+            one_by_one,
+            json,
+        }),
         Command::TrainLidGroups { data, out, keep } => {
             let mut samples = Vec::new();
             for d in &data {
@@ -960,4 +1006,146 @@ fn perplexity(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+struct BenchLm {
+    model: String,
+    batch_sizes: Vec<usize>,
+    context: usize,
+    tokens: usize,
+    precision: String,
+    device: String,
+    one_by_one: usize,
+    json: Option<PathBuf>,
+}
+
+/// Times the forward pass on random token ids (the speed does not depend
+/// on them), and a plain matrix product of the model's type for the
+/// device's attainable rate.
+fn bench_lm(b: BenchLm) -> Result<ExitCode> {
+    use forja::lm::{LmDevice, Precision};
+    let precision: Precision = parse_enum("precision", &b.precision)?;
+    let device: LmDevice = parse_enum("device", &b.device)?;
+    let dev = device.open()?;
+    let loaded;
+    let random;
+    let (llama, what): (&forja::lm::Llama, String) = match forja::lm::shape(&b.model) {
+        Some(cfg) => {
+            let dtype = match precision {
+                Precision::Bf16 => candle_core::DType::BF16,
+                Precision::F16 => candle_core::DType::F16,
+                Precision::F32 => candle_core::DType::F32,
+                _ if dev.is_cpu() => candle_core::DType::F32,
+                _ => candle_core::DType::BF16,
+            };
+            random = forja::lm::Llama::random(cfg, dtype, &dev)?;
+            (
+                &random,
+                format!("{} shape, random weights, {dtype:?}", b.model),
+            )
+        }
+        None => {
+            loaded = forja::lm::Model::load(Path::new(&b.model), precision, device)?;
+            let d = loaded.describe().to_string();
+            (loaded.llama(), d)
+        }
+    };
+    let cfg = llama.config.clone();
+    let context = b.context.min(cfg.max_position);
+    // Causal attention: a token attends to half the window on average.
+    let flops = cfg.flops_per_token(context / 2);
+    println!(
+        "{what}: {:.3} GFLOP per token at context {context}",
+        flops / 1e9
+    );
+    let matmul = matmul_rate(&dev, llama.dtype)?;
+    println!(
+        "{:?} {:?} matmul: {:.2} TFLOP/s",
+        dev.location(),
+        llama.dtype,
+        matmul / 1e12
+    );
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut ids = |n: usize| -> Vec<u32> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % cfg.vocab_size as u64) as u32
+            })
+            .collect()
+    };
+    let mut lines = Vec::new();
+    let mut report = |mode: String, bs: usize, tokens: usize, secs: f64| {
+        let tps = tokens as f64 / secs;
+        let frac = tps * flops / matmul;
+        println!(
+            "{mode:>12} batch {bs:>3}: {tokens:>7} tokens in {secs:>7.2} s = {tps:>9.1} tokens/s, {:.2} TFLOP/s, {:.1}% of matmul",
+            tps * flops / 1e12,
+            100.0 * frac
+        );
+        lines.push(serde_json::json!({
+            "model": what, "mode": mode, "batch_size": bs, "context": context,
+            "tokens": tokens, "seconds": secs, "tokens_per_s": tps,
+            "flops_per_token": flops, "matmul_flops": matmul, "matmul_fraction": frac,
+        }));
+    };
+    for &bs in &b.batch_sizes {
+        let batch: Vec<Vec<u32>> = (0..bs.max(1)).map(|_| ids(context)).collect();
+        let from = vec![1; batch.len()];
+        llama.token_logprobs(&batch, &from)?; // warm-up
+        let per_batch = batch.len() * (context - 1);
+        let rounds = b.tokens.div_ceil(per_batch).max(1);
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            llama.token_logprobs(&batch, &from)?;
+        }
+        report(
+            "windows".into(),
+            bs,
+            rounds * per_batch,
+            t.elapsed().as_secs_f64(),
+        );
+    }
+    if b.one_by_one > 1 {
+        let seq = ids(b.one_by_one);
+        let t = std::time::Instant::now();
+        let n = llama.token_logprobs_one_by_one(&seq)?.len();
+        report("one-by-one".into(), 1, n, t.elapsed().as_secs_f64());
+    }
+    if let Some(j) = b.json {
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(&l.to_string());
+            text.push('\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&j)
+            .with_context(|| format!("opening {}", j.display()))?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// FLOP/s of square matrix products in `dtype` on `dev` (2048 on the CPU,
+/// 8192 on a GPU), the best of several runs.
+fn matmul_rate(dev: &candle_core::Device, dtype: candle_core::DType) -> Result<f64> {
+    let n = if dev.is_cpu() { 2048 } else { 8192 };
+    let a = candle_core::Tensor::randn(0f32, 1.0, (n, n), dev)?.to_dtype(dtype)?;
+    let bm = candle_core::Tensor::randn(0f32, 1.0, (n, n), dev)?.to_dtype(dtype)?;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        dev.synchronize()?;
+        let t = std::time::Instant::now();
+        let reps = if dev.is_cpu() { 1 } else { 10 };
+        for _ in 0..reps {
+            let _c = a.matmul(&bm)?;
+        }
+        dev.synchronize()?;
+        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    Ok(2.0 * (n as f64).powi(3) / best)
 }

@@ -88,8 +88,9 @@ pub struct Llama {
     sin: Tensor,
 }
 
-/// Most logits held at once when turning hidden states into log-probs:
-/// 16 Mi floats (64 MB), whatever the vocabulary.
+/// Most logits held at once on the CPU when turning hidden states into
+/// log-probs: 16 Mi floats (64 MB), whatever the vocabulary; sixteen
+/// times that on a GPU, where larger products run closer to its peak.
 const LOGIT_BUDGET: usize = 16 << 20;
 
 impl Llama {
@@ -275,25 +276,46 @@ impl Llama {
         }
         let dev = self.device();
         let input = Tensor::from_vec(flat, (ids.len(), t), dev)?;
-        let hidden = self.hidden(&input)?;
-        let rows_at_once = (LOGIT_BUDGET / self.config.vocab_size).max(1);
-        let mut out = Vec::with_capacity(ids.len());
+        let hidden = self
+            .hidden(&input)?
+            .reshape((ids.len() * t, self.config.hidden_size))?;
+        // Only the positions that predict a scored token go through the
+        // head: with a large vocabulary it costs as much as several layers.
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
         for (r, row) in ids.iter().enumerate() {
             let first = from[r].max(1);
-            let mut scores = Vec::with_capacity(row.len().saturating_sub(first));
-            let mut j = first;
-            while j < row.len() {
-                let n = rows_at_once.min(row.len() - j);
-                // The state at position j-1 predicts token j.
-                let h = hidden.get(r)?.narrow(0, j - 1, n)?;
-                let logits = self.head.forward(&h)?.to_dtype(DType::F32)?;
-                let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-                let target = Tensor::from_slice(&row[j..j + n], (n, 1), dev)?;
-                let picked = lp.gather(&target, 1)?.squeeze(1)?;
-                scores.extend(picked.to_vec1::<f32>()?);
-                j += n;
+            for (j, &tok) in row.iter().enumerate().skip(first) {
+                rows.push((r * t + j - 1) as u32);
+                targets.push(tok);
             }
-            out.push(scores);
+        }
+        let budget = if dev.is_cpu() {
+            LOGIT_BUDGET
+        } else {
+            16 * LOGIT_BUDGET
+        };
+        let at_once = (budget / self.config.vocab_size).max(1);
+        let mut picked = Vec::with_capacity(rows.len().div_ceil(at_once));
+        for (rs, ts) in rows.chunks(at_once).zip(targets.chunks(at_once)) {
+            let idx = Tensor::from_slice(rs, rs.len(), dev)?;
+            let h = hidden.index_select(&idx, 0)?;
+            let logits = self.head.forward(&h)?.to_dtype(DType::F32)?;
+            let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let target = Tensor::from_slice(ts, (ts.len(), 1), dev)?;
+            picked.push(lp.gather(&target, 1)?.squeeze(1)?);
+        }
+        let all: Vec<f32> = if picked.is_empty() {
+            Vec::new()
+        } else {
+            Tensor::cat(&picked, 0)?.to_vec1()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        let mut at = 0;
+        for (r, row) in ids.iter().enumerate() {
+            let n = row.len().saturating_sub(from[r].max(1));
+            out.push(all[at..at + n].to_vec());
+            at += n;
         }
         Ok(out)
     }
@@ -315,4 +337,60 @@ fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor, LmError> {
     Ok(x.unsqueeze(2)?
         .expand((b, kv, n, t, d))?
         .reshape((b, kv * n, t, d))?)
+}
+
+/// Shapes of known models, for throughput benchmarks on random weights.
+pub fn shape(name: &str) -> Option<LlamaConfig> {
+    let base = |vocab, hidden, inter, layers, heads, kv, theta: f64| LlamaConfig {
+        vocab_size: vocab,
+        hidden_size: hidden,
+        intermediate_size: inter,
+        num_layers: layers,
+        num_heads: heads,
+        num_kv_heads: kv,
+        head_dim: hidden / heads,
+        rms_norm_eps: 1e-5,
+        rope_theta: theta,
+        max_position: 8192,
+        rope_interleaved: false,
+    };
+    match name {
+        // BSC-LT/salamandra-2b's config.json.
+        "salamandra-2b" => Some(base(256_000, 2048, 5440, 24, 16, 16, 10_000.0)),
+        "salamandra-7b" => Some(base(256_000, 4096, 11_008, 32, 32, 8, 10_000.0)),
+        // HuggingFaceTB/SmolLM2-135M's config.json.
+        "smollm2-135m" => Some(base(49_152, 576, 1536, 30, 9, 3, 100_000.0)),
+        _ => None,
+    }
+}
+
+impl Llama {
+    /// A model of `config`'s shape with random weights (N(0, 0.02), norms
+    /// at 1), built on `device`: throughput does not depend on the values.
+    pub fn random(config: LlamaConfig, dtype: DType, device: &Device) -> Result<Self, LmError> {
+        let w = |rows: usize, cols: usize| -> Result<Tensor, LmError> {
+            Ok(Tensor::randn(0f32, 0.02, (rows, cols), device)?.to_dtype(dtype)?)
+        };
+        let ones = |n: usize| -> Result<Tensor, LmError> { Ok(Tensor::ones(n, dtype, device)?) };
+        let c = &config;
+        let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for _ in 0..c.num_layers {
+            layers.push(Layer {
+                attn_norm: ones(c.hidden_size)?,
+                q: QMatMul::Tensor(w(q, c.hidden_size)?),
+                k: QMatMul::Tensor(w(kv, c.hidden_size)?),
+                v: QMatMul::Tensor(w(kv, c.hidden_size)?),
+                o: QMatMul::Tensor(w(c.hidden_size, q)?),
+                ffn_norm: ones(c.hidden_size)?,
+                gate: QMatMul::Tensor(w(c.intermediate_size, c.hidden_size)?),
+                up: QMatMul::Tensor(w(c.intermediate_size, c.hidden_size)?),
+                down: QMatMul::Tensor(w(c.hidden_size, c.intermediate_size)?),
+            });
+        }
+        let embed = w(c.vocab_size, c.hidden_size)?;
+        let head = QMatMul::Tensor(w(c.vocab_size, c.hidden_size)?);
+        let norm = ones(c.hidden_size)?;
+        Llama::new(config, dtype, embed, layers, norm, head)
+    }
 }

@@ -28,19 +28,20 @@ pub struct Loaded {
 }
 
 pub fn load(path: &Path, precision: Precision, device: &Device) -> Result<Loaded, LmError> {
+    if !path.exists() {
+        return Err(LmError::at(
+            path,
+            "no such model (weights are never downloaded: fetch them first, e.g. scripts/fetch-models --lm)",
+        ));
+    }
     if path.is_dir() {
         load_hf(path, precision, device)
     } else if path.extension().is_some_and(|e| e == "gguf") {
         load_gguf(path, precision, device)
-    } else if path.exists() {
-        Err(LmError::at(
-            path,
-            "expected a folder with config.json and *.safetensors, or a .gguf file",
-        ))
     } else {
         Err(LmError::at(
             path,
-            "no such model (weights are never downloaded: fetch them first, e.g. scripts/fetch-models --lm)",
+            "expected a folder with config.json and *.safetensors, or a .gguf file",
         ))
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-pub use llama::{Llama, LlamaConfig};
+pub use llama::{shape, Llama, LlamaConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {

@@ -401,3 +401,57 @@ fn loader_errors_name_the_file() {
         .to_string();
     assert!(err.contains("model.layers.1.mlp.up_proj.weight"), "{err}");
 }
+
+#[test]
+fn sharded_checkpoints_with_an_index_and_bf16_load() {
+    let w = tiny_weights(11, false);
+    let one = tempfile::tempdir().unwrap();
+    write_folder(one.path(), &w, false);
+    // The same weights in two files named by model.safetensors.index.json.
+    let two = tempfile::tempdir().unwrap();
+    write_folder(two.path(), &w, false);
+    std::fs::remove_file(two.path().join("model.safetensors")).unwrap();
+    let mut names: Vec<&String> = w.keys().collect();
+    names.sort();
+    let mut map = serde_json::Map::new();
+    for (part, chunk) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", part + 1);
+        let tensors: HashMap<String, Tensor> = chunk
+            .iter()
+            .map(|k| {
+                let (v, s) = &w[*k];
+                let t = Tensor::from_vec(v.clone(), s.as_slice(), &Device::Cpu).unwrap();
+                ((*k).clone(), t)
+            })
+            .collect();
+        candle_core::safetensors::save(&tensors, two.path().join(&file)).unwrap();
+        for k in chunk {
+            map.insert((*k).clone(), file.clone().into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(
+        two.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let text = ["Sharded weights give the same numbers."];
+    let a = Model::load(one.path(), Precision::Auto, LmDevice::Cpu).unwrap();
+    let b = Model::load(two.path(), Precision::Auto, LmDevice::Cpu).unwrap();
+    let opts = ScoreOptions::default();
+    let (sa, sb) = (
+        a.score(&text, &opts).unwrap(),
+        b.score(&text, &opts).unwrap(),
+    );
+    assert_eq!(sa, sb);
+    assert!(b.describe().contains("2 file(s)"), "{}", b.describe());
+    // bf16 weights and activations: close to f32, not equal.
+    let h = Model::load(one.path(), Precision::Bf16, LmDevice::Cpu).unwrap();
+    assert_eq!(h.dtype(), candle_core::DType::BF16);
+    let sh = h.score(&text, &opts).unwrap();
+    assert!(
+        rel_close(sh[0].logprob, sa[0].logprob, 0.05),
+        "{sh:?} {sa:?}"
+    );
+    assert_ne!(sh[0].logprob, sa[0].logprob);
+}

@@ -267,3 +267,46 @@ per_language = {{ en = 25.0 }}
     }
     assert!(kept.iter().any(|r| r["lang"] == "en"), "some English kept");
 }
+
+#[test]
+fn a_missing_model_or_bad_filter_is_named_before_any_document_moves() {
+    let env = Env::new();
+    udhr_source(&env, &["en"], 2);
+    let body = |model: &str, cutoffs: &str| {
+        format!(
+            r#"
+[[source]]
+name = "udhr"
+paths = ["udhr.jsonl"]
+format = "jsonl"
+licence = "UDHR: free to reproduce"
+
+[[stage]]
+type = "perplexity"
+model = "{model}"
+
+[stage.filter]
+type = "percentile"
+cutoffs = {cutoffs}
+"#
+        )
+    };
+    env.manifest("m", &body("nowhere/lm.gguf", "[30.0, 70.0]"));
+    let out = env.forja(&["validate", "m.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("nowhere/lm.gguf") && err.contains("no such model"),
+        "{err}"
+    );
+    env.manifest("c", &body("nowhere/lm.gguf", "[70.0, 30.0]"));
+    let out = env.forja(&["validate", "c.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("c.toml:") && err.contains("cutoffs 70 and 30"),
+        "{err}"
+    );
+    // Nothing was written.
+    assert!(!env.path("out-m").exists() && !env.path("out-c").exists());
+}
