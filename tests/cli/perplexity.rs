@@ -122,18 +122,17 @@ fn kept_records(out: &std::path::Path) -> Vec<serde_json::Value> {
     v
 }
 
+/// UDHR articles of `langs`, one file (and so one unit of work) each.
 fn udhr_source(env: &Env, langs: &[&str], per_lang: usize) {
-    let mut recs = Vec::new();
     for l in langs {
-        recs.extend(
-            udhr()
-                .into_iter()
-                .filter(|d| d["lang"] == *l)
-                .filter(|d| d["text"].as_str().unwrap().split_whitespace().count() >= 12)
-                .take(per_lang),
-        );
+        let recs: Vec<_> = udhr()
+            .into_iter()
+            .filter(|d| d["lang"] == *l)
+            .filter(|d| d["text"].as_str().unwrap().split_whitespace().count() >= 12)
+            .take(per_lang)
+            .collect();
+        env.write(&format!("udhr-{l}.jsonl"), &jsonl(&recs));
     }
-    env.write("udhr.jsonl", &jsonl(&recs));
 }
 
 #[test]
@@ -145,7 +144,7 @@ fn percentile_mode_drops_the_tail_of_each_language_and_reports_cutoffs() {
         r#"
 [[source]]
 name = "udhr"
-paths = ["udhr.jsonl"]
+paths = ["udhr-*.jsonl"]
 format = "jsonl"
 licence = "UDHR: free to reproduce"
 
@@ -213,6 +212,15 @@ keep = ["head", "middle"]
             .collect()
     };
     assert_eq!(strip(tree(&out)), strip(tree(&env.path("one"))));
+    // Two ranks meeting at the scan, reduce and cluster barriers: the same
+    // documents dropped, the same bytes kept.
+    env.run_ranks("p.toml", "two", 2);
+    assert_eq!(ledger_all(&env.path("two")), ledger_all(&out));
+    assert_eq!(tree(&env.path("two/parquet")), tree(&out.join("parquet")));
+    assert_eq!(
+        crate::harness::stats(&env.path("two"))["global"],
+        stats["global"]
+    );
 }
 
 #[test]
@@ -224,7 +232,7 @@ fn threshold_mode_drops_above_the_language_limit() {
         r#"
 [[source]]
 name = "udhr"
-paths = ["udhr.jsonl"]
+paths = ["udhr-*.jsonl"]
 format = "jsonl"
 licence = "UDHR: free to reproduce"
 
@@ -277,7 +285,7 @@ fn a_missing_model_or_bad_filter_is_named_before_any_document_moves() {
             r#"
 [[source]]
 name = "udhr"
-paths = ["udhr.jsonl"]
+paths = ["udhr-*.jsonl"]
 format = "jsonl"
 licence = "UDHR: free to reproduce"
 

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use super::weights::WordTable;
-use super::words::char_class;
+use super::words::{char_class, C_INHERITED};
 use super::{TrainConfig, TrainError, SPACE};
 use crate::hash::MixState;
 
@@ -98,7 +98,14 @@ impl Rules {
                 digit: false,
             });
         }
-        (a.class == b.class).then_some(SymInfo { len, ..a })
+        // Marks take the script of what they join; two scripts never meet.
+        let class = match (a.class, b.class) {
+            (x, C_INHERITED) => x,
+            (C_INHERITED, y) => y,
+            (x, y) if x == y => x,
+            _ => return None,
+        };
+        Some(SymInfo { len, class, ..a })
     }
 }
 
@@ -689,6 +696,28 @@ mod tests {
         let long = table(&[("▁abcdefghijklmnopqrstuvwxyz", 100)]);
         let m = train_bpe(&long, &small()).unwrap();
         assert!(m.pieces.iter().all(|p| p.chars().count() <= 16));
+    }
+
+    #[test]
+    fn marks_join_one_script_but_never_bridge_two() {
+        // ZWNJ and a combining acute are script Inherited: as in
+        // SentencePiece, they join Arabic or Latin, not Latin to Cyrillic.
+        let t = table(&[
+            ("▁می\u{200c}شود", 20),
+            ("▁ab\u{301}c", 20),
+            ("▁b\u{301}д", 20),
+        ]);
+        let m = train_bpe(&t, &small()).unwrap();
+        let got = &m.pieces[m.alphabet_len..];
+        assert!(got.contains(&"▁می\u{200c}شود".to_string()), "{got:?}");
+        assert!(got.contains(&"▁ab\u{301}c".to_string()), "{got:?}");
+        assert!(got.contains(&"▁b\u{301}".to_string()), "{got:?}");
+        for p in got {
+            assert!(
+                !(p.contains('b') && p.contains('д')),
+                "two scripts in {p:?}"
+            );
+        }
     }
 
     #[test]

@@ -36,7 +36,8 @@ __device__ __forceinline__ bool join_ok(u32 a, u32 b, u32 max_len, u32 allow_ws_
     if (la + lb > max_len || a_digit || b_digit) return false;
     if (b_starts) return allow_ws_only && a_all && b_all;
     if (a_all) return la == 1;
-    return ca == cb;
+    // 0xFFFF: combining marks, ZWNJ, ZWJ (words::C_INHERITED) join any script.
+    return ca == cb || ca == 0xFFFF || cb == 0xFFFF;
 }
 
 __device__ __forceinline__ u64 mix(u64 k) {

@@ -32,6 +32,10 @@ const C_DIGIT: u16 = 1;
 /// Letters and symbols when scripts are not told apart.
 const C_ANY: u16 = 2;
 const C_SCRIPT: u16 = 3;
+/// Combining marks, ZWNJ and ZWJ (Unicode script Inherited): SentencePiece
+/// lets them join a piece of any one script (`می‌شود`, `ab́c`), though
+/// never bridge two scripts; see [`may_join`] and `bpe::Rules::join`.
+pub const C_INHERITED: u16 = 0xFFFF;
 
 /// The class of `c` for the cut rules (and for piece validity in the trainer).
 pub fn char_class(c: char, split_digits: bool, by_script: bool) -> u16 {
@@ -62,6 +66,7 @@ fn script_table() -> Vec<u16> {
 
 fn script_class(c: char) -> u16 {
     let s = match c.script() {
+        Script::Inherited => return C_INHERITED,
         Script::Hiragana | Script::Katakana => Script::Han,
         _ if c == '\u{30FC}' => Script::Han,
         s => s,
@@ -70,13 +75,15 @@ fn script_class(c: char) -> u16 {
 }
 
 /// True if a piece may contain the class-`a` character followed by the
-/// class-`b` one (a necessary condition; the trainer checks whole pieces).
+/// class-`b` one (a necessary condition; the trainer checks whole pieces:
+/// a mark between two scripts joins neither cut, so none is made there).
 fn may_join(a: u16, b: u16, allow_ws_only: bool) -> bool {
     match (a, b) {
         (C_SPACE, C_SPACE) => allow_ws_only,
         (_, C_SPACE) => false,
         (C_DIGIT, _) | (_, C_DIGIT) => false,
         (C_SPACE, _) => true,
+        (C_INHERITED, _) | (_, C_INHERITED) => true,
         (a, b) => a == b,
     }
 }
@@ -502,6 +509,16 @@ mod tests {
                 "!"
             ]
         );
+    }
+
+    #[test]
+    fn marks_keep_their_neighbours_in_one_segment() {
+        // ZWNJ inside a Persian word, and a mark between two scripts: a
+        // piece may hold the mark with either side, so no cut is safe there.
+        assert_eq!(segs("می\u{200c}شود"), ["▁می\u{200c}شود"]);
+        assert_eq!(segs("b\u{301}д"), ["▁b\u{301}д"]);
+        assert_eq!(segs("bд"), ["▁b", "д"]);
+        assert_eq!(segs("1\u{301}"), ["▁", "1", "\u{301}"]);
     }
 
     #[test]
