@@ -13,6 +13,7 @@ mod ledger;
 pub mod lid;
 pub mod lm;
 mod manifest;
+pub mod provenance;
 mod runner;
 pub mod shards;
 mod stages;

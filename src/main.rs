@@ -157,6 +157,12 @@ enum Command {
         #[command(flatten)]
         corpus_args: CorpusArgs,
     },
+    /// Re-checksums a finished run's outputs and inputs against its
+    /// run-manifest.json; exits 1 on any mismatch.
+    Verify {
+        /// The output folder.
+        dir: PathBuf,
+    },
     /// Perplexity of documents under a Llama-architecture model.
     Perplexity {
         /// A Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
@@ -770,6 +776,24 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("writing {}", j.display()))?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { dir } => {
+            let v = forja::provenance::verify(&dir)?;
+            for m in &v.mismatches {
+                println!("{m}");
+            }
+            println!(
+                "{}: {} outputs and {} inputs checked, {} mismatch(es)",
+                dir.display(),
+                v.outputs_checked,
+                v.inputs_checked,
+                v.mismatches.len()
+            );
+            Ok(if v.mismatches.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Perplexity {
             model,

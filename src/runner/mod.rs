@@ -164,6 +164,8 @@ struct Ctx<'a> {
     steps: &'a [String],
     run_id: String,
     started: std::time::SystemTime,
+    /// Wall nanoseconds spent in each stage (process, decide and apply), all passes.
+    stage_nanos: Vec<AtomicU64>,
 }
 
 impl Ctx<'_> {
@@ -297,8 +299,27 @@ fn start_and_run(
         steps: all_steps,
         run_id: format!("{}-{}", record.manifest_hash, record.inputs_hash),
         started: std::time::SystemTime::now(),
+        stage_nanos: stages.iter().map(|_| AtomicU64::new(0)).collect(),
     };
-    run_steps(&ctx, stages, started)
+    let summary = run_steps(&ctx, stages, started)?;
+    let timings: Vec<(String, f64)> = stages
+        .iter()
+        .zip(&ctx.stage_nanos)
+        .map(|(s, n)| (s.name().to_string(), n.load(Ordering::Relaxed) as f64 / 1e9))
+        .collect();
+    crate::provenance::record_rank(&layout.root, opts, &summary, &timings)
+        .map_err(|e| RunError::Plan(e.to_string()))?;
+    // Whichever task finds the run complete writes the run manifest.
+    let complete = if megatron_on(m) {
+        summary.megatron.is_some()
+    } else {
+        summary.merged.is_some()
+    };
+    if complete {
+        crate::provenance::write_run_manifest(&layout.root, m, all_units)
+            .map_err(|e| RunError::Plan(e.to_string()))?;
+    }
+    Ok(summary)
 }
 
 fn run_steps(
@@ -672,9 +693,19 @@ fn stream(
             .contains(&crate::manifest::OutputFormat::JsonlZst)
             .then_some(level);
         let formats = &formats;
-        let worked = ctx
-            .pool
-            .install(|| work(stages, &specs, jsonl_level, formats, chunk_rx, done_tx, cap));
+        let nanos = &ctx.stage_nanos;
+        let worked = ctx.pool.install(|| {
+            work(
+                stages,
+                &specs,
+                jsonl_level,
+                formats,
+                chunk_rx,
+                done_tx,
+                cap,
+                nanos,
+            )
+        });
         let written = writer.join().expect("writer thread panicked");
         let read = reader.join().expect("reader thread panicked");
         // The first failure in flow order is the cause; later ones are its echoes.
@@ -821,6 +852,7 @@ enum ProcessedKind {
     UnitEnd,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn work(
     stages: &mut [Box<dyn Stage>],
     specs: &[Arc<SourceSpec>],
@@ -829,6 +861,7 @@ fn work(
     rx: Receiver<Item>,
     tx: Sender<Processed>,
     window: usize,
+    nanos: &[AtomicU64],
 ) -> Result<(), RunError> {
     while let Ok(first) = rx.recv() {
         let mut items = vec![first];
@@ -838,7 +871,7 @@ fn work(
                 Err(_) => break,
             }
         }
-        let processed = process_window(stages, specs, jsonl_level, formats, items)?;
+        let processed = process_window(stages, specs, jsonl_level, formats, items, nanos)?;
         for p in processed {
             if tx.send(p).is_err() {
                 return Ok(()); // the writer failed; it reports why
@@ -854,6 +887,7 @@ fn process_window(
     jsonl_level: Option<i32>,
     formats: &[crate::manifest::OutputFormat],
     items: Vec<Item>,
+    nanos: &[AtomicU64],
 ) -> Result<Vec<Processed>, RunError> {
     // Decode in parallel.
     let mut procs: Vec<Processed> = items
@@ -901,6 +935,7 @@ fn process_window(
         .collect();
 
     for (si, stage) in stages.iter_mut().enumerate() {
+        let t = Instant::now();
         // Pure part, in parallel.
         let mut outs: Vec<Option<StageOutput>> = {
             let stage: &dyn Stage = stage.as_ref();
@@ -952,6 +987,7 @@ fn process_window(
                 }
                 Ok(())
             })?;
+        nanos[si].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
     // Encode the JSONL output here, in parallel, rather than in the writer.
     if let Some(level) = jsonl_level {

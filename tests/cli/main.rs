@@ -8,6 +8,7 @@ mod determinism;
 mod manifest;
 mod megatron;
 mod perplexity;
+mod provenance;
 mod quality;
 mod readers;
 mod resume;

@@ -1,0 +1,297 @@
+//! The run manifest: what a finished output folder came from and holds,
+//! and `forja verify`, which checks that it still does.
+//!
+//! `OUT/run-manifest.json` is written by the task that completes a run: the
+//! forja version and git commit, the resolved pipeline manifest and its
+//! hash, every input file with its size and xxh3, every output file with
+//! its size and xxh3, each rank's threads, wall time and time per stage
+//! (`OUT/_forja/ranks/`), and the merged funnel. It is the one file of an
+//! output folder that differs between two runs of the same inputs (it
+//! records times and thread counts); every file it lists is byte-identical.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::Unit;
+use crate::ledger::Stats;
+use crate::manifest::LoadedManifest;
+use crate::runner::{RunOptions, RunSummary, FORJA_DIR};
+
+pub const RUN_MANIFEST: &str = "run-manifest.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvenanceError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Bad { path: String, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ProvenanceError + '_ {
+    move |source| ProvenanceError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A file with its size and xxh3-64 checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSum {
+    pub path: String,
+    pub bytes: u64,
+    pub xxh3: String,
+}
+
+/// Size and xxh3-64 of a file, read in 1 MiB blocks.
+pub fn checksum(path: &Path) -> Result<(u64, String), ProvenanceError> {
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(io_err(path))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, format!("{:016x}", h.digest())))
+}
+
+/// What one task of the run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankRun {
+    pub rank: usize,
+    pub world_size: usize,
+    pub threads: usize,
+    /// The `--phase` it ran, if only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    pub steps: Vec<String>,
+    pub seconds: f64,
+    /// Wall seconds in each stage, over every pass of this task.
+    pub stage_seconds: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub forja_version: String,
+    /// The commit forja was built from (`FORJA_GIT_COMMIT` at build time, else `git`).
+    pub git_commit: Option<String>,
+    pub manifest_path: String,
+    pub manifest_hash: String,
+    /// The manifest as resolved (defaults filled in).
+    pub manifest: serde_json::Value,
+    pub inputs: Vec<FileSum>,
+    pub outputs: Vec<FileSum>,
+    pub ranks: Vec<RankRun>,
+    pub stats: Stats,
+}
+
+fn ranks_dir(out: &Path) -> PathBuf {
+    out.join(FORJA_DIR).join("ranks")
+}
+
+/// Records this task's part of the run (`_forja/ranks/`), one file per
+/// rank and phase, for the run manifest.
+pub fn record_rank(
+    out: &Path,
+    opts: &RunOptions,
+    summary: &RunSummary,
+    stages: &[(String, f64)],
+) -> Result<(), ProvenanceError> {
+    let r = RankRun {
+        rank: opts.rank,
+        world_size: opts.world_size,
+        threads: opts.threads,
+        phase: opts.phase.clone(),
+        steps: summary.steps.clone(),
+        seconds: summary.elapsed.as_secs_f64(),
+        stage_seconds: stages.iter().cloned().collect(),
+    };
+    let name = format!(
+        "rank-{:05}-of-{:05}{}.json",
+        opts.rank,
+        opts.world_size,
+        opts.phase
+            .as_deref()
+            .map(|p| format!(".{}", p.replace(':', "-")))
+            .unwrap_or_default()
+    );
+    let path = ranks_dir(out).join(name);
+    write_json(&path, &r)
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), ProvenanceError> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(io_err(p))?;
+    }
+    let mut bytes = serde_json::to_vec_pretty(v).expect("serializes");
+    bytes.push(b'\n');
+    crate::io::atomic_write(path, &bytes).map_err(io_err(path))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ProvenanceError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| ProvenanceError::Bad {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Every file of an output folder that the run manifest vouches for:
+/// all but `_forja/` (intermediates) and the manifest itself, sorted.
+fn output_files(out: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
+    fn walk(root: &Path, d: &Path, acc: &mut Vec<PathBuf>) -> Result<(), ProvenanceError> {
+        for e in std::fs::read_dir(d).map_err(io_err(d))? {
+            let p = e.map_err(io_err(d))?.path();
+            let rel = p.strip_prefix(root).expect("under root");
+            if rel == Path::new(FORJA_DIR) || rel == Path::new(RUN_MANIFEST) {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, acc)?;
+            } else {
+                acc.push(rel.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+    let mut acc = Vec::new();
+    walk(out, out, &mut acc)?;
+    acc.sort();
+    Ok(acc)
+}
+
+fn git_commit() -> Option<String> {
+    if let Some(c) = option_env!("FORJA_GIT_COMMIT") {
+        return Some(c.to_string());
+    }
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Writes `OUT/run-manifest.json` for a complete run.
+pub fn write_run_manifest(
+    out: &Path,
+    m: &LoadedManifest,
+    units: &[Unit],
+) -> Result<RunManifest, ProvenanceError> {
+    let mut inputs = Vec::new();
+    for u in units {
+        for f in &u.files {
+            let (bytes, xxh3) = checksum(&f.path)?;
+            inputs.push(FileSum {
+                path: f.path.display().to_string(),
+                bytes,
+                xxh3,
+            });
+        }
+    }
+    let mut outputs = Vec::new();
+    for rel in output_files(out)? {
+        let (bytes, xxh3) = checksum(&out.join(&rel))?;
+        outputs.push(FileSum {
+            path: rel.to_string_lossy().replace('\\', "/"),
+            bytes,
+            xxh3,
+        });
+    }
+    let mut ranks: Vec<RankRun> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(ranks_dir(out)) {
+        let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            ranks.push(read_json(&p)?);
+        }
+    }
+    let stats: Stats = read_json(&out.join("stats.json"))?;
+    let rm = RunManifest {
+        forja_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: git_commit(),
+        manifest_path: m.path.display().to_string(),
+        manifest_hash: crate::runner::manifest_hash(m),
+        manifest: serde_json::to_value(&m.manifest).expect("manifest serializes"),
+        inputs,
+        outputs,
+        ranks,
+        stats,
+    };
+    write_json(&out.join(RUN_MANIFEST), &rm)?;
+    Ok(rm)
+}
+
+/// What `forja verify` found.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct Verified {
+    pub outputs_checked: usize,
+    pub inputs_checked: usize,
+    /// One line per problem: `output parquet/x.parquet: xxh3 ... (expected ...)`.
+    pub mismatches: Vec<String>,
+}
+
+/// Re-checksums every output and input a run manifest lists.
+pub fn verify(out: &Path) -> Result<Verified, ProvenanceError> {
+    let path = out.join(RUN_MANIFEST);
+    let rm: RunManifest = read_json(&path)?;
+    let mut v = Verified::default();
+    let check = |kind: &str, f: &FileSum, at: &Path, v: &mut Verified| match checksum(at) {
+        Err(_) => v
+            .mismatches
+            .push(format!("{kind} {}: missing or unreadable", f.path)),
+        Ok((bytes, xxh3)) if bytes != f.bytes || xxh3 != f.xxh3 => v.mismatches.push(format!(
+            "{kind} {}: {bytes} bytes, xxh3 {xxh3} (the run manifest has {} bytes, {})",
+            f.path, f.bytes, f.xxh3
+        )),
+        Ok(_) => {}
+    };
+    for f in &rm.outputs {
+        check("output", f, &out.join(&f.path), &mut v);
+        v.outputs_checked += 1;
+    }
+    let listed: std::collections::BTreeSet<&str> =
+        rm.outputs.iter().map(|f| f.path.as_str()).collect();
+    for rel in output_files(out)? {
+        let r = rel.to_string_lossy().replace('\\', "/");
+        if !listed.contains(r.as_str()) {
+            v.mismatches
+                .push(format!("output {r}: not in the run manifest"));
+        }
+    }
+    for f in &rm.inputs {
+        check("input", f, Path::new(&f.path), &mut v);
+        v.inputs_checked += 1;
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_xxh3_of_the_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let (n, h) = checksum(&p).unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(h, format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&data)));
+        assert!(checksum(&d.path().join("nope")).is_err());
+    }
+}
