@@ -163,6 +163,21 @@ enum Command {
         /// The output folder.
         dir: PathBuf,
     },
+    /// Where a document went, or which document, source and licence a
+    /// token of a shard belongs to (JSON on standard output).
+    Audit {
+        /// The output folder.
+        dir: PathBuf,
+        /// A document id: dropped (stage, reason, detail) or kept (shards and token ranges).
+        #[arg(long, conflicts_with_all = ["shard", "token"])]
+        doc: Option<String>,
+        /// A shard: its prefix under megatron/ (train/en/00000) or a path to it.
+        #[arg(long, requires = "token")]
+        shard: Option<String>,
+        /// A token's 0-based position in the shard.
+        #[arg(long, requires = "shard")]
+        token: Option<u64>,
+    },
     /// Perplexity of documents under a Llama-architecture model.
     Perplexity {
         /// A Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
@@ -775,6 +790,31 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 forja::atomic_write(&j, &bytes)
                     .with_context(|| format!("writing {}", j.display()))?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            dir,
+            doc,
+            shard,
+            token,
+        } => {
+            let json = match (doc, shard, token) {
+                (Some(id), _, _) => {
+                    let fate = forja::provenance::audit::doc_fate(&dir, &id)?;
+                    if fate.dropped.is_none() && fate.shards.is_empty() {
+                        bail!(
+                            "{}: no document {id} in the ledger or the shards",
+                            dir.display()
+                        );
+                    }
+                    serde_json::to_string_pretty(&fate)?
+                }
+                (None, Some(s), Some(t)) => serde_json::to_string_pretty(
+                    &forja::provenance::audit::token_origin(&dir, &s, t)?,
+                )?,
+                _ => bail!("give --doc ID, or --shard S with --token N"),
+            };
+            println!("{json}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { dir } => {

@@ -20,6 +20,8 @@ use crate::ledger::Stats;
 use crate::manifest::LoadedManifest;
 use crate::runner::{RunOptions, RunSummary, FORJA_DIR};
 
+pub mod audit;
+
 pub const RUN_MANIFEST: &str = "run-manifest.json";
 
 #[derive(Debug, thiserror::Error)]

@@ -1058,6 +1058,7 @@ impl UnitWriter<'_> {
                             &self.layout.parts_dir(p.unit),
                             cfg,
                             self.sources[p.source].language.as_deref(),
+                            &self.sources[p.source].licence,
                         )
                     }),
                 ),

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::megatron::{IndexedReader, IndexedWriter, ShardError};
-use super::parts::Split;
+use super::parts::{with_suffix, Split, DOCS_SUFFIX, SHARD_DOCS_SUFFIX};
 
 /// What one family holds, recorded once its shards are written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,8 +124,19 @@ pub fn merge(plan: &Plan, root: &Path, shard_tokens: u64) -> Result<Family, Shar
     let mut shards = Vec::new();
     let mut open: Option<IndexedWriter> = None;
     let mut buf = Vec::new();
+    // The open shard's provenance lines, in its document order.
+    let mut docs: Vec<u8> = Vec::new();
     for part in &plan.parts {
         let mut r = IndexedReader::open(part)?;
+        let origin_path = with_suffix(part, DOCS_SUFFIX);
+        let origin = fs::read(&origin_path).map_err(io_err(&origin_path))?;
+        let lines: Vec<&[u8]> = origin.split_inclusive(|&b| b == b'\n').collect();
+        if lines.len() != r.len() {
+            return Err(ShardError::Format {
+                path: origin_path.display().to_string(),
+                message: format!("{} provenance lines for {} documents", lines.len(), r.len()),
+            });
+        }
         let mut i = 0;
         while i < r.len() {
             let w = match &mut open {
@@ -143,15 +154,18 @@ pub fn merge(plan: &Plan, root: &Path, shard_tokens: u64) -> Result<Family, Shar
                 end += 1;
             }
             copy_run(&mut r, i..end, w, &mut buf)?;
+            for l in &lines[i..end] {
+                docs.extend_from_slice(l);
+            }
             i = end;
             if w.tokens() >= shard_tokens {
                 let w = open.take().expect("open");
-                shards.push(finish(w, root)?);
+                shards.push(finish(w, root, &mut docs)?);
             }
         }
     }
     if let Some(w) = open.take() {
-        shards.push(finish(w, root)?);
+        shards.push(finish(w, root, &mut docs)?);
     }
     Ok(Family {
         split: plan.split.name().into(),
@@ -184,9 +198,14 @@ fn copy_run(
     Ok(())
 }
 
-fn finish(w: IndexedWriter, root: &Path) -> Result<ShardInfo, ShardError> {
+/// Commits a shard and, beside it, its documents' provenance.
+fn finish(w: IndexedWriter, root: &Path, docs: &mut Vec<u8>) -> Result<ShardInfo, ShardError> {
     let prefix = w.prefix().to_path_buf();
     let (documents, tokens) = w.finish()?;
+    let path = with_suffix(&prefix, SHARD_DOCS_SUFFIX);
+    let packed = zstd::encode_all(&docs[..], 3).map_err(io_err(&path))?;
+    crate::io::atomic_write(&path, &packed).map_err(io_err(&path))?;
+    docs.clear();
     let rel = prefix.strip_prefix(root).unwrap_or(&prefix);
     Ok(ShardInfo {
         // Forward slashes whatever the platform: blend files are read on Linux clusters.
@@ -212,12 +231,23 @@ mod tests {
     use super::*;
     use crate::shards::DType;
 
+    /// A part and its provenance lines, each document named by its first token.
     fn part(path: &Path, docs: &[Vec<u32>]) {
         let mut w = IndexedWriter::create(path, DType::U16).unwrap();
+        let mut lines = String::new();
         for d in docs {
             w.add(d).unwrap();
+            let o = crate::shards::parts::DocOrigin {
+                id: format!("d{}", d[0]),
+                source: "s".into(),
+                licence: "l".into(),
+                file: "f".into(),
+                line: d[0] as u64,
+            };
+            lines += &(serde_json::to_string(&o).unwrap() + "\n");
         }
         w.finish().unwrap();
+        fs::write(with_suffix(path, DOCS_SUFFIX), lines).unwrap();
     }
 
     #[test]
@@ -252,10 +282,32 @@ mod tests {
         }
         let want: Vec<Vec<u32>> = a.iter().chain(&b).cloned().collect();
         assert_eq!(all, want);
+        // Each shard's provenance lists its own documents, in order.
+        let mut ids = Vec::new();
+        for s in &fam.shards {
+            let origins = crate::provenance::audit::shard_origins(&root.join(&s.prefix)).unwrap();
+            assert_eq!(origins.len() as u64, s.documents);
+            ids.extend(origins.into_iter().map(|o| o.id));
+        }
+        let want_ids: Vec<String> = want.iter().map(|d| format!("d{}", d[0])).collect();
+        assert_eq!(ids, want_ids);
         // Merging again replaces the shards rather than adding to them.
         let again = merge(&plans[0], &root, 100).unwrap();
         assert_eq!(again.shards.len(), 1);
-        assert_eq!(fs::read_dir(root.join("train/es")).unwrap().count(), 2);
+        assert_eq!(fs::read_dir(root.join("train/es")).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn a_part_without_its_provenance_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let u0 = dir.path().join("0");
+        part(&u0.join("train/es"), &[vec![1], vec![2]]);
+        fs::write(u0.join("train/es").with_extension("docs.jsonl"), "{}\n").unwrap();
+        let plans = plan(&[(u0, "a")], false).unwrap();
+        let err = merge(&plans[0], &dir.path().join("m"), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1 provenance lines for 2 documents"), "{err}");
     }
 
     #[test]

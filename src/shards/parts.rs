@@ -112,16 +112,45 @@ pub struct UnitParts {
     default_lang: String,
     /// Per language, a writer per split (indexed by `Split as usize`).
     writers: BTreeMap<String, [Option<IndexedWriter>; 3]>,
+    /// The source's licence, recorded with every document.
+    licence: String,
+    /// Per language and split, one JSON line per document written: the
+    /// provenance that travels into the shards (see [`DOCS_SUFFIX`]).
+    docs: BTreeMap<String, [Vec<u8>; 3]>,
+}
+
+/// Beside a part or shard `<prefix>.bin/.idx`: `<prefix>` + this, one JSON
+/// object per document in shard order (`id`, `source`, `licence`, `file`,
+/// `line`). Parts keep it plain; the merged shards' copy is zstd-compressed
+/// ([`SHARD_DOCS_SUFFIX`]).
+pub const DOCS_SUFFIX: &str = ".docs.jsonl";
+pub const SHARD_DOCS_SUFFIX: &str = ".docs.jsonl.zst";
+
+/// One document's provenance line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DocOrigin {
+    pub id: String,
+    pub source: String,
+    pub licence: String,
+    pub file: String,
+    pub line: u64,
 }
 
 impl UnitParts {
     /// Parts go to `dir/<split>/<lang>.{bin,idx}`.
-    pub fn new(dir: &Path, cfg: &MegatronConfig, default_lang: Option<&str>) -> Self {
+    pub fn new(
+        dir: &Path,
+        cfg: &MegatronConfig,
+        default_lang: Option<&str>,
+        licence: &str,
+    ) -> Self {
         UnitParts {
             dir: dir.to_path_buf(),
             splitter: Splitter::new(cfg.split, cfg.split_seed),
             default_lang: lang_name(default_lang.unwrap_or("und")).into_owned(),
             writers: BTreeMap::new(),
+            licence: licence.to_string(),
+            docs: BTreeMap::new(),
         }
     }
 
@@ -134,6 +163,7 @@ impl UnitParts {
             message,
         })?;
         let ids = batch.column(batch::ID).as_string::<i32>();
+        let core = batch::Core::of(batch);
         let tokens = batch
             .column_by_name("token_ids")
             .expect("checked by batch_dtype")
@@ -162,6 +192,16 @@ impl UnitParts {
             let doc = tokens.value(row);
             let doc = doc.as_primitive::<arrow_array::types::UInt32Type>();
             w.add(doc.values())?;
+            let origin = DocOrigin {
+                id: ids.value(row).to_string(),
+                source: core.source.value(row).to_string(),
+                licence: self.licence.clone(),
+                file: core.file.value(row).to_string(),
+                line: core.line.value(row),
+            };
+            let lines = &mut self.docs.entry(l.to_string()).or_default()[split as usize];
+            serde_json::to_writer(&mut *lines, &origin).expect("serializes");
+            lines.push(b'\n');
         }
         Ok(())
     }
@@ -173,14 +213,32 @@ impl UnitParts {
             for (lang, writers) in self.writers.iter_mut() {
                 if let Some(w) = writers[split as usize].take() {
                     w.finish()?;
-                    let (bin, idx) = paths(&self.dir.join(split.name()).join(lang));
+                    let prefix = self.dir.join(split.name()).join(lang);
+                    let (bin, idx) = paths(&prefix);
+                    let docs = with_suffix(&prefix, DOCS_SUFFIX);
+                    let lines = self
+                        .docs
+                        .get(lang)
+                        .map_or(&[][..], |d| &d[split as usize][..]);
+                    crate::io::atomic_write(&docs, lines).map_err(|e| ShardError::Io {
+                        path: docs.display().to_string(),
+                        source: e,
+                    })?;
                     out.push(bin);
                     out.push(idx);
+                    out.push(docs);
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// `prefix` with `suffix` appended to its file name.
+pub fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 #[cfg(test)]

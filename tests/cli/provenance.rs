@@ -77,3 +77,127 @@ type = "exact_dedup"
         "{said}"
     );
 }
+
+fn audit(env: &Env, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["audit", "out-a"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&env.ok(&a)).unwrap()
+}
+
+/// A kept, a deduplicated, a filtered and a rejected document, and the
+/// first, a middle and the last token of a shard.
+#[test]
+fn audit_follows_documents_and_tokens_to_their_source_and_licence() {
+    let env = Env::new();
+    let docs: Vec<_> = udhr()
+        .into_iter()
+        .filter(|d| d["lang"] == "en")
+        .take(12)
+        .collect();
+    let mut lines: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
+    // Line 13: a copy of line 1; line 14: too short; line 15: not JSON.
+    lines.push(docs[0].to_string());
+    lines.push(serde_json::json!({"text": "Too short."}).to_string());
+    lines.push("{not json".into());
+    env.write("in/en.jsonl", (lines.join("\n") + "\n").as_bytes());
+    let tokenizer = format!("{REPO}/data/demo/tokenizer/tokenizer.json");
+    env.write(
+        "a.toml",
+        format!(
+            r#"version = 1
+name = "a"
+[[source]]
+name = "udhr"
+paths = ["in/*.jsonl"]
+format = "jsonl"
+licence = "UDHR: free to reproduce"
+language = "en"
+
+[[stage]]
+type = "exact_dedup"
+
+[[stage]]
+type = "length"
+min_words = 5
+
+[[stage]]
+type = "tokenize"
+tokenizer = "{tokenizer}"
+eod = "</s>"
+
+[output]
+dir = "out-a"
+formats = ["megatron"]
+
+[output.megatron]
+split = [100, 0, 0]
+shard_tokens = 400
+"#
+        )
+        .as_bytes(),
+    );
+    env.ok(&["run", "--quiet", "a.toml"]);
+    let id = |line: u64| forja::doc_id("udhr", "in/en.jsonl", line);
+
+    // Kept: in one shard, with its source, licence and place.
+    let kept = audit(&env, &["--doc", &id(2)]);
+    assert!(kept["dropped"].is_null(), "{kept:#}");
+    let landed = &kept["shards"][0];
+    assert_eq!(landed["origin"]["licence"], "UDHR: free to reproduce");
+    assert_eq!(landed["origin"]["file"], "in/en.jsonl");
+    assert_eq!(landed["origin"]["line"], 2);
+    // Its first token leads back to it.
+    let shard = landed["shard"].as_str().unwrap();
+    let start = landed["tokens"][0].as_u64().unwrap().to_string();
+    let back = audit(&env, &["--shard", shard, "--token", &start]);
+    assert_eq!(back["origin"]["id"], id(2).as_str());
+
+    // The copy: dropped by exact_dedup, naming the document kept.
+    let dup = audit(&env, &["--doc", &id(13)]);
+    assert_eq!(dup["dropped"]["stage"], "exact_dedup");
+    assert_eq!(dup["dropped"]["reason"], "exact_duplicate");
+    assert_eq!(dup["dropped"]["detail"], id(1).as_str());
+    // The short one: the length filter.
+    let short = audit(&env, &["--doc", &id(14)]);
+    assert_eq!(short["dropped"]["reason"], "too_few_words");
+    // The broken line: rejected by the reader.
+    let bad = audit(&env, &["--doc", &id(15)]);
+    assert_eq!(bad["dropped"]["stage"], "read");
+    assert_eq!(bad["dropped"]["reason"], "malformed_json");
+
+    // Tokens: first, middle and last of a shard, against the .idx lengths and
+    // the documents in order (kept lines 1..=12, in shard order).
+    let idx = env.path("out-a/megatron/train/en/00000.idx");
+    assert!(idx.exists());
+    let r = forja::shards::IndexedReader::open(&idx.with_extension("")).unwrap();
+    let total: u64 = r.lengths.iter().map(|&l| l as u64).sum();
+    let ends: Vec<u64> = r
+        .lengths
+        .iter()
+        .scan(0u64, |s, &l| {
+            *s += l as u64;
+            Some(*s)
+        })
+        .collect();
+    for t in [0, total / 2, total - 1] {
+        let o = audit(
+            &env,
+            &["--shard", "train/en/00000", "--token", &t.to_string()],
+        );
+        let doc = ends.iter().position(|&e| t < e).unwrap();
+        assert_eq!(o["document"], doc, "token {t}");
+        assert_eq!(o["origin"]["line"], doc as u64 + 1, "token {t}");
+        assert_eq!(o["origin"]["source"], "udhr");
+        assert_eq!(o["origin"]["licence"], "UDHR: free to reproduce");
+    }
+    let past = env.forja(&[
+        "audit",
+        "out-a",
+        "--shard",
+        "train/en/00000",
+        "--token",
+        &total.to_string(),
+    ]);
+    assert!(!past.status.success());
+    assert!(String::from_utf8_lossy(&past.stderr).contains("past its end"));
+}

@@ -1,0 +1,220 @@
+//! `forja audit`: which document, source and licence a token of a shard
+//! belongs to, and where a document went.
+//!
+//! Every Megatron shard `<prefix>.bin/.idx` has `<prefix>.docs.jsonl.zst`
+//! beside it: one JSON object per document, in shard order (id, source,
+//! licence, input file and line; see `shards::parts::DocOrigin`). A
+//! token's document is found from the `.idx` lengths alone.
+
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use serde::Serialize;
+
+use super::ProvenanceError;
+use crate::shards::parts::{with_suffix, DocOrigin, SHARD_DOCS_SUFFIX};
+use crate::shards::{IndexedReader, MEGATRON_DIR};
+
+/// A token's place: its shard, its document there and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenOrigin {
+    pub shard: String,
+    pub token: u64,
+    /// Index of the document in the shard.
+    pub document: usize,
+    /// The document's tokens in the shard: `[start, end)`.
+    pub tokens: (u64, u64),
+    pub origin: DocOrigin,
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> ProvenanceError {
+    ProvenanceError::Bad {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// The prefix of shard `shard`: a path to the shard (`.bin`, `.idx` or the
+/// prefix), or a prefix relative to `OUT/megatron/` as blend files name it.
+pub fn shard_prefix(out: &Path, shard: &str) -> PathBuf {
+    let given = crate::shards::inspect::shard_prefix(Path::new(shard));
+    if with_suffix(&given, ".idx").exists() {
+        return given;
+    }
+    out.join(MEGATRON_DIR).join(given)
+}
+
+/// The provenance lines of a shard.
+pub fn shard_origins(prefix: &Path) -> Result<Vec<DocOrigin>, ProvenanceError> {
+    let path = with_suffix(prefix, SHARD_DOCS_SUFFIX);
+    let packed = std::fs::read(&path).map_err(super::io_err(&path))?;
+    let raw = zstd::decode_all(&packed[..]).map_err(super::io_err(&path))?;
+    raw.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_slice(l).map_err(|e| bad(&path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Which document of shard `shard` holds its token `token` (0-based).
+pub fn token_origin(out: &Path, shard: &str, token: u64) -> Result<TokenOrigin, ProvenanceError> {
+    let prefix = shard_prefix(out, shard);
+    let r = IndexedReader::open(&prefix).map_err(|e| bad(&prefix, e.to_string()))?;
+    let mut start = 0u64;
+    let mut doc = None;
+    for (i, &len) in r.lengths.iter().enumerate() {
+        let end = start + len as u64;
+        if token < end {
+            doc = Some((i, start, end));
+            break;
+        }
+        start = end;
+    }
+    let Some((i, s, e)) = doc else {
+        return Err(bad(
+            &prefix,
+            format!("the shard has {start} tokens; token {token} is past its end"),
+        ));
+    };
+    let origins = shard_origins(&prefix)?;
+    if origins.len() != r.len() {
+        return Err(bad(
+            &with_suffix(&prefix, SHARD_DOCS_SUFFIX),
+            format!(
+                "{} documents listed for {} in the shard",
+                origins.len(),
+                r.len()
+            ),
+        ));
+    }
+    Ok(TokenOrigin {
+        shard: prefix.display().to_string(),
+        token,
+        document: i,
+        tokens: (s, e),
+        origin: origins[i].clone(),
+    })
+}
+
+/// Where a document went: dropped or rejected (with the ledger's reason and
+/// detail: the kept copy's id for duplicates), or kept, with each shard and
+/// token range it landed in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DocFate {
+    pub id: String,
+    pub dropped: Option<Dropped>,
+    pub shards: Vec<Landed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dropped {
+    pub source: String,
+    pub file: String,
+    pub line: u64,
+    /// `read` for a rejected document, else the stage that dropped it.
+    pub stage: String,
+    pub reason: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Landed {
+    pub shard: String,
+    pub document: usize,
+    pub tokens: (u64, u64),
+    pub origin: DocOrigin,
+}
+
+/// Looks `id` up in the ledger and in every shard's provenance.
+pub fn doc_fate(out: &Path, id: &str) -> Result<DocFate, ProvenanceError> {
+    let mut fate = DocFate {
+        id: id.to_string(),
+        dropped: None,
+        shards: Vec::new(),
+    };
+    let ledger = out.join("ledger");
+    if let Ok(rd) = std::fs::read_dir(&ledger) {
+        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        {
+            let batches = crate::ledger::read_parquet(f).map_err(|e| bad(f, e.to_string()))?;
+            for b in batches {
+                let col = |n: &str| b.column_by_name(n).map(|c| c.as_string::<i32>());
+                let (Some(ids), Some(src), Some(file), Some(stage), Some(reason), Some(detail)) = (
+                    col("id"),
+                    col("source"),
+                    col("file"),
+                    col("stage"),
+                    col("reason"),
+                    col("detail"),
+                ) else {
+                    return Err(bad(f, "not a forja ledger"));
+                };
+                let line = b
+                    .column_by_name("line")
+                    .map(|c| c.as_primitive::<arrow_array::types::UInt64Type>());
+                for row in 0..b.num_rows() {
+                    if ids.value(row) == id {
+                        fate.dropped = Some(Dropped {
+                            source: src.value(row).into(),
+                            file: file.value(row).into(),
+                            line: line.map_or(0, |l| l.value(row)),
+                            stage: stage.value(row).into(),
+                            reason: reason.value(row).into(),
+                            detail: detail.value(row).into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if fate.dropped.is_some() {
+        return Ok(fate);
+    }
+    for prefix in shard_prefixes(&out.join(MEGATRON_DIR))? {
+        let origins = shard_origins(&prefix)?;
+        let Some(i) = origins.iter().position(|o| o.id == id) else {
+            continue;
+        };
+        let r = IndexedReader::open(&prefix).map_err(|e| bad(&prefix, e.to_string()))?;
+        let start: u64 = r.lengths[..i].iter().map(|&l| l as u64).sum();
+        fate.shards.push(Landed {
+            shard: prefix
+                .strip_prefix(out.join(MEGATRON_DIR))
+                .unwrap_or(&prefix)
+                .display()
+                .to_string(),
+            document: i,
+            tokens: (start, start + r.lengths[i] as u64),
+            origin: origins[i].clone(),
+        });
+    }
+    Ok(fate)
+}
+
+/// Every shard under `dir` (by its provenance file), sorted.
+fn shard_prefixes(dir: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
+    fn walk(d: &Path, acc: &mut Vec<PathBuf>) -> Result<(), ProvenanceError> {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            return Ok(());
+        };
+        for e in rd {
+            let p = e.map_err(super::io_err(d))?.path();
+            if p.is_dir() {
+                walk(&p, acc)?;
+            } else if let Some(n) = p.to_str().and_then(|s| s.strip_suffix(SHARD_DOCS_SUFFIX)) {
+                acc.push(PathBuf::from(n));
+            }
+        }
+        Ok(())
+    }
+    let mut acc = Vec::new();
+    walk(dir, &mut acc)?;
+    acc.sort();
+    Ok(acc)
+}
