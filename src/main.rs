@@ -177,6 +177,9 @@ enum Command {
         /// A token's 0-based position in the shard.
         #[arg(long, requires = "shard")]
         token: Option<u64>,
+        /// Documents and tokens per licence and per source, in the shards and dropped.
+        #[arg(long, conflicts_with_all = ["doc", "shard"])]
+        licences: bool,
     },
     /// Perplexity of documents under a Llama-architecture model.
     Perplexity {
@@ -797,8 +800,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             doc,
             shard,
             token,
+            licences,
         } => {
             let json = match (doc, shard, token) {
+                _ if licences => {
+                    serde_json::to_string_pretty(&forja::provenance::audit::licences(&dir)?)?
+                }
                 (Some(id), _, _) => {
                     let fate = forja::provenance::audit::doc_fate(&dir, &id)?;
                     if fate.dropped.is_none() && fate.shards.is_empty() {
@@ -812,7 +819,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 (None, Some(s), Some(t)) => serde_json::to_string_pretty(
                     &forja::provenance::audit::token_origin(&dir, &s, t)?,
                 )?,
-                _ => bail!("give --doc ID, or --shard S with --token N"),
+                _ => bail!("give --doc ID, --shard S with --token N, or --licences"),
             };
             println!("{json}");
             Ok(ExitCode::SUCCESS)

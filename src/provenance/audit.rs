@@ -218,3 +218,81 @@ fn shard_prefixes(dir: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
     acc.sort();
     Ok(acc)
 }
+
+/// Documents and tokens (bytes for dropped ones, which were never
+/// tokenized) per licence and per source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Licences {
+    pub licences: std::collections::BTreeMap<String, Tally>,
+    pub sources: std::collections::BTreeMap<String, Tally>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tally {
+    pub shard_documents: u64,
+    pub shard_tokens: u64,
+    /// Dropped by a stage or rejected by a reader (from the ledger).
+    pub dropped_documents: u64,
+    pub dropped_bytes: u64,
+}
+
+/// Tallies every shard's provenance and the ledger; a source's licence
+/// for dropped documents comes from the run manifest.
+pub fn licences(out: &Path) -> Result<Licences, ProvenanceError> {
+    let mut t = Licences::default();
+    for prefix in shard_prefixes(&out.join(MEGATRON_DIR))? {
+        let origins = shard_origins(&prefix)?;
+        let r = IndexedReader::open(&prefix).map_err(|e| bad(&prefix, e.to_string()))?;
+        for (o, &len) in origins.iter().zip(&r.lengths) {
+            for e in [
+                t.licences.entry(o.licence.clone()).or_default(),
+                t.sources.entry(o.source.clone()).or_default(),
+            ] {
+                e.shard_documents += 1;
+                e.shard_tokens += len as u64;
+            }
+        }
+    }
+    let rm: super::RunManifest = super::read_json(&out.join(super::RUN_MANIFEST))?;
+    let licence_of: std::collections::BTreeMap<String, String> = rm.manifest["source"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| Some((s["name"].as_str()?.into(), s["licence"].as_str()?.into())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ledger = out.join("ledger");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&ledger)
+        .map_err(super::io_err(&ledger))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    for f in files {
+        for b in crate::ledger::read_parquet(&f).map_err(|e| bad(&f, e.to_string()))? {
+            let (Some(src), Some(bytes)) = (b.column_by_name("source"), b.column_by_name("bytes"))
+            else {
+                return Err(bad(&f, "not a forja ledger"));
+            };
+            let src = src.as_string::<i32>();
+            let bytes = bytes.as_primitive::<arrow_array::types::UInt64Type>();
+            for row in 0..b.num_rows() {
+                let s = src.value(row);
+                let lic = licence_of
+                    .get(s)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into());
+                for e in [
+                    t.licences.entry(lic).or_default(),
+                    t.sources.entry(s.to_string()).or_default(),
+                ] {
+                    e.dropped_documents += 1;
+                    e.dropped_bytes += bytes.value(row);
+                }
+            }
+        }
+    }
+    Ok(t)
+}

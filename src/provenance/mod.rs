@@ -140,7 +140,7 @@ fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), ProvenanceError> {
     crate::io::atomic_write(path, &bytes).map_err(io_err(path))
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ProvenanceError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ProvenanceError> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     serde_json::from_slice(&bytes).map_err(|e| ProvenanceError::Bad {
         path: path.display().to_string(),
