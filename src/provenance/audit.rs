@@ -106,6 +106,12 @@ pub struct DocFate {
     pub id: String,
     pub dropped: Option<Dropped>,
     pub shards: Vec<Landed>,
+    /// A kept document's row in the Parquet output: where it came from and
+    /// every stage's columns (text and token ids left out), and the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -133,6 +139,8 @@ pub fn doc_fate(out: &Path, id: &str) -> Result<DocFate, ProvenanceError> {
         id: id.to_string(),
         dropped: None,
         shards: Vec::new(),
+        annotations: None,
+        parquet: None,
     };
     let ledger = out.join("ledger");
     if let Ok(rd) = std::fs::read_dir(&ledger) {
@@ -175,6 +183,10 @@ pub fn doc_fate(out: &Path, id: &str) -> Result<DocFate, ProvenanceError> {
     }
     if fate.dropped.is_some() {
         return Ok(fate);
+    }
+    if let Some((file, row)) = parquet_row(&out.join("parquet"), id)? {
+        fate.parquet = Some(file);
+        fate.annotations = Some(row);
     }
     for prefix in shard_prefixes(&out.join(MEGATRON_DIR))? {
         let origins = shard_origins(&prefix)?;
@@ -295,4 +307,72 @@ pub fn licences(out: &Path) -> Result<Licences, ProvenanceError> {
         }
     }
     Ok(t)
+}
+
+/// The Parquet output row of document `id`, as JSON, and its file.
+fn parquet_row(
+    dir: &Path,
+    id: &str,
+) -> Result<Option<(String, serde_json::Value)>, ProvenanceError> {
+    fn walk(d: &Path, acc: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, acc);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                acc.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.sort();
+    for f in files {
+        for b in crate::ledger::read_parquet(&f).map_err(|e| bad(&f, e.to_string()))? {
+            let ids = b.column(crate::batch::ID).as_string::<i32>();
+            let Some(row) = (0..b.num_rows()).find(|&r| ids.value(r) == id) else {
+                continue;
+            };
+            let mut obj = serde_json::Map::new();
+            for (field, col) in b.schema().fields().iter().zip(b.columns()) {
+                if matches!(field.name().as_str(), "text" | "token_ids") {
+                    continue;
+                }
+                obj.insert(field.name().clone(), cell(col.as_ref(), row));
+            }
+            return Ok(Some((
+                f.display().to_string(),
+                serde_json::Value::Object(obj),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// One cell as JSON, for the column types stages write.
+fn cell(a: &dyn arrow_array::Array, row: usize) -> serde_json::Value {
+    use arrow_array::types::*;
+    use arrow_schema::DataType as T;
+    use serde_json::json;
+    if a.is_null(row) {
+        return serde_json::Value::Null;
+    }
+    match a.data_type() {
+        T::Utf8 => json!(a.as_string::<i32>().value(row)),
+        T::Boolean => json!(a.as_boolean().value(row)),
+        T::UInt64 => json!(a.as_primitive::<UInt64Type>().value(row)),
+        T::UInt32 => json!(a.as_primitive::<UInt32Type>().value(row)),
+        T::Int64 => json!(a.as_primitive::<Int64Type>().value(row)),
+        T::Int32 => json!(a.as_primitive::<Int32Type>().value(row)),
+        T::Float64 => json!(a.as_primitive::<Float64Type>().value(row)),
+        T::Float32 => json!(a.as_primitive::<Float32Type>().value(row)),
+        T::FixedSizeBinary(_) => json!(a
+            .as_fixed_size_binary()
+            .value(row)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()),
+        other => json!(format!("<{other}>")),
+    }
 }

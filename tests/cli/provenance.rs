@@ -127,7 +127,7 @@ eod = "</s>"
 
 [output]
 dir = "out-a"
-formats = ["megatron"]
+formats = ["parquet", "megatron"]
 
 [output.megatron]
 split = [100, 0, 0]
@@ -146,6 +146,14 @@ shard_tokens = 400
     assert_eq!(landed["origin"]["licence"], "UDHR: free to reproduce");
     assert_eq!(landed["origin"]["file"], "in/en.jsonl");
     assert_eq!(landed["origin"]["line"], 2);
+    // Its row in the Parquet output: each stage's columns.
+    let ann = &kept["annotations"];
+    assert_eq!(ann["line"], 2);
+    assert!(ann["dup_of"].is_null(), "{ann:#}");
+    assert!(ann["n_words"].as_u64().unwrap() >= 5);
+    assert_eq!(ann["text_hash"].as_str().unwrap().len(), 32);
+    assert!(ann["tokens"].as_u64().unwrap() > 0);
+    assert!(ann.get("text").is_none());
     // Its first token leads back to it.
     let shard = landed["shard"].as_str().unwrap();
     let start = landed["tokens"][0].as_u64().unwrap().to_string();
