@@ -309,13 +309,15 @@ fn start_and_run(
         .collect();
     crate::provenance::record_rank(&layout.root, opts, &summary, &timings)
         .map_err(|e| RunError::Plan(e.to_string()))?;
-    // Whichever task finds the run complete writes the run manifest.
+    // Whichever task finds the run complete writes the run manifest; a task
+    // that ends after it (another rank's last families) writes it again,
+    // so that every rank's record is in it.
     let complete = if megatron_on(m) {
         summary.megatron.is_some()
     } else {
         summary.merged.is_some()
     };
-    if complete {
+    if complete || layout.root.join(crate::provenance::RUN_MANIFEST).exists() {
         crate::provenance::write_run_manifest(&layout.root, m, all_units)
             .map_err(|e| RunError::Plan(e.to_string()))?;
     }

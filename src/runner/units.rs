@@ -174,6 +174,7 @@ impl Layout {
                     fs::remove_dir_all(&d).map_err(io_err(&d))?;
                 }
             }
+            remove_if_exists(&self.root.join(crate::provenance::RUN_MANIFEST))?;
             return remove_if_exists(&self.root.join("stats.json"));
         }
         let old: RunRecord = read_json(&path)?;
@@ -333,6 +334,9 @@ impl Layout {
             format!("stats/{name}.json.tmp"),
             "stats.json".to_string(),
             "stats.json.tmp".to_string(),
+            // The run is not complete again until its last task says so.
+            crate::provenance::RUN_MANIFEST.to_string(),
+            format!("{}.tmp", crate::provenance::RUN_MANIFEST),
         ] {
             remove_if_exists(&self.root.join(rel))?;
         }
