@@ -38,6 +38,18 @@ pub fn core_schema() -> SchemaRef {
     Arc::new(Schema::new(core_fields()))
 }
 
+/// Each row's language: the `lang` column an earlier stage (`lid`) added,
+/// `und` where it is null or there is no such column.
+pub fn langs<'a>(batch: &'a RecordBatch) -> impl Fn(usize) -> &'a str + 'a {
+    let col = batch
+        .column_by_name("lang")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    move |row| match col {
+        Some(l) if !l.is_null(row) => l.value(row),
+        _ => "und",
+    }
+}
+
 /// The stable id of the document at `line` of `file` in `source`.
 ///
 /// It depends only on those three, so re-reading the same input gives the

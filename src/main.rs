@@ -182,54 +182,10 @@ enum Command {
         licences: bool,
     },
     /// Perplexity of documents under a Llama-architecture model.
-    Perplexity {
-        /// A Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
-        model: PathBuf,
-        /// Text files, one document each (`-` for standard input).
-        files: Vec<PathBuf>,
-        /// Score each line of the files as a document.
-        #[arg(long)]
-        lines: bool,
-        /// Score this text (repeatable).
-        #[arg(long)]
-        text: Vec<String>,
-        #[command(flatten)]
-        lm: LmArgs,
-        /// Run one token per forward pass with a key/value cache, as
-        /// generation does (the baseline of scripts/bench-ppl).
-        #[arg(long)]
-        one_by_one: bool,
-        /// Write one JSON object per document here instead of a table.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Perplexity(PerplexityArgs),
     /// Scoring throughput of a language model: tokens/s per batch size,
     /// FLOPs per token and the share of the device's matrix-multiply rate.
-    BenchLm {
-        /// A model folder or .gguf file, or a shape with random weights:
-        /// salamandra-2b, salamandra-7b, smollm2-135m.
-        model: String,
-        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
-        batch_sizes: Vec<usize>,
-        /// Tokens per window.
-        #[arg(long, default_value_t = 512)]
-        context: usize,
-        /// Scored tokens per measurement (at least one batch).
-        #[arg(long, default_value_t = 8192)]
-        tokens: usize,
-        /// auto, quantized, f32, bf16 or f16.
-        #[arg(long, default_value = "auto")]
-        precision: String,
-        /// cpu or cuda (needs the `lm-cuda` feature).
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Also time the one-token-at-a-time baseline on this many tokens.
-        #[arg(long, default_value_t = 0)]
-        one_by_one: usize,
-        /// Append one JSON object per measurement to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    BenchLm(BenchLmArgs),
     /// Train the close-group language model from `lang<TAB>text` lines.
     TrainLidGroups {
         /// Files of `lang<TAB>text` lines.
@@ -443,6 +399,58 @@ fn default_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/demo.toml")
 }
 
+/// `forja perplexity`.
+#[derive(clap::Args, Debug)]
+struct PerplexityArgs {
+    /// A Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
+    model: PathBuf,
+    /// Text files, one document each (`-` for standard input).
+    files: Vec<PathBuf>,
+    /// Score each line of the files as a document.
+    #[arg(long)]
+    lines: bool,
+    /// Score this text (repeatable).
+    #[arg(long)]
+    text: Vec<String>,
+    #[command(flatten)]
+    lm: LmArgs,
+    /// Run one token per forward pass with a key/value cache, as
+    /// generation does (the baseline of scripts/bench-ppl).
+    #[arg(long)]
+    one_by_one: bool,
+    /// Write one JSON object per document here instead of a table.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// `forja bench-lm`.
+#[derive(clap::Args, Debug)]
+struct BenchLmArgs {
+    /// A model folder or .gguf file, or a shape with random weights:
+    /// salamandra-2b, salamandra-7b, smollm2-135m.
+    model: String,
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    batch_sizes: Vec<usize>,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 512)]
+    context: usize,
+    /// Scored tokens per measurement (at least one batch).
+    #[arg(long, default_value_t = 8192)]
+    tokens: usize,
+    /// auto, quantized, f32, bf16 or f16.
+    #[arg(long, default_value = "auto")]
+    precision: String,
+    /// cpu or cuda (needs the `lm-cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Also time the one-token-at-a-time baseline on this many tokens.
+    #[arg(long, default_value_t = 0)]
+    one_by_one: usize,
+    /// Append one JSON object per measurement to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 /// How `perplexity` runs its model.
 #[derive(clap::Args, Debug)]
 struct LmArgs {
@@ -474,6 +482,17 @@ fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> Result<T> 
         .map_err(|_| anyhow::anyhow!("--{flag} {v}: not a known value"))
 }
 
+/// Sizes the global rayon pool (all cores when `None`).
+fn global_threads(n: Option<usize>) -> Result<()> {
+    if let Some(n) = n {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    Ok(())
+}
+
 /// How `train-tokenizer` and `fertility` read a corpus.
 #[derive(clap::Args, Debug)]
 struct CorpusArgs {
@@ -494,12 +513,7 @@ struct CorpusArgs {
 impl CorpusArgs {
     /// Sizes the global rayon pool and returns the reader's settings.
     fn setup(self) -> Result<forja::tokenizer::corpus::CorpusSpec> {
-        if let Some(n) = self.threads {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n.max(1))
-                .build_global()
-                .context("setting up the thread pool")?;
-        }
+        global_threads(self.threads)?;
         Ok(forja::tokenizer::corpus::CorpusSpec {
             text_field: self.text_field,
             lang_field: self.lang_field,
@@ -842,43 +856,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Perplexity {
-            model,
-            files,
-            lines,
-            text,
-            lm,
-            one_by_one,
-            json,
-        } => perplexity(
-            &model,
-            &files,
-            lines,
-            text,
-            lm,
-            one_by_one,
-            json.as_deref(),
-            cli.quiet,
-        ),
-        Command::BenchLm {
-            model,
-            batch_sizes,
-            context,
-            tokens,
-            precision,
-            device,
-            one_by_one,
-            json,
-        } => bench_lm(BenchLm {
-            model,
-            batch_sizes,
-            context,
-            tokens,
-            precision,
-            device,
-            one_by_one,
-            json,
-        }),
+        Command::Perplexity(args) => perplexity(args, cli.quiet),
+        Command::BenchLm(args) => bench_lm(args),
         Command::TrainLidGroups { data, out, keep } => {
             let mut samples = Vec::new();
             for d in &data {
@@ -956,28 +935,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn perplexity(
-    model: &Path,
-    files: &[PathBuf],
-    lines: bool,
-    mut docs: Vec<String>,
-    lm: LmArgs,
-    one_by_one: bool,
-    json: Option<&Path>,
-    quiet: bool,
-) -> Result<ExitCode> {
+fn perplexity(args: PerplexityArgs, quiet: bool) -> Result<ExitCode> {
+    let PerplexityArgs {
+        model,
+        files,
+        lines,
+        text: mut docs,
+        lm,
+        one_by_one,
+        json,
+    } = args;
     use std::io::Read;
-    if let Some(n) = lm.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-            .context("setting up the thread pool")?;
-    }
+    global_threads(lm.threads)?;
     let mut names: Vec<String> = (0..docs.len())
         .map(|i| format!("--text {}", i + 1))
         .collect();
-    for f in files {
+    for f in &files {
         let mut text = String::new();
         if f.as_os_str() == "-" {
             std::io::stdin()
@@ -1015,7 +988,7 @@ fn perplexity(
     let precision: forja::lm::Precision = parse_enum("precision", &lm.precision)?;
     let device: forja::lm::LmDevice = parse_enum("device", &lm.device)?;
     let t0 = std::time::Instant::now();
-    let m = forja::lm::Model::load(model, precision, device)?;
+    let m = forja::lm::Model::load(&model, precision, device)?;
     let load_s = t0.elapsed().as_secs_f64();
     if !quiet {
         eprintln!("loaded {} in {load_s:.2} s", m.describe());
@@ -1065,7 +1038,7 @@ fn perplexity(
         }
     }
     match json {
-        Some(j) => forja::atomic_write(j, out.as_bytes())
+        Some(j) => forja::atomic_write(&j, out.as_bytes())
             .with_context(|| format!("writing {}", j.display()))?,
         None => print!("{out}"),
     }
@@ -1079,21 +1052,10 @@ fn perplexity(
     Ok(ExitCode::SUCCESS)
 }
 
-struct BenchLm {
-    model: String,
-    batch_sizes: Vec<usize>,
-    context: usize,
-    tokens: usize,
-    precision: String,
-    device: String,
-    one_by_one: usize,
-    json: Option<PathBuf>,
-}
-
 /// Times the forward pass on random token ids (the speed does not depend
 /// on them), and a plain matrix product of the model's type for the
 /// device's attainable rate.
-fn bench_lm(b: BenchLm) -> Result<ExitCode> {
+fn bench_lm(b: BenchLmArgs) -> Result<ExitCode> {
     use forja::lm::{LmDevice, Precision};
     let precision: Precision = parse_enum("precision", &b.precision)?;
     let device: LmDevice = parse_enum("device", &b.device)?;
@@ -1102,13 +1064,8 @@ fn bench_lm(b: BenchLm) -> Result<ExitCode> {
     let random;
     let (llama, what): (&forja::lm::Llama, String) = match forja::lm::shape(&b.model) {
         Some(cfg) => {
-            let dtype = match precision {
-                Precision::Bf16 => candle_core::DType::BF16,
-                Precision::F16 => candle_core::DType::F16,
-                Precision::F32 => candle_core::DType::F32,
-                _ if dev.is_cpu() => candle_core::DType::F32,
-                _ => candle_core::DType::BF16,
-            };
+            // Random weights stand for a bf16 checkpoint.
+            let dtype = precision.dtype(candle_core::DType::BF16, &dev);
             random = forja::lm::Llama::random(cfg, dtype, &dev)?;
             (
                 &random,

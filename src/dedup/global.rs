@@ -94,6 +94,9 @@ fn for_each_record(
     Ok(())
 }
 
+/// File name of a global stage's summary (see [`GlobalDir::summary`]).
+pub const SUMMARY: &str = "summary.json";
+
 /// Where one global stage keeps its intermediates.
 #[derive(Debug, Clone)]
 pub struct GlobalDir {
@@ -125,6 +128,11 @@ impl GlobalDir {
     }
     pub fn decisions(&self, unit: usize) -> PathBuf {
         self.root.join("decisions").join(format!("{unit:06}.bin"))
+    }
+    /// What the cluster step found for the whole run, as JSON: `stats.json`
+    /// reports it under `global` (the perplexity stage's cut-offs).
+    pub fn summary(&self) -> PathBuf {
+        self.root.join(SUMMARY)
     }
     pub fn frequent(&self) -> PathBuf {
         self.root.join("frequent.bin")

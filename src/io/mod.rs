@@ -24,7 +24,9 @@ use crate::ledger::{FileStatus, LedgerRow, Reason};
 use crate::manifest::{InputFormat, LoadedManifest, ReaderConfig, SourceConfig};
 
 pub use jsonl::decode_lines;
-pub use writer::{atomic_write, commit, for_documents, jsonl_frame, tmp_path, ShardWriter};
+pub use writer::{
+    atomic_write, commit, for_documents, is_temporary, jsonl_frame, tmp_path, ShardWriter,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {

@@ -35,6 +35,19 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// True for a file still being written under [`tmp_path`]'s name (and
+/// [`atomic_write`]'s `.tmp.<pid>`): another task may rename it any moment.
+pub fn is_temporary(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.ends_with(".tmp")
+        || name
+            .rsplit_once(".tmp.")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Syncs a finished temporary file and moves it to its final name.
 pub fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
     File::open(tmp)?.sync_all()?;
@@ -328,6 +341,15 @@ fn json_cell(a: &dyn Array, row: usize, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::batch::CoreBuilder;
+
+    #[test]
+    fn temporary_names_are_recognised() {
+        let p = Path::new("out/stats.json");
+        assert!(is_temporary(&tmp_path(p)));
+        assert!(is_temporary(Path::new("out/stats.json.tmp.4242")));
+        assert!(!is_temporary(p));
+        assert!(!is_temporary(Path::new("out/a.tmp.json")));
+    }
 
     #[test]
     fn json_lines_embed_metadata_and_escape_text() {

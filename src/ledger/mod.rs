@@ -316,7 +316,7 @@ impl Kind {
 }
 
 /// One document that did not reach the output.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerRow {
     pub id: String,
     pub source: String,
@@ -414,6 +414,46 @@ pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, parquet::errors::Pa
         .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
 }
 
+/// The rows of a ledger Parquet file: what [`rows_to_batch`] wrote.
+pub fn read_rows(path: &Path) -> Result<Vec<LedgerRow>, parquet::errors::ParquetError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt64Type;
+    let bad =
+        |m: String| parquet::errors::ParquetError::General(format!("not a forja ledger: {m}"));
+    let mut rows = Vec::new();
+    for b in read_parquet(path)? {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .ok_or_else(|| bad(format!("no `{n}` column")))
+        };
+        let (id, source, file, stage, reason, detail) = (
+            col("id")?.as_string::<i32>(),
+            col("source")?.as_string::<i32>(),
+            col("file")?.as_string::<i32>(),
+            col("stage")?.as_string::<i32>(),
+            col("reason")?.as_string::<i32>(),
+            col("detail")?.as_string::<i32>(),
+        );
+        let (line, bytes) = (
+            col("line")?.as_primitive::<UInt64Type>(),
+            col("bytes")?.as_primitive::<UInt64Type>(),
+        );
+        for r in 0..b.num_rows() {
+            rows.push(LedgerRow {
+                id: id.value(r).into(),
+                source: source.value(r).into(),
+                file: file.value(r).into(),
+                line: line.value(r),
+                stage: stage.value(r).into(),
+                reason: reason.value(r).parse().map_err(bad)?,
+                detail: detail.value(r).into(),
+                bytes: bytes.value(r),
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// Concatenates ledger parts into one file, one batch in memory at a time.
 pub fn concat_parquet(
     parts: impl IntoIterator<Item = impl AsRef<Path>>,
@@ -452,6 +492,24 @@ mod tests {
         let names: std::collections::HashSet<&str> =
             Reason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), Reason::ALL.len(), "names are distinct");
+    }
+
+    #[test]
+    fn ledger_rows_read_back_as_written() {
+        let rows = vec![LedgerRow {
+            id: "s:1".into(),
+            source: "s".into(),
+            file: "f.jsonl".into(),
+            line: 7,
+            stage: "exact_dedup".into(),
+            reason: Reason::ExactDuplicate,
+            detail: "s:0".into(),
+            bytes: 12,
+        }];
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.parquet");
+        write_parquet(&p, [rows_to_batch(&rows)]).unwrap();
+        assert_eq!(read_rows(&p).unwrap(), rows);
     }
 
     #[test]

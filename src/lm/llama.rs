@@ -260,17 +260,18 @@ impl Llama {
     /// Natural-log probability of `ids[r][j]` given `ids[r][..j]`, for
     /// every row `r` and every `j` in `from[r]..len[r]`: the scores of the
     /// windows in one padded batch.
-    pub fn token_logprobs(
+    pub fn token_logprobs<R: AsRef<[u32]>>(
         &self,
-        ids: &[Vec<u32>],
+        ids: &[R],
         from: &[usize],
     ) -> Result<Vec<Vec<f32>>, LmError> {
-        let t = ids.iter().map(Vec::len).max().unwrap_or(0);
+        let ids: Vec<&[u32]> = ids.iter().map(AsRef::as_ref).collect();
+        let t = ids.iter().map(|r| r.len()).max().unwrap_or(0);
         if t == 0 {
             return Ok(vec![Vec::new(); ids.len()]);
         }
         let mut flat = Vec::with_capacity(ids.len() * t);
-        for row in ids {
+        for row in &ids {
             flat.extend_from_slice(row);
             flat.resize(flat.len() + t - row.len(), 0);
         }

@@ -63,7 +63,9 @@ pub enum Precision {
 }
 
 impl Precision {
-    fn dtype(self, stored: DType, device: &Device) -> DType {
+    /// The type of weights and activations for a checkpoint stored as
+    /// `stored`, on `device`.
+    pub fn dtype(self, stored: DType, device: &Device) -> DType {
         match self {
             Precision::F32 => DType::F32,
             Precision::Bf16 => DType::BF16,
@@ -225,18 +227,16 @@ impl Model {
     /// Scores `texts`, in order. Deterministic: the windows and batches
     /// depend only on the texts and `opts`.
     pub fn score(&self, texts: &[&str], opts: &ScoreOptions) -> Result<Vec<DocScore>, LmError> {
-        let mut docs = Vec::with_capacity(texts.len());
+        let mut ids = Vec::with_capacity(texts.len());
+        let mut scores = Vec::with_capacity(texts.len());
         for t in texts {
-            docs.push(self.tokenize(t, opts.max_tokens)?);
-        }
-        let ids: Vec<Vec<u32>> = docs.iter().map(|d| d.0.clone()).collect();
-        let mut scores: Vec<DocScore> = docs
-            .iter()
-            .map(|d| DocScore {
-                bytes: d.1,
+            let (doc, bytes) = self.tokenize(t, opts.max_tokens)?;
+            ids.push(doc);
+            scores.push(DocScore {
+                bytes,
                 ..Default::default()
-            })
-            .collect();
+            });
+        }
         self.score_ids(&ids, opts, |doc, lp| {
             scores[doc].tokens += lp.len() as u32;
             scores[doc].logprob += lp.iter().map(|&x| x as f64).sum::<f64>();
@@ -261,10 +261,7 @@ impl Model {
         // Longest first, so each batch pads little; ties keep input order.
         windows.sort_by_key(|w| std::cmp::Reverse(w.end - w.start));
         for batch in windows.chunks(opts.batch_size.max(1)) {
-            let rows: Vec<Vec<u32>> = batch
-                .iter()
-                .map(|w| docs[w.doc][w.start..w.end].to_vec())
-                .collect();
+            let rows: Vec<&[u32]> = batch.iter().map(|w| &docs[w.doc][w.start..w.end]).collect();
             let from: Vec<usize> = batch.iter().map(|w| w.first - w.start).collect();
             let lps = self.inner.llama.token_logprobs(&rows, &from)?;
             for (w, lp) in batch.iter().zip(&lps) {

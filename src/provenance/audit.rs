@@ -104,7 +104,8 @@ pub fn token_origin(out: &Path, shard: &str, token: u64) -> Result<TokenOrigin, 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DocFate {
     pub id: String,
-    pub dropped: Option<Dropped>,
+    /// Its ledger row: `read` for a rejected document, else the stage that dropped it.
+    pub dropped: Option<crate::ledger::LedgerRow>,
     pub shards: Vec<Landed>,
     /// A kept document's row in the Parquet output: where it came from and
     /// every stage's columns (text and token ids left out), and the file.
@@ -112,17 +113,6 @@ pub struct DocFate {
     pub annotations: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parquet: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Dropped {
-    pub source: String,
-    pub file: String,
-    pub line: u64,
-    /// `read` for a rejected document, else the stage that dropped it.
-    pub stage: String,
-    pub reason: String,
-    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -142,43 +132,10 @@ pub fn doc_fate(out: &Path, id: &str) -> Result<DocFate, ProvenanceError> {
         annotations: None,
         parquet: None,
     };
-    let ledger = out.join("ledger");
-    if let Ok(rd) = std::fs::read_dir(&ledger) {
-        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        files.sort();
-        for f in files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
-        {
-            let batches = crate::ledger::read_parquet(f).map_err(|e| bad(f, e.to_string()))?;
-            for b in batches {
-                let col = |n: &str| b.column_by_name(n).map(|c| c.as_string::<i32>());
-                let (Some(ids), Some(src), Some(file), Some(stage), Some(reason), Some(detail)) = (
-                    col("id"),
-                    col("source"),
-                    col("file"),
-                    col("stage"),
-                    col("reason"),
-                    col("detail"),
-                ) else {
-                    return Err(bad(f, "not a forja ledger"));
-                };
-                let line = b
-                    .column_by_name("line")
-                    .map(|c| c.as_primitive::<arrow_array::types::UInt64Type>());
-                for row in 0..b.num_rows() {
-                    if ids.value(row) == id {
-                        fate.dropped = Some(Dropped {
-                            source: src.value(row).into(),
-                            file: file.value(row).into(),
-                            line: line.map_or(0, |l| l.value(row)),
-                            stage: stage.value(row).into(),
-                            reason: reason.value(row).into(),
-                            detail: detail.value(row).into(),
-                        });
-                    }
-                }
-            }
+    for f in super::files_ending(&out.join("ledger"), ".parquet")? {
+        let rows = crate::ledger::read_rows(&f).map_err(|e| bad(&f, e.to_string()))?;
+        if let Some(r) = rows.into_iter().find(|r| r.id == id) {
+            fate.dropped = Some(r);
         }
     }
     if fate.dropped.is_some() {
@@ -211,24 +168,13 @@ pub fn doc_fate(out: &Path, id: &str) -> Result<DocFate, ProvenanceError> {
 
 /// Every shard under `dir` (by its provenance file), sorted.
 fn shard_prefixes(dir: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
-    fn walk(d: &Path, acc: &mut Vec<PathBuf>) -> Result<(), ProvenanceError> {
-        let Ok(rd) = std::fs::read_dir(d) else {
-            return Ok(());
-        };
-        for e in rd {
-            let p = e.map_err(super::io_err(d))?.path();
-            if p.is_dir() {
-                walk(&p, acc)?;
-            } else if let Some(n) = p.to_str().and_then(|s| s.strip_suffix(SHARD_DOCS_SUFFIX)) {
-                acc.push(PathBuf::from(n));
-            }
-        }
-        Ok(())
-    }
-    let mut acc = Vec::new();
-    walk(dir, &mut acc)?;
-    acc.sort();
-    Ok(acc)
+    Ok(super::files_ending(dir, SHARD_DOCS_SUFFIX)?
+        .into_iter()
+        .map(|p| {
+            let s = p.to_string_lossy();
+            PathBuf::from(&s[..s.len() - SHARD_DOCS_SUFFIX.len()])
+        })
+        .collect())
 }
 
 /// Documents and tokens (bytes for dropped ones, which were never
@@ -274,35 +220,18 @@ pub fn licences(out: &Path) -> Result<Licences, ProvenanceError> {
                 .collect()
         })
         .unwrap_or_default();
-    let ledger = out.join("ledger");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&ledger)
-        .map_err(super::io_err(&ledger))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort();
-    for f in files {
-        for b in crate::ledger::read_parquet(&f).map_err(|e| bad(&f, e.to_string()))? {
-            let (Some(src), Some(bytes)) = (b.column_by_name("source"), b.column_by_name("bytes"))
-            else {
-                return Err(bad(&f, "not a forja ledger"));
-            };
-            let src = src.as_string::<i32>();
-            let bytes = bytes.as_primitive::<arrow_array::types::UInt64Type>();
-            for row in 0..b.num_rows() {
-                let s = src.value(row);
-                let lic = licence_of
-                    .get(s)
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".into());
-                for e in [
-                    t.licences.entry(lic).or_default(),
-                    t.sources.entry(s.to_string()).or_default(),
-                ] {
-                    e.dropped_documents += 1;
-                    e.dropped_bytes += bytes.value(row);
-                }
+    for f in super::files_ending(&out.join("ledger"), ".parquet")? {
+        for r in crate::ledger::read_rows(&f).map_err(|e| bad(&f, e.to_string()))? {
+            let lic = licence_of
+                .get(&r.source)
+                .cloned()
+                .unwrap_or_else(|| "unknown".into());
+            for e in [
+                t.licences.entry(lic).or_default(),
+                t.sources.entry(r.source.clone()).or_default(),
+            ] {
+                e.dropped_documents += 1;
+                e.dropped_bytes += r.bytes;
             }
         }
     }
@@ -314,20 +243,7 @@ fn parquet_row(
     dir: &Path,
     id: &str,
 ) -> Result<Option<(String, serde_json::Value)>, ProvenanceError> {
-    fn walk(d: &Path, acc: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(d) else { return };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, acc);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                acc.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, &mut files);
-    files.sort();
+    let files = super::files_ending(dir, ".parquet")?;
     for f in files {
         for b in crate::ledger::read_parquet(&f).map_err(|e| bad(&f, e.to_string()))? {
             let ids = b.column(crate::batch::ID).as_string::<i32>();

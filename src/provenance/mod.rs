@@ -148,18 +148,28 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
     })
 }
 
-/// Every file of an output folder that the run manifest vouches for:
-/// all but `_forja/` (intermediates) and the manifest itself, sorted.
-fn output_files(out: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
-    fn walk(root: &Path, d: &Path, acc: &mut Vec<PathBuf>) -> Result<(), ProvenanceError> {
-        for e in std::fs::read_dir(d).map_err(io_err(d))? {
+/// Every file below `root`, as paths relative to it, sorted; `skip` leaves
+/// out a relative path (and, for a folder, all below it). A missing `root`
+/// has no files.
+fn files_under(root: &Path, skip: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, ProvenanceError> {
+    fn walk(
+        root: &Path,
+        d: &Path,
+        skip: &dyn Fn(&Path) -> bool,
+        acc: &mut Vec<PathBuf>,
+    ) -> Result<(), ProvenanceError> {
+        let rd = match std::fs::read_dir(d) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other.map_err(io_err(d))?,
+        };
+        for e in rd {
             let p = e.map_err(io_err(d))?.path();
             let rel = p.strip_prefix(root).expect("under root");
-            if rel == Path::new(FORJA_DIR) || rel == Path::new(RUN_MANIFEST) {
+            if skip(rel) {
                 continue;
             }
             if p.is_dir() {
-                walk(root, &p, acc)?;
+                walk(root, &p, skip, acc)?;
             } else {
                 acc.push(rel.to_path_buf());
             }
@@ -167,9 +177,30 @@ fn output_files(out: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
         Ok(())
     }
     let mut acc = Vec::new();
-    walk(out, out, &mut acc)?;
+    walk(root, root, &skip, &mut acc)?;
     acc.sort();
     Ok(acc)
+}
+
+/// Every file of an output folder that the run manifest vouches for:
+/// all but `_forja/` (intermediates), the manifest itself, and files other
+/// tasks of the run are still writing.
+fn output_files(out: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
+    files_under(out, |rel| {
+        rel == Path::new(FORJA_DIR)
+            || rel == Path::new(RUN_MANIFEST)
+            || crate::io::is_temporary(rel)
+    })
+}
+
+/// The files of `dir` (and below) whose name ends with `suffix`, with their
+/// full paths, sorted.
+fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ProvenanceError> {
+    Ok(files_under(dir, crate::io::is_temporary)?
+        .into_iter()
+        .filter(|p| p.to_str().is_some_and(|s| s.ends_with(suffix)))
+        .map(|p| dir.join(p))
+        .collect())
 }
 
 fn git_commit() -> Option<String> {
@@ -214,12 +245,8 @@ pub fn write_run_manifest(
         });
     }
     let mut ranks: Vec<RankRun> = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(ranks_dir(out)) {
-        let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths {
-            ranks.push(read_json(&p)?);
-        }
+    for p in files_ending(&ranks_dir(out), ".json")? {
+        ranks.push(read_json(&p)?);
     }
     let stats: Stats = read_json(&out.join("stats.json"))?;
     let rm = RunManifest {

@@ -83,6 +83,8 @@ pub enum RunError {
     Stage(#[from] StageError),
     #[error(transparent)]
     Shard(#[from] crate::shards::ShardError),
+    #[error(transparent)]
+    Provenance(#[from] crate::provenance::ProvenanceError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -307,8 +309,7 @@ fn start_and_run(
         .zip(&ctx.stage_nanos)
         .map(|(s, n)| (s.name().to_string(), n.load(Ordering::Relaxed) as f64 / 1e9))
         .collect();
-    crate::provenance::record_rank(&layout.root, opts, &summary, &timings)
-        .map_err(|e| RunError::Plan(e.to_string()))?;
+    crate::provenance::record_rank(&layout.root, opts, &summary, &timings)?;
     // Whichever task finds the run complete writes the run manifest; a task
     // that ends after it (another rank's last families) writes it again,
     // so that every rank's record is in it.
@@ -318,8 +319,7 @@ fn start_and_run(
         summary.merged.is_some()
     };
     if complete || layout.root.join(crate::provenance::RUN_MANIFEST).exists() {
-        crate::provenance::write_run_manifest(&layout.root, m, all_units)
-            .map_err(|e| RunError::Plan(e.to_string()))?;
+        crate::provenance::write_run_manifest(&layout.root, m, all_units)?;
     }
     Ok(summary)
 }

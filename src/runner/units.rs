@@ -405,7 +405,7 @@ fn global_summaries(root: &Path) -> Result<BTreeMap<String, serde_json::Value>, 
         return Ok(out);
     };
     for e in entries.flatten() {
-        let p = e.path().join(crate::stages::perplexity::SUMMARY);
+        let p = e.path().join(crate::dedup::global::SUMMARY);
         if p.is_file() {
             out.insert(e.file_name().to_string_lossy().into_owned(), read_json(&p)?);
         }

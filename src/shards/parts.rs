@@ -110,13 +110,17 @@ pub struct UnitParts {
     splitter: Splitter,
     /// The language of documents without a `lang` value.
     default_lang: String,
-    /// Per language, a writer per split (indexed by `Split as usize`).
-    writers: BTreeMap<String, [Option<IndexedWriter>; 3]>,
+    /// Per language, a part per split (indexed by `Split as usize`).
+    writers: BTreeMap<String, [Option<Part>; 3]>,
     /// The source's licence, recorded with every document.
     licence: String,
-    /// Per language and split, one JSON line per document written: the
-    /// provenance that travels into the shards (see [`DOCS_SUFFIX`]).
-    docs: BTreeMap<String, [Vec<u8>; 3]>,
+}
+
+/// One part being written: its tokens, and one JSON line per document, the
+/// provenance that travels into the shards (see [`DOCS_SUFFIX`]).
+struct Part {
+    tokens: IndexedWriter,
+    docs: Vec<u8>,
 }
 
 /// Beside a part or shard `<prefix>.bin/.idx`: `<prefix>` + this, one JSON
@@ -150,7 +154,6 @@ impl UnitParts {
             default_lang: lang_name(default_lang.unwrap_or("und")).into_owned(),
             writers: BTreeMap::new(),
             licence: licence.to_string(),
-            docs: BTreeMap::new(),
         }
     }
 
@@ -182,16 +185,19 @@ impl UnitParts {
             }
             let slot =
                 &mut self.writers.get_mut(l.as_ref()).expect("inserted above")[split as usize];
-            let w = match slot {
-                Some(w) => w,
+            let part = match slot {
+                Some(p) => p,
                 None => {
                     let prefix = self.dir.join(split.name()).join(l.as_ref());
-                    slot.insert(IndexedWriter::create(&prefix, dtype)?)
+                    slot.insert(Part {
+                        tokens: IndexedWriter::create(&prefix, dtype)?,
+                        docs: Vec::new(),
+                    })
                 }
             };
             let doc = tokens.value(row);
             let doc = doc.as_primitive::<arrow_array::types::UInt32Type>();
-            w.add(doc.values())?;
+            part.tokens.add(doc.values())?;
             let origin = DocOrigin {
                 id: ids.value(row).to_string(),
                 source: core.source.value(row).to_string(),
@@ -199,28 +205,23 @@ impl UnitParts {
                 file: core.file.value(row).to_string(),
                 line: core.line.value(row),
             };
-            let lines = &mut self.docs.entry(l.to_string()).or_default()[split as usize];
-            serde_json::to_writer(&mut *lines, &origin).expect("serializes");
-            lines.push(b'\n');
+            serde_json::to_writer(&mut part.docs, &origin).expect("serializes");
+            part.docs.push(b'\n');
         }
         Ok(())
     }
 
-    /// Commits every part; returns their `.bin` and `.idx` paths.
+    /// Commits every part; returns their `.bin`, `.idx` and provenance paths.
     pub fn finish(mut self) -> Result<Vec<PathBuf>, ShardError> {
         let mut out = Vec::new();
         for split in Split::ALL {
             for (lang, writers) in self.writers.iter_mut() {
-                if let Some(w) = writers[split as usize].take() {
-                    w.finish()?;
+                if let Some(part) = writers[split as usize].take() {
+                    part.tokens.finish()?;
                     let prefix = self.dir.join(split.name()).join(lang);
                     let (bin, idx) = paths(&prefix);
                     let docs = with_suffix(&prefix, DOCS_SUFFIX);
-                    let lines = self
-                        .docs
-                        .get(lang)
-                        .map_or(&[][..], |d| &d[split as usize][..]);
-                    crate::io::atomic_write(&docs, lines).map_err(|e| ShardError::Io {
+                    crate::io::atomic_write(&docs, &part.docs).map_err(|e| ShardError::Io {
                         path: docs.display().to_string(),
                         source: e,
                     })?;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, StringBuilder, UInt32Builder};
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -281,7 +281,8 @@ enum Role {
     Plain,
     Scan {
         dir: GlobalDir,
-        unit: Option<(usize, Vec<u8>, u64)>,
+        /// The unit being scanned, its sections (see [`ScanSections`]) and documents.
+        unit: Option<(usize, Vec<Vec<u8>>, u64)>,
     },
     Apply {
         dir: GlobalDir,
@@ -290,6 +291,43 @@ enum Role {
         records: Vec<Record>,
         next: usize,
     },
+}
+
+/// A unit's scores file: sections `0..P` hold the scored documents of the
+/// languages that hash to each reduce partition (so a reduce task reads
+/// only its own), section `P` every document in input order, for the final
+/// pass.
+struct ScanSections;
+
+impl ScanSections {
+    fn partition(lang: &str, parts: usize) -> usize {
+        (xxh3_64(lang.as_bytes()) % parts as u64) as usize
+    }
+
+    /// Section `s` of unit `unit`'s scores.
+    fn read(dir: &GlobalDir, unit: usize, s: usize) -> Result<Vec<Record>, DedupError> {
+        let path = dir.keys(unit);
+        let sections = Sections::open_any(&path, &[TAG_SCORES])?;
+        read_records(&sections.read(s)?, &path.display().to_string())
+    }
+}
+
+/// The error for a final pass that does not see what the scan saw.
+fn changed_since_scan(dir: &GlobalDir, unit: usize, what: String) -> StageError {
+    dedup_fail(DedupError::Corrupt {
+        path: dir.keys(unit).display().to_string(),
+        message: format!(
+            "{what}: the input or the stages before this one changed since the scan; start the run over"
+        ),
+    })
+}
+
+fn read_cutoffs(path: &std::path::Path) -> Result<Cutoffs, DedupError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| DedupError::Corrupt {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// One document as the scan saw it.
@@ -396,15 +434,8 @@ impl Perplexity {
 
     fn score(&self, batch: &RecordBatch) -> Result<Scored, StageError> {
         let text = Core::of(batch).text;
-        let lang = batch
-            .column_by_name("lang")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        let langs: Vec<String> = (0..batch.num_rows())
-            .map(|i| match lang {
-                Some(l) if !l.is_null(i) => l.value(i).to_string(),
-                _ => "und".to_string(),
-            })
-            .collect();
+        let lang = crate::batch::langs(batch);
+        let langs: Vec<String> = (0..batch.num_rows()).map(|i| lang(i).to_string()).collect();
         let wanted: Vec<usize> = (0..batch.num_rows())
             .filter(|&i| {
                 self.config.languages.is_empty() || self.config.languages.contains(&langs[i])
@@ -580,7 +611,7 @@ impl Stage for Perplexity {
             }
             Role::Scan { unit: cur, .. } => {
                 if cur.as_ref().is_none_or(|(u, _, _)| *u != unit) {
-                    *cur = Some((unit, Vec::new(), 0));
+                    *cur = Some((unit, vec![Vec::new(); self.config.partitions + 1], 0));
                 }
             }
             Role::Apply {
@@ -591,11 +622,8 @@ impl Stage for Perplexity {
                 ..
             } => {
                 if *cur != Some(unit) {
-                    let path = dir.keys(unit);
-                    let s = Sections::open_any(&path, &[TAG_SCORES]).map_err(dedup_fail)?;
-                    *records =
-                        read_records(&s.read(0).map_err(dedup_fail)?, &path.display().to_string())
-                            .map_err(dedup_fail)?;
+                    *records = ScanSections::read(dir, unit, self.config.partitions)
+                        .map_err(dedup_fail)?;
                     *cur = Some(unit);
                     *next = 0;
                 }
@@ -606,6 +634,7 @@ impl Stage for Perplexity {
 
     fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
         let rows = batch.num_rows();
+        let parts = self.config.partitions;
         let scored = match &mut self.role {
             Role::Plain => return Ok(()),
             Role::Scan { unit, .. } => {
@@ -614,12 +643,21 @@ impl Stage for Perplexity {
                     .take()
                     .and_then(|s| s.downcast::<Scored>().ok())
                     .ok_or_else(|| fail("process made no scores"))?;
-                let (_, buf, docs) = unit.as_mut().ok_or_else(|| fail("no unit entered"))?;
+                let (_, sections, docs) = unit.as_mut().ok_or_else(|| fail("no unit entered"))?;
                 for (l, s) in scored.langs.iter().zip(&scored.scores) {
-                    put_record(buf, l, s.as_ref());
+                    put_record(&mut sections[parts], l, s.as_ref());
+                    if s.is_some() {
+                        put_record(
+                            &mut sections[ScanSections::partition(l, parts)],
+                            l,
+                            s.as_ref(),
+                        );
+                    }
                 }
                 *docs += rows as u64;
-                (*scored, true)
+                // The scan's pass writes nothing: null buckets, no drops.
+                self.finish(&scored, None, out);
+                return Ok(());
             }
             Role::Apply {
                 dir,
@@ -628,53 +666,44 @@ impl Stage for Perplexity {
                 next,
                 ..
             } => {
-                let lang = batch
-                    .column_by_name("lang")
-                    .and_then(|c| c.as_any().downcast_ref::<StringArray>());
                 let u = unit.ok_or_else(|| fail("no unit entered"))?;
-                let changed = |what: String| {
-                    dedup_fail(DedupError::Corrupt {
-                        path: dir.keys(u).display().to_string(),
-                        message: format!(
-                            "{what}: the input or the stages before this one changed since the scan; start the run over"
-                        ),
-                    })
-                };
                 if *next + rows > records.len() {
-                    return Err(changed(format!(
-                        "the scan scored {} documents in unit {u}, this pass has more",
-                        records.len()
-                    )));
+                    return Err(changed_since_scan(
+                        dir,
+                        u,
+                        format!(
+                            "the scan scored {} documents in unit {u}, this pass has more",
+                            records.len()
+                        ),
+                    ));
                 }
                 let mine = &records[*next..*next + rows];
                 *next += rows;
+                let lang = crate::batch::langs(batch);
                 for (i, r) in mine.iter().enumerate() {
-                    let l = match lang {
-                        Some(l) if !l.is_null(i) => l.value(i),
-                        _ => "und",
-                    };
-                    if r.lang != l {
-                        return Err(changed(format!(
-                            "document {} was `{}` at the scan and is `{l}` now",
-                            Core::of(batch).id.value(i),
-                            r.lang
-                        )));
+                    if r.lang != lang(i) {
+                        return Err(changed_since_scan(
+                            dir,
+                            u,
+                            format!(
+                                "document {} was `{}` at the scan and is `{}` now",
+                                Core::of(batch).id.value(i),
+                                r.lang,
+                                lang(i)
+                            ),
+                        ));
                     }
                 }
-                let s = Scored {
+                Scored {
                     langs: mine.iter().map(|r| r.lang.clone()).collect(),
                     scores: mine.iter().map(|r| r.score).collect(),
                     harmful: vec![None; rows],
-                };
-                (s, false)
+                }
             }
         };
         let Role::Apply { cutoffs, .. } = &self.role else {
-            // The scan's pass writes nothing: null buckets, no drops.
-            self.finish(&scored.0, None, out);
-            return Ok(());
+            unreachable!("the other roles returned above")
         };
-        let scored = scored.0;
         let buckets: Vec<Option<Bucket>> = scored
             .scores
             .iter()
@@ -698,7 +727,7 @@ impl Stage for Perplexity {
     fn end_unit(&mut self) -> Result<(), StageError> {
         match &mut self.role {
             Role::Scan { dir, unit } => {
-                let Some((u, buf, docs)) = unit.take() else {
+                let Some((u, sections, docs)) = unit.take() else {
                     return Ok(());
                 };
                 let path = dir.keys(u);
@@ -707,9 +736,11 @@ impl Stage for Perplexity {
                         .map_err(io_err(p))
                         .map_err(dedup_fail)?;
                 }
-                let mut w = SectionWriter::new(&path, 1, TAG_SCORES, 64 << 20);
+                let mut w = SectionWriter::new(&path, sections.len(), TAG_SCORES, 64 << 20);
                 w.set_docs(docs);
-                w.append(0, &buf).map_err(dedup_fail)?;
+                for (i, bytes) in sections.iter().enumerate() {
+                    w.append(i, bytes).map_err(dedup_fail)?;
+                }
                 w.finish().map_err(dedup_fail)
             }
             Role::Apply {
@@ -721,14 +752,14 @@ impl Stage for Perplexity {
             } => {
                 if let Some(u) = unit.take() {
                     if *next != records.len() {
-                        return Err(dedup_fail(DedupError::Corrupt {
-                            path: dir.keys(u).display().to_string(),
-                            message: format!(
-                                "the scan scored {} documents in unit {u} and this pass saw {}: start the run over",
-                                records.len(),
-                                next
+                        return Err(changed_since_scan(
+                            dir,
+                            u,
+                            format!(
+                                "the scan scored {} documents in unit {u} and this pass saw {next}",
+                                records.len()
                             ),
-                        }));
+                        ));
                     }
                 }
                 Ok(())
@@ -751,12 +782,7 @@ impl Global for Perplexity {
     }
 
     fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        let path = dir.root.join(SUMMARY);
-        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-        let cutoffs: Cutoffs = serde_json::from_slice(&bytes).map_err(|e| DedupError::Corrupt {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let cutoffs = read_cutoffs(&dir.summary())?;
         self.role = Role::Apply {
             dir: dir.clone(),
             cutoffs,
@@ -771,12 +797,7 @@ impl Global for Perplexity {
     fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
         let mut per_lang: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for &(unit, _) in &plan.units {
-            let path = plan.dir.keys(unit);
-            let s = Sections::open_any(&path, &[TAG_SCORES])?;
-            for r in read_records(&s.read(0)?, &path.display().to_string())? {
-                if (xxh3_64(r.lang.as_bytes()) % plan.partitions as u64) as usize != part {
-                    continue;
-                }
+            for r in ScanSections::read(&plan.dir, unit, part)? {
                 if let Some(p) = r.score.and_then(|s| s.perplexity()) {
                     per_lang.entry(r.lang).or_default().push(p);
                 }
@@ -816,16 +837,11 @@ impl Global for Perplexity {
     fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
         let mut all = Cutoffs::default();
         for p in 0..plan.partitions {
-            let path = plan.dir.reduced(p);
-            let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-            let c: Cutoffs = serde_json::from_slice(&bytes).map_err(|e| DedupError::Corrupt {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let c = read_cutoffs(&plan.dir.reduced(p))?;
             all.percentiles = c.percentiles;
             all.languages.extend(c.languages);
         }
-        let path = plan.dir.root.join(SUMMARY);
+        let path = plan.dir.summary();
         let mut bytes = serde_json::to_vec_pretty(&all).expect("cut-offs serialize");
         bytes.push(b'\n');
         crate::io::atomic_write(&path, &bytes).map_err(io_err(&path))?;
@@ -847,12 +863,10 @@ impl Global for Perplexity {
     }
 }
 
-/// A global stage's summary for `stats.json` (see `runner::collect_stats`).
-pub const SUMMARY: &str = "summary.json";
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::Array;
 
     #[test]
     fn nearest_rank_splits_like_cc_net() {

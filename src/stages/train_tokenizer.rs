@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::RecordBatch;
 use arrow_schema::Field;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -107,17 +107,11 @@ impl Stage for TrainTokenizer {
             return Ok(StageOutput::default());
         }
         let text = Core::of(batch).text;
-        let lang = batch
-            .column_by_name("lang")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let lang = crate::batch::langs(batch);
         let mut counts = WordCounts::default();
         let mut norm = String::new();
         for i in 0..batch.num_rows() {
-            let l = match lang {
-                Some(l) if !l.is_null(i) => l.value(i),
-                _ => "und",
-            };
-            counts.add(&self.seg, l, text.value(i), &mut norm);
+            counts.add(&self.seg, lang(i), text.value(i), &mut norm);
         }
         Ok(StageOutput {
             scratch: Some(Box::new(counts)),

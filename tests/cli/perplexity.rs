@@ -122,8 +122,10 @@ fn kept_records(out: &std::path::Path) -> Vec<serde_json::Value> {
     v
 }
 
-/// UDHR articles of `langs`, one file (and so one unit of work) each.
-fn udhr_source(env: &Env, langs: &[&str], per_lang: usize) {
+/// UDHR articles of `langs`, one file (and so one unit of work) each;
+/// returns the manifest's `[[source]]` for them and, when `lid`, a `lid`
+/// stage that allows just those languages.
+fn udhr_source(env: &Env, langs: &[&str], per_lang: usize, lid: bool) -> String {
     for l in langs {
         let recs: Vec<_> = udhr()
             .into_iter()
@@ -133,25 +135,28 @@ fn udhr_source(env: &Env, langs: &[&str], per_lang: usize) {
             .collect();
         env.write(&format!("udhr-{l}.jsonl"), &jsonl(&recs));
     }
+    let mut toml = SOURCE.to_string();
+    if lid {
+        toml += &format!("\n[[stage]]\ntype = \"lid\"\nlanguages = {langs:?}\n");
+    }
+    toml
 }
 
-#[test]
-fn percentile_mode_drops_the_tail_of_each_language_and_reports_cutoffs() {
-    let Some(model) = smollm2() else { return };
-    let env = Env::new();
-    udhr_source(&env, &["en", "es", "fr"], 20);
-    let body = format!(
-        r#"
+const SOURCE: &str = r#"
 [[source]]
 name = "udhr"
 paths = ["udhr-*.jsonl"]
 format = "jsonl"
 licence = "UDHR: free to reproduce"
+"#;
 
-[[stage]]
-type = "lid"
-languages = ["en", "es", "fr"]
-
+#[test]
+fn percentile_mode_drops_the_tail_of_each_language_and_reports_cutoffs() {
+    let Some(model) = smollm2() else { return };
+    let env = Env::new();
+    let source = udhr_source(&env, &["en", "es", "fr"], 20, true);
+    let body = format!(
+        r#"{source}
 [[stage]]
 type = "perplexity"
 model = "{}"
@@ -227,19 +232,9 @@ keep = ["head", "middle"]
 fn threshold_mode_drops_above_the_language_limit() {
     let Some(model) = smollm2() else { return };
     let env = Env::new();
-    udhr_source(&env, &["en", "de"], 8);
+    let source = udhr_source(&env, &["en", "de"], 8, true);
     let body = format!(
-        r#"
-[[source]]
-name = "udhr"
-paths = ["udhr-*.jsonl"]
-format = "jsonl"
-licence = "UDHR: free to reproduce"
-
-[[stage]]
-type = "lid"
-languages = ["en", "de"]
-
+        r#"{source}
 [[stage]]
 type = "perplexity"
 model = "{}"
@@ -279,16 +274,10 @@ per_language = {{ en = 25.0 }}
 #[test]
 fn a_missing_model_or_bad_filter_is_named_before_any_document_moves() {
     let env = Env::new();
-    udhr_source(&env, &["en"], 2);
+    let source = udhr_source(&env, &["en"], 2, false);
     let body = |model: &str, cutoffs: &str| {
         format!(
-            r#"
-[[source]]
-name = "udhr"
-paths = ["udhr-*.jsonl"]
-format = "jsonl"
-licence = "UDHR: free to reproduce"
-
+            r#"{source}
 [[stage]]
 type = "perplexity"
 model = "{model}"
