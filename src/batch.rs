@@ -168,6 +168,35 @@ pub fn text_bytes(batch: &RecordBatch) -> u64 {
     (offsets[offsets.len() - 1] - offsets[0]) as u64
 }
 
+/// One cell as JSON, for the scalar column types stages write (a
+/// fixed-size binary as hex); `None` for other types (lists of token ids).
+pub(crate) fn cell_json(a: &dyn Array, row: usize) -> Option<serde_json::Value> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::DataType as T;
+    use serde_json::json;
+    if a.is_null(row) {
+        return Some(serde_json::Value::Null);
+    }
+    Some(match a.data_type() {
+        T::Utf8 => json!(a.as_string::<i32>().value(row)),
+        T::Boolean => json!(a.as_boolean().value(row)),
+        T::UInt64 => json!(a.as_primitive::<UInt64Type>().value(row)),
+        T::UInt32 => json!(a.as_primitive::<UInt32Type>().value(row)),
+        T::Int64 => json!(a.as_primitive::<Int64Type>().value(row)),
+        T::Int32 => json!(a.as_primitive::<Int32Type>().value(row)),
+        T::Float64 => json!(a.as_primitive::<Float64Type>().value(row)),
+        T::Float32 => json!(a.as_primitive::<Float32Type>().value(row)),
+        T::FixedSizeBinary(_) => json!(a
+            .as_fixed_size_binary()
+            .value(row)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

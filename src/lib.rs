@@ -6,6 +6,7 @@
 //! the ledger. Modules stay private; this file is the public surface.
 
 mod batch;
+pub mod cluster;
 pub mod dedup;
 mod hash;
 mod io;
@@ -14,6 +15,7 @@ pub mod lid;
 pub mod lm;
 mod manifest;
 pub mod provenance;
+pub mod report;
 mod runner;
 pub mod shards;
 mod stages;
@@ -31,8 +33,8 @@ pub use manifest::{
     MANIFEST_VERSION,
 };
 pub use runner::{
-    build_stages, collect_stats, manifest_hash, progress_bar, run, steps, RunError, RunOptions,
-    RunRecord, RunStats, RunSummary, FORJA_DIR,
+    build_stages, collect_stats, finish, manifest_hash, progress_bar, run, steps, Finished,
+    RunError, RunOptions, RunRecord, RunStats, RunSummary, FORJA_DIR,
 };
 pub use stages::quality::text::words;
 pub use stages::{

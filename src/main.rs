@@ -157,6 +157,50 @@ enum Command {
         #[command(flatten)]
         corpus_args: CorpusArgs,
     },
+    /// Writes the run as Slurm job arrays, one per step, chained by
+    /// --dependency=afterok, and a last one-CPU job that runs `forja
+    /// finish`. Only steps and ranks that have not finished get a job, so
+    /// the same command resubmits failed or cancelled ranks.
+    Slurm {
+        manifest: PathBuf,
+        /// Ranks of every step (default: the manifest's slurm.world_size, else 1).
+        #[arg(long)]
+        world_size: Option<usize>,
+        /// Largest array index + 1 the cluster accepts (default: the manifest's, else 1001).
+        #[arg(long)]
+        max_array_size: Option<usize>,
+        /// Output folder (default: the manifest's).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Submit the jobs with sbatch and print their ids.
+        #[arg(long)]
+        submit: bool,
+        /// Print the scripts; write and submit nothing.
+        #[arg(long, conflicts_with = "submit")]
+        dry_run: bool,
+        /// The sbatch command.
+        #[arg(long, default_value = "sbatch")]
+        sbatch: String,
+    },
+    /// Ends a run whose steps ran as separate tasks: checks that every rank
+    /// finished every step, merges the funnels into stats.json, and writes
+    /// run-manifest.json and report.html (`forja slurm`'s last job).
+    Finish {
+        manifest: PathBuf,
+        /// Output folder (default: the manifest's).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        world_size: usize,
+    },
+    /// Writes OUTDIR/report.html (`forja run` does too): the funnel, drop
+    /// reasons with sample ids, tokens per language against the mixture's
+    /// target shares, distributions per language and duplicate clusters.
+    /// One self-contained file: no network needed to view it.
+    Report {
+        /// The output folder.
+        dir: PathBuf,
+    },
     /// Re-checksums a finished run's outputs and inputs against its
     /// run-manifest.json; exits 1 on any mismatch.
     Verify {
@@ -669,7 +713,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     print_mixture(dir, &forja::shards::blend::Families::load(dir)?);
                     println!();
                 }
+                let report = summary.output_dir.join(forja::report::REPORT);
                 match &summary.merged {
+                    Some(_) if report.is_file() => println!(
+                        "output: {}\nreport: {}",
+                        summary.output_dir.display(),
+                        report.display()
+                    ),
                     Some(_) => println!("output: {}", summary.output_dir.display()),
                     None => println!(
                         "output: {} (other ranks still running; `forja stats` merges them)",
@@ -836,6 +886,47 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 _ => bail!("give --doc ID, --shard S with --token N, or --licences"),
             };
             println!("{json}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Slurm {
+            manifest,
+            world_size,
+            max_array_size,
+            out,
+            submit,
+            dry_run,
+            sbatch,
+        } => slurm(SlurmArgs {
+            manifest,
+            world_size,
+            max_array_size,
+            out,
+            submit,
+            dry_run,
+            sbatch,
+        }),
+        Command::Finish {
+            manifest,
+            out,
+            world_size,
+        } => {
+            let m = match forja::load_manifest(&manifest) {
+                Ok(m) => m,
+                Err(problems) => {
+                    eprint!("{problems}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let f = forja::finish(&m, out.as_deref(), world_size)?;
+            if !cli.quiet {
+                print!("{}", f.stats.funnel());
+                println!("output: {}", f.output_dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { dir } => {
+            let path = forja::report::write(&dir)?;
+            println!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { dir } => {
@@ -1176,4 +1267,89 @@ fn matmul_rate(dev: &candle_core::Device, dtype: candle_core::DType) -> Result<f
         best = best.min(t.elapsed().as_secs_f64() / reps as f64);
     }
     Ok(2.0 * (n as f64).powi(3) / best)
+}
+
+struct SlurmArgs {
+    manifest: PathBuf,
+    world_size: Option<usize>,
+    max_array_size: Option<usize>,
+    out: Option<PathBuf>,
+    submit: bool,
+    dry_run: bool,
+    sbatch: String,
+}
+
+fn slurm(a: SlurmArgs) -> Result<ExitCode> {
+    use forja::cluster::slurm;
+    let m = match forja::load_manifest(&a.manifest) {
+        Ok(m) => m,
+        Err(problems) => {
+            eprint!("{problems}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut cfg = m.manifest.slurm.clone();
+    if let Some(w) = a.world_size {
+        cfg.world_size = w;
+    }
+    if let Some(n) = a.max_array_size {
+        cfg.max_array_size = n;
+    }
+    if let Some((field, message)) = cfg.problems().into_iter().next() {
+        bail!("slurm.{field}: {message}");
+    }
+    // Jobs run elsewhere, from another folder: every path is absolute.
+    let manifest = std::path::absolute(&a.manifest)?;
+    let out = std::path::absolute(a.out.unwrap_or_else(|| m.output_dir()))?;
+    let forja_bin = match &cfg.forja {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().context("finding the forja binary")?,
+    };
+    let mut stages = forja::build_stages(&m)?;
+    let steps = forja::steps(&m, &mut stages);
+    let name = if m.manifest.name.is_empty() {
+        "run".to_string()
+    } else {
+        m.manifest.name.clone()
+    };
+    let spec = slurm::RunSpec {
+        name: &name,
+        manifest: &manifest,
+        out: &out,
+        steps: &steps,
+        world_size: cfg.world_size,
+        forja: &forja_bin,
+    };
+    let jobs = slurm::plan(&spec, &cfg);
+    if jobs.is_empty() {
+        println!("{}: the run is complete; nothing to submit", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.dry_run {
+        for j in &jobs {
+            println!("# {}\n{}", j.file.display(), j.script);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    slurm::write_scripts(&jobs)?;
+    let ids = if a.submit {
+        slurm::submit(&jobs, &a.sbatch)?
+    } else {
+        Vec::new()
+    };
+    for (i, j) in jobs.iter().enumerate() {
+        let ranks = if slurm::single_task(&j.step) {
+            "1 task".to_string()
+        } else {
+            format!("ranks {}", slurm::array_spec(&j.ranks))
+        };
+        match ids.get(i) {
+            Some(id) => println!("job {id:<10} {:<28} {ranks}", j.step),
+            None => println!("{:<28} {ranks:<20} {}", j.step, j.file.display()),
+        }
+    }
+    if !a.submit {
+        println!("scripts written; the same command with --submit submits them");
+    }
+    Ok(ExitCode::SUCCESS)
 }

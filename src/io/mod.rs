@@ -170,6 +170,7 @@ impl SourceSpec {
             reason,
             detail,
             bytes: 0,
+            annotations: String::new(),
         }
     }
 }

@@ -329,6 +329,10 @@ pub struct LedgerRow {
     pub detail: String,
     /// Bytes of text the document had (0 when it could not be read).
     pub bytes: u64,
+    /// The columns the stages had added when it was dropped (the dropping
+    /// stage's included), as a JSON object; empty for rejected records.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub annotations: String,
 }
 
 pub fn ledger_schema() -> SchemaRef {
@@ -342,6 +346,7 @@ pub fn ledger_schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new("detail", DataType::Utf8, false),
         Field::new("bytes", DataType::UInt64, false),
+        Field::new("annotations", DataType::Utf8, false),
     ]))
 }
 
@@ -355,6 +360,7 @@ pub fn rows_to_batch(rows: &[LedgerRow]) -> RecordBatch {
     let mut reason = StringBuilder::new();
     let mut detail = StringBuilder::new();
     let mut bytes = UInt64Builder::new();
+    let mut annotations = StringBuilder::new();
     for r in rows {
         id.append_value(&r.id);
         source.append_value(&r.source);
@@ -365,6 +371,7 @@ pub fn rows_to_batch(rows: &[LedgerRow]) -> RecordBatch {
         reason.append_value(r.reason.as_str());
         detail.append_value(&r.detail);
         bytes.append_value(r.bytes);
+        annotations.append_value(&r.annotations);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
@@ -376,6 +383,7 @@ pub fn rows_to_batch(rows: &[LedgerRow]) -> RecordBatch {
         Arc::new(reason.finish()),
         Arc::new(detail.finish()),
         Arc::new(bytes.finish()),
+        Arc::new(annotations.finish()),
     ];
     RecordBatch::try_new(ledger_schema(), columns).expect("ledger columns match schema")
 }
@@ -438,6 +446,10 @@ pub fn read_rows(path: &Path) -> Result<Vec<LedgerRow>, parquet::errors::Parquet
             col("line")?.as_primitive::<UInt64Type>(),
             col("bytes")?.as_primitive::<UInt64Type>(),
         );
+        // Ledgers written before forja kept annotations have no such column.
+        let annotations = b
+            .column_by_name("annotations")
+            .map(|c| c.as_string::<i32>());
         for r in 0..b.num_rows() {
             rows.push(LedgerRow {
                 id: id.value(r).into(),
@@ -448,6 +460,9 @@ pub fn read_rows(path: &Path) -> Result<Vec<LedgerRow>, parquet::errors::Parquet
                 reason: reason.value(r).parse().map_err(bad)?,
                 detail: detail.value(r).into(),
                 bytes: bytes.value(r),
+                annotations: annotations
+                    .map(|a| a.value(r).to_string())
+                    .unwrap_or_default(),
             });
         }
     }
@@ -505,6 +520,7 @@ mod tests {
             reason: Reason::ExactDuplicate,
             detail: "s:0".into(),
             bytes: 12,
+            annotations: r#"{"dup_of":"s:0"}"#.into(),
         }];
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("l.parquet");
@@ -526,6 +542,7 @@ mod tests {
             reason: Reason::MalformedJson,
             detail: "expected value".into(),
             bytes: 0,
+            annotations: String::new(),
         }];
         write_parquet(&path, [rows_to_batch(&rows)]).unwrap();
         let joined = dir.path().join("joined.parquet");

@@ -261,6 +261,7 @@ mod tests {
             reason,
             detail: String::new(),
             bytes: 0,
+            annotations: String::new(),
         }
     }
 

@@ -164,6 +164,7 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
     let mut output = None;
     let mut output_at = 0;
     let mut reader = ReaderConfig::default();
+    let mut slurm = crate::cluster::SlurmConfig::default();
 
     for (key, value) in doc.iter() {
         let key_start = key.span().start;
@@ -233,10 +234,20 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
                     reader = r;
                 }
             }
+            "slurm" => {
+                if let Some(s) = c.de::<crate::cluster::SlurmConfig>(value, "slurm") {
+                    for (field, message) in s.problems() {
+                        let top = field.split('.').next().unwrap_or(&field);
+                        let at = table_key_span(value, top).unwrap_or(value.span());
+                        c.at(at.start, format!("slurm.{field}: {message}"));
+                    }
+                    slurm = s;
+                }
+            }
             other => c.at(
                 key_start,
                 format!(
-                    "unknown key `{other}`, expected one of `version`, `name`, `source`, `stage`, `output`, `reader`"
+                    "unknown key `{other}`, expected one of `version`, `name`, `source`, `stage`, `output`, `reader`, `slurm`"
                 ),
             ),
         }
@@ -269,6 +280,7 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
             stages,
             output: output.expect("checked above"),
             reader,
+            slurm,
         },
         path_spans,
     })

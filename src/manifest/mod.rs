@@ -38,6 +38,9 @@ pub struct Manifest {
     /// Reader limits and batching.
     #[serde(default)]
     pub reader: ReaderConfig,
+    /// How `forja slurm` submits the run (not part of the run's hash).
+    #[serde(default)]
+    pub slurm: crate::cluster::SlurmConfig,
 }
 
 /// One input: a set of files of one format, with licence and provenance.

@@ -108,7 +108,9 @@ pub struct DocFate {
     pub dropped: Option<crate::ledger::LedgerRow>,
     pub shards: Vec<Landed>,
     /// A kept document's row in the Parquet output: where it came from and
-    /// every stage's columns (text and token ids left out), and the file.
+    /// every stage's columns (text and token ids left out), and the file;
+    /// for a dropped one, the stages' columns as they were when it was
+    /// dropped (the ledger keeps them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,7 +140,17 @@ pub fn doc_fate(out: &Path, id: &str) -> Result<DocFate, ProvenanceError> {
             fate.dropped = Some(r);
         }
     }
-    if fate.dropped.is_some() {
+    if let Some(r) = &mut fate.dropped {
+        // Shown once, as JSON, beside the row.
+        let ann = std::mem::take(&mut r.annotations);
+        if !ann.is_empty() {
+            fate.annotations = Some(serde_json::from_str(&ann).map_err(|e| {
+                bad(
+                    &out.join("ledger"),
+                    format!("{id}: annotations are not JSON: {e}"),
+                )
+            })?);
+        }
         return Ok(fate);
     }
     if let Some((file, row)) = parquet_row(&out.join("parquet"), id)? {
@@ -255,7 +267,9 @@ fn parquet_row(
                 if matches!(field.name().as_str(), "text" | "token_ids") {
                     continue;
                 }
-                obj.insert(field.name().clone(), cell(col.as_ref(), row));
+                if let Some(v) = crate::batch::cell_json(col.as_ref(), row) {
+                    obj.insert(field.name().clone(), v);
+                }
             }
             return Ok(Some((
                 f.display().to_string(),
@@ -264,31 +278,4 @@ fn parquet_row(
         }
     }
     Ok(None)
-}
-
-/// One cell as JSON, for the column types stages write.
-fn cell(a: &dyn arrow_array::Array, row: usize) -> serde_json::Value {
-    use arrow_array::types::*;
-    use arrow_schema::DataType as T;
-    use serde_json::json;
-    if a.is_null(row) {
-        return serde_json::Value::Null;
-    }
-    match a.data_type() {
-        T::Utf8 => json!(a.as_string::<i32>().value(row)),
-        T::Boolean => json!(a.as_boolean().value(row)),
-        T::UInt64 => json!(a.as_primitive::<UInt64Type>().value(row)),
-        T::UInt32 => json!(a.as_primitive::<UInt32Type>().value(row)),
-        T::Int64 => json!(a.as_primitive::<Int64Type>().value(row)),
-        T::Int32 => json!(a.as_primitive::<Int32Type>().value(row)),
-        T::Float64 => json!(a.as_primitive::<Float64Type>().value(row)),
-        T::Float32 => json!(a.as_primitive::<Float32Type>().value(row)),
-        T::FixedSizeBinary(_) => json!(a
-            .as_fixed_size_binary()
-            .value(row)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()),
-        other => json!(format!("<{other}>")),
-    }
 }

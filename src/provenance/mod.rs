@@ -183,12 +183,14 @@ fn files_under(root: &Path, skip: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>
 }
 
 /// Every file of an output folder that the run manifest vouches for:
-/// all but `_forja/` (intermediates), the manifest itself, and files other
+/// all but `_forja/` (intermediates), the manifest itself, the report
+/// (written from the outputs, after them), and files other
 /// tasks of the run are still writing.
 fn output_files(out: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
     files_under(out, |rel| {
         rel == Path::new(FORJA_DIR)
             || rel == Path::new(RUN_MANIFEST)
+            || rel == Path::new(crate::report::REPORT)
             || crate::io::is_temporary(rel)
     })
 }

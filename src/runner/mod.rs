@@ -85,6 +85,8 @@ pub enum RunError {
     Shard(#[from] crate::shards::ShardError),
     #[error(transparent)]
     Provenance(#[from] crate::provenance::ProvenanceError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -147,6 +149,73 @@ pub fn steps(m: &LoadedManifest, stages: &mut [Box<dyn Stage>]) -> Vec<String> {
 }
 
 const MEGATRON_STEP: &str = "megatron";
+
+/// What [`finish`] wrote.
+pub struct Finished {
+    pub stats: Stats,
+    pub output_dir: PathBuf,
+}
+
+/// Ends a run whose steps ran as separate tasks (`forja slurm`'s last
+/// job): checks that every rank finished every step, merges the funnels
+/// into `stats.json`, and writes `run-manifest.json` and `report.html`.
+/// Running it again rewrites the same files.
+pub fn finish(
+    m: &LoadedManifest,
+    out: Option<&Path>,
+    world_size: usize,
+) -> Result<Finished, RunError> {
+    use crate::cluster::slurm::{rank_done, single_task};
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| m.output_dir());
+    let all_units = io::plan_units(m)?;
+    let mut stages = build_stages(m)?;
+    let all_steps = steps(m, &mut stages);
+    let record = RunRecord::new(m, &all_units, world_size);
+    units::Layout::new(&out, &m.manifest, 0, world_size).check_record(&record)?;
+    let mut missing = Vec::new();
+    for step in &all_steps {
+        let ranks = if single_task(step) { 1 } else { world_size };
+        for r in 0..ranks {
+            if !rank_done(&out, step, r, world_size) {
+                missing.push(format!("{step} of rank {r}"));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(RunError::Plan(format!(
+            "the run in {} is not complete: {} task(s) have not finished ({}); submit them again with `forja slurm --submit`",
+            out.display(),
+            missing.len(),
+            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let run = collect_stats(&out)?;
+    if !run.missing.is_empty() {
+        return Err(RunError::Plan(format!(
+            "ranks {:?} of {} have no funnel in {}",
+            run.missing,
+            run.world_size,
+            out.display()
+        )));
+    }
+    if megatron_on(m) {
+        let fams = out
+            .join(crate::shards::MEGATRON_DIR)
+            .join(crate::shards::blend::Families::FILE);
+        if !fams.is_file() {
+            return Err(RunError::Plan(format!(
+                "{} is missing although every megatron task finished",
+                fams.display()
+            )));
+        }
+    }
+    crate::provenance::write_run_manifest(&out, m, &all_units)?;
+    crate::report::write(&out)?;
+    Ok(Finished {
+        stats: run.stats,
+        output_dir: out,
+    })
+}
 
 fn megatron_on(m: &LoadedManifest) -> bool {
     m.manifest
@@ -320,6 +389,7 @@ fn start_and_run(
     };
     if complete || layout.root.join(crate::provenance::RUN_MANIFEST).exists() {
         crate::provenance::write_run_manifest(&layout.root, m, all_units)?;
+        crate::report::write(&layout.root)?;
     }
     Ok(summary)
 }
@@ -1155,7 +1225,10 @@ impl UnitWriter<'_> {
 
 /// Hash of the resolved manifest: comments and formatting do not count.
 pub fn manifest_hash(m: &LoadedManifest) -> String {
-    let canonical = toml::to_string(&m.manifest).unwrap_or_else(|_| m.text.clone());
+    // How the run is submitted does not change what it writes.
+    let mut what = m.manifest.clone();
+    what.slurm = Default::default();
+    let canonical = toml::to_string(&what).unwrap_or_else(|_| m.text.clone());
     format!("{:016x}", xxh3_64(canonical.as_bytes()))
 }
 

@@ -175,6 +175,7 @@ impl Layout {
                 }
             }
             remove_if_exists(&self.root.join(crate::provenance::RUN_MANIFEST))?;
+            remove_if_exists(&self.root.join(crate::report::REPORT))?;
             return remove_if_exists(&self.root.join("stats.json"));
         }
         let old: RunRecord = read_json(&path)?;
@@ -337,6 +338,8 @@ impl Layout {
             // The run is not complete again until its last task says so.
             crate::provenance::RUN_MANIFEST.to_string(),
             format!("{}.tmp", crate::provenance::RUN_MANIFEST),
+            crate::report::REPORT.to_string(),
+            format!("{}.tmp", crate::report::REPORT),
         ] {
             remove_if_exists(&self.root.join(rel))?;
         }
@@ -428,5 +431,9 @@ pub fn merge_rank_stats(root: &Path, world: usize) -> Result<(Stats, Vec<usize>)
         let s: Stats = read_json(&p)?;
         merged.merge(&s);
     }
+    // Ranks hold interleaved units: one order for any world size.
+    merged
+        .files
+        .sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
     Ok((merged, missing))
 }

@@ -242,6 +242,18 @@ pub struct Applied {
     pub ledger: Vec<LedgerRow>,
 }
 
+/// A dropped row's stage columns as a JSON object, for its ledger row:
+/// what `forja audit --doc` shows of a document that is not in the output.
+fn annotations(schema: &Schema, cols: &[ArrayRef], first: usize, row: usize) -> String {
+    let mut obj = serde_json::Map::new();
+    for (i, c) in cols.iter().enumerate() {
+        if let Some(v) = crate::batch::cell_json(c.as_ref(), row) {
+            obj.insert(schema.field(first + i).name().clone(), v);
+        }
+    }
+    serde_json::Value::Object(obj).to_string()
+}
+
 /// Appends a stage's columns and, in filter mode, removes the rows it dropped.
 pub fn apply(
     stage: &dyn Stage,
@@ -288,6 +300,8 @@ pub fn apply(
         });
     }
     let core = Core::of(&annotated);
+    let n_core = crate::batch::core_fields().len();
+    let schema = annotated.schema();
     let mut keep = vec![true; annotated.num_rows()];
     let mut ledger = Vec::with_capacity(out.drops.len());
     for d in out.drops {
@@ -303,6 +317,7 @@ pub fn apply(
             reason: d.reason,
             detail: d.detail,
             bytes: core.text.value(d.row).len() as u64,
+            annotations: annotations(&schema, &annotated.columns()[n_core..], n_core, d.row),
         });
     }
     let mask = BooleanArray::from(keep);

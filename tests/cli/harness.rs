@@ -127,14 +127,18 @@ pub fn stats(out: &Path) -> serde_json::Value {
 }
 
 /// Every file under `dir`, by relative path, with its bytes; but the run's
-/// own records of times and threads (`run-manifest.json`, `_forja/ranks/`),
-/// the only files meant to differ between runs of the same inputs.
+/// own records of times and threads (`run-manifest.json`, `_forja/ranks/`)
+/// and the report that shows them, the only files meant to differ between
+/// runs of the same inputs.
 pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for e in fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(root).unwrap();
-            if rel == Path::new("run-manifest.json") || rel == Path::new("_forja/ranks") {
+            if rel == Path::new("run-manifest.json")
+                || rel == Path::new("report.html")
+                || rel == Path::new("_forja/ranks")
+            {
                 continue;
             }
             if p.is_dir() {

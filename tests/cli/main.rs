@@ -11,5 +11,7 @@ mod perplexity;
 mod provenance;
 mod quality;
 mod readers;
+mod report;
 mod resume;
+mod slurm;
 mod tokenizer;

@@ -209,6 +209,13 @@ keep = ["head", "middle"]
             assert!(r["lm_tokens"].as_u64().unwrap() <= 32);
         }
     }
+    // The report draws the kept documents' perplexity per language.
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for lang in ["en", "es", "fr"] {
+        let n = kept.iter().filter(|r| r["lang"] == lang).count();
+        let cell = crate::report::cell(&page, "dist-perplexity", lang, "n");
+        assert_eq!(cell, n.to_string(), "{lang}");
+    }
     // The same bytes with one thread: scores and buckets do not depend on it.
     env.ok(&["run", "--quiet", "p.toml", "--threads", "1", "--out", "one"]);
     let strip = |t: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {

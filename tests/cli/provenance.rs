@@ -168,6 +168,21 @@ shard_tokens = 400
     // The short one: the length filter.
     let short = audit(&env, &["--doc", &id(14)]);
     assert_eq!(short["dropped"]["reason"], "too_few_words");
+    // With what the stages had found when it went: the length stage's own
+    // counts (the reason's evidence) and the dedup stage's verdict.
+    let ann = &short["annotations"];
+    assert!(ann["n_words"].as_u64().unwrap() < 5, "{short:#}");
+    assert_eq!(
+        ann["n_chars"].as_u64().unwrap(),
+        short["dropped"]["bytes"].as_u64().unwrap()
+    );
+    assert!(
+        ann["dup_of"].is_null() && ann.get("text").is_none(),
+        "{ann:#}"
+    );
+    assert!(short["dropped"].get("annotations").is_none());
+    // A copy carries the exact_dedup columns, naming the one kept.
+    assert_eq!(dup["annotations"]["dup_of"], id(1).as_str());
     // The broken line: rejected by the reader.
     let bad = audit(&env, &["--doc", &id(15)]);
     assert_eq!(bad["dropped"]["stage"], "read");
