@@ -161,27 +161,7 @@ enum Command {
     /// --dependency=afterok, and a last one-CPU job that runs `forja
     /// finish`. Only steps and ranks that have not finished get a job, so
     /// the same command resubmits failed or cancelled ranks.
-    Slurm {
-        manifest: PathBuf,
-        /// Ranks of every step (default: the manifest's slurm.world_size, else 1).
-        #[arg(long)]
-        world_size: Option<usize>,
-        /// Largest array index + 1 the cluster accepts (default: the manifest's, else 1001).
-        #[arg(long)]
-        max_array_size: Option<usize>,
-        /// Output folder (default: the manifest's).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Submit the jobs with sbatch and print their ids.
-        #[arg(long)]
-        submit: bool,
-        /// Print the scripts; write and submit nothing.
-        #[arg(long, conflicts_with = "submit")]
-        dry_run: bool,
-        /// The sbatch command.
-        #[arg(long, default_value = "sbatch")]
-        sbatch: String,
-    },
+    Slurm(SlurmArgs),
     /// Ends a run whose steps ran as separate tasks: checks that every rank
     /// finished every step, merges the funnels into stats.json, and writes
     /// run-manifest.json and report.html (`forja slurm`'s last job).
@@ -888,23 +868,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             println!("{json}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Slurm {
-            manifest,
-            world_size,
-            max_array_size,
-            out,
-            submit,
-            dry_run,
-            sbatch,
-        } => slurm(SlurmArgs {
-            manifest,
-            world_size,
-            max_array_size,
-            out,
-            submit,
-            dry_run,
-            sbatch,
-        }),
+        Command::Slurm(args) => slurm(args),
         Command::Finish {
             manifest,
             out,
@@ -1269,13 +1233,26 @@ fn matmul_rate(dev: &candle_core::Device, dtype: candle_core::DType) -> Result<f
     Ok(2.0 * (n as f64).powi(3) / best)
 }
 
+#[derive(clap::Args, Debug)]
 struct SlurmArgs {
     manifest: PathBuf,
+    /// Ranks of every step (default: the manifest's slurm.world_size, else 1).
+    #[arg(long)]
     world_size: Option<usize>,
+    /// Largest array index + 1 the cluster accepts (default: the manifest's, else 1001).
+    #[arg(long)]
     max_array_size: Option<usize>,
+    /// Output folder (default: the manifest's).
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Submit the jobs with sbatch and print their ids.
+    #[arg(long)]
     submit: bool,
+    /// Print the scripts; write and submit nothing.
+    #[arg(long, conflicts_with = "submit")]
     dry_run: bool,
+    /// The sbatch command.
+    #[arg(long, default_value = "sbatch")]
     sbatch: String,
 }
 

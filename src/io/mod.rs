@@ -8,6 +8,7 @@
 
 mod jsonl;
 mod parquet_in;
+pub mod remote;
 mod text;
 mod writer;
 
@@ -38,11 +39,26 @@ pub enum InputError {
     Unreadable { path: String, source: io::Error },
     #[error("{path}: not a usable Parquet file: {message}")]
     BadParquet { path: String, message: String },
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
 }
 
 /// Expands one `paths` entry into the sorted files it names, with their
 /// sizes, checking that each one opens.
 pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<(PathBuf, u64)>, InputError> {
+    if remote::is_url(pattern) {
+        let found = remote::list(pattern)?;
+        if found.is_empty() {
+            return Err(InputError::NoMatch {
+                pattern: pattern.into(),
+                base: "object storage".into(),
+            });
+        }
+        return Ok(found
+            .into_iter()
+            .map(|(url, size)| (PathBuf::from(url), size))
+            .collect());
+    }
     let full = crate::manifest::resolve(base, pattern);
     let full_str = full.to_string_lossy().into_owned();
     let paths = glob::glob(&full_str).map_err(|e| InputError::BadPattern {
@@ -108,12 +124,18 @@ pub fn plan_units(m: &LoadedManifest) -> Result<Vec<Unit>, InputError> {
     for (si, source) in m.manifest.sources.iter().enumerate() {
         let mut inputs = Vec::with_capacity(m.inputs[si].len());
         for (path, size) in &m.inputs[si] {
-            if source.format == InputFormat::Parquet {
+            let url = path.to_str().filter(|p| remote::is_url(p));
+            // A remote Parquet file's columns are checked once it is
+            // downloaded, before its unit is read (`localize`).
+            if source.format == InputFormat::Parquet && url.is_none() {
                 parquet_in::check_schema(path, source)?;
             }
             inputs.push(InputFile {
                 path: path.clone(),
-                rel: crate::manifest::relative_to(path, &m.base).into(),
+                rel: match url {
+                    Some(u) => u.into(),
+                    None => crate::manifest::relative_to(path, &m.base).into(),
+                },
                 size: *size,
             });
         }
@@ -217,6 +239,37 @@ pub enum ReadError {
     Open { path: String, source: io::Error },
     #[error("{path}: {message}")]
     Parquet { path: String, message: String },
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
+}
+
+/// The unit with its input objects downloaded (its files' `rel`, which ids
+/// and the ledger use, stay the URLs), and the guard that removes the
+/// copies. Local units come back as they are.
+pub fn localize(unit: &Unit, source: &SourceConfig) -> Result<(Unit, remote::Cached), ReadError> {
+    let mut cached = remote::Cached::default();
+    let mut local = unit.clone();
+    for f in &mut local.files {
+        let Some(url) = f
+            .path
+            .to_str()
+            .filter(|p| remote::is_url(p))
+            .map(String::from)
+        else {
+            continue;
+        };
+        let dest = remote::cache_path(&url);
+        remote::download(&url, &dest)?;
+        cached.push(dest.clone());
+        if source.format == InputFormat::Parquet {
+            parquet_in::check_schema(&dest, source).map_err(|e| ReadError::Parquet {
+                path: url.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        f.path = dest;
+    }
+    Ok((local, cached))
 }
 
 /// Opens a reader for a unit. `progress` counts compressed input bytes consumed.

@@ -450,6 +450,10 @@ impl Checker<'_> {
         let span = |key: &str| table_key_span(value, key).unwrap_or(value.span()).start;
         if o.dir.trim().is_empty() {
             self.at(span("dir"), "output.dir is empty".into());
+        } else if crate::io::remote::is_url(&o.dir) {
+            if let Err(e) = crate::io::remote::split(&o.dir) {
+                self.at(span("dir"), format!("output.dir: {e}"));
+            }
         }
         if o.formats.is_empty() {
             self.at(span("formats"), "output.formats is empty".into());

@@ -243,8 +243,23 @@ impl LoadedManifest {
         resolve(&self.base, p)
     }
 
+    /// The local output folder. With `dir = "s3://bucket/prefix"` it is a
+    /// staging folder beside the manifest (`.forja-staging/bucket/prefix`),
+    /// published to the bucket when the run completes.
     pub fn output_dir(&self) -> PathBuf {
-        self.resolve(&self.manifest.output.dir)
+        match self.output_url() {
+            Some(url) => self
+                .base
+                .join(".forja-staging")
+                .join(url.trim_start_matches("s3://")),
+            None => self.resolve(&self.manifest.output.dir),
+        }
+    }
+
+    /// `output.dir` when it names object storage.
+    pub fn output_url(&self) -> Option<&str> {
+        let d = self.manifest.output.dir.as_str();
+        crate::io::remote::is_url(d).then_some(d.trim_end_matches('/'))
     }
 }
 

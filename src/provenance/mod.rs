@@ -50,8 +50,17 @@ pub struct FileSum {
     pub xxh3: String,
 }
 
-/// Size and xxh3-64 of a file, read in 1 MiB blocks.
+/// Size and xxh3-64 of a file, read in 1 MiB blocks; for an object in
+/// storage (`s3://`), its size and `etag:` its ETag, which the store keeps
+/// and which changes with its content, instead of reading it again.
 pub fn checksum(path: &Path) -> Result<(u64, String), ProvenanceError> {
+    if let Some(url) = path.to_str().filter(|p| crate::io::remote::is_url(p)) {
+        let (size, etag) = crate::io::remote::head(url).map_err(|e| ProvenanceError::Bad {
+            path: url.to_string(),
+            message: e.message,
+        })?;
+        return Ok((size, format!("etag:{etag}")));
+    }
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];

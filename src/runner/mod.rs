@@ -87,6 +87,8 @@ pub enum RunError {
     Provenance(#[from] crate::provenance::ProvenanceError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Remote(#[from] crate::io::remote::RemoteError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -150,6 +152,26 @@ pub fn steps(m: &LoadedManifest, stages: &mut [Box<dyn Stage>]) -> Vec<String> {
 
 const MEGATRON_STEP: &str = "megatron";
 
+/// What the task that completes a run writes: the run manifest, the
+/// report, and with `output.dir = "s3://..."` the upload of both and of
+/// every output file, the run manifest last.
+fn complete_run(root: &Path, m: &LoadedManifest, units: &[Unit]) -> Result<(), RunError> {
+    let rm = crate::provenance::write_run_manifest(root, m, units)?;
+    let report = crate::report::write(root)?;
+    if let Some(url) = m.output_url() {
+        let mut files: Vec<(String, String)> = rm
+            .outputs
+            .iter()
+            .map(|f| (f.path.clone(), f.xxh3.clone()))
+            .collect();
+        let (_, h) = crate::provenance::checksum(&report)?;
+        files.push((crate::report::REPORT.to_string(), h));
+        let n = crate::io::remote::publish(root, url, &files, crate::provenance::RUN_MANIFEST)?;
+        tracing::info!("published {n} files to {url}");
+    }
+    Ok(())
+}
+
 /// What [`finish`] wrote.
 pub struct Finished {
     pub stats: Stats,
@@ -209,8 +231,7 @@ pub fn finish(
             )));
         }
     }
-    crate::provenance::write_run_manifest(&out, m, &all_units)?;
-    crate::report::write(&out)?;
+    complete_run(&out, m, &all_units)?;
     Ok(Finished {
         stats: run.stats,
         output_dir: out,
@@ -388,8 +409,7 @@ fn start_and_run(
         summary.merged.is_some()
     };
     if complete || layout.root.join(crate::provenance::RUN_MANIFEST).exists() {
-        crate::provenance::write_run_manifest(&layout.root, m, all_units)?;
-        crate::report::write(&layout.root)?;
+        complete_run(&layout.root, m, all_units)?;
     }
     Ok(summary)
 }
@@ -729,8 +749,17 @@ fn stream(
             let reader_cfg = &m.manifest.reader;
             let progress = progress.clone();
             let sources_fmt = &sources_fmt;
-            scope
-                .spawn(move || read_units(todo, sources_fmt, specs, reader_cfg, progress, chunk_tx))
+            scope.spawn(move || {
+                read_units(
+                    todo,
+                    &ctx.m.manifest.sources,
+                    sources_fmt,
+                    specs,
+                    reader_cfg,
+                    progress,
+                    chunk_tx,
+                )
+            })
         };
         let writer = {
             let stage_names = &stage_names;
@@ -857,8 +886,10 @@ enum Item {
     },
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_units(
     todo: &[Unit],
+    sources: &[crate::manifest::SourceConfig],
     formats: &[crate::manifest::InputFormat],
     specs: &[Arc<SourceSpec>],
     cfg: &crate::manifest::ReaderConfig,
@@ -867,6 +898,10 @@ fn read_units(
 ) -> Result<(), RunError> {
     let mut pending = VecDeque::new();
     for u in todo {
+        // Input objects are fetched here, one unit ahead of nothing: the
+        // copy lives while the unit is read.
+        let (u, _cached) = io::localize(u, &sources[u.source])?;
+        let u = &u;
         let mut r = io::open_unit(
             u,
             formats[u.source],

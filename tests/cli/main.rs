@@ -14,4 +14,5 @@ mod readers;
 mod report;
 mod resume;
 mod slurm;
+mod storage;
 mod tokenizer;

@@ -290,16 +290,39 @@ fn demo_once(env: &Env) -> PathBuf {
     one
 }
 
-#[test]
-fn slurm_job_arrays_of_world_size_4_give_the_bytes_of_one_run() {
-    let _one_at_a_time = SLURM.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(cluster) = Cluster::start() else {
-        return;
-    };
+/// A running Slurm with the demo submitted at world size 4, beside the
+/// demo run once in one process.
+struct Submitted {
+    cluster: Cluster,
+    env: Env,
+    one: PathBuf,
+    many: PathBuf,
+    said: String,
+    /// Last: the daemons stop before the next test may start its own.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+fn submit_demo() -> Option<Submitted> {
+    let guard = SLURM.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::start()?;
     let env = Env::new();
     let one = demo_once(&env);
     let many = env.path("many");
     let said = forja_slurm(&env, &cluster, many.to_str().unwrap());
+    Some(Submitted {
+        cluster,
+        env,
+        one,
+        many,
+        said,
+        _one_at_a_time: guard,
+    })
+}
+
+#[test]
+fn slurm_job_arrays_of_world_size_4_give_the_bytes_of_one_run() {
+    let Some(s) = submit_demo() else { return };
+    let (cluster, env, one, many, said) = (&s.cluster, &s.env, &s.one, &s.many, &s.said);
     // One array per step, the clustering steps one task, and the finish job.
     for step in [
         "near_dedup:scan",
@@ -308,31 +331,25 @@ fn slurm_job_arrays_of_world_size_4_give_the_bytes_of_one_run() {
         "megatron",
         "finish",
     ] {
-        job_of(&said, step);
+        job_of(said, step);
     }
     assert!(said.contains("ranks 0-3"), "{said}");
     cluster.wait_idle(600);
-    assert_same_outputs(&one, &many);
+    assert_same_outputs(one, many);
     let v = env.forja(&["verify", many.to_str().unwrap()]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
     // Nothing is left to do: the same command submits nothing.
-    let again = forja_slurm(&env, &cluster, many.to_str().unwrap());
+    let again = forja_slurm(env, cluster, many.to_str().unwrap());
     assert!(again.contains("nothing to submit"), "{again}");
 }
 
 #[test]
 fn a_cancelled_rank_is_resubmitted_alone_and_the_run_completes_identically() {
-    let _one_at_a_time = SLURM.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(cluster) = Cluster::start() else {
-        return;
-    };
-    let env = Env::new();
-    let one = demo_once(&env);
-    let many = env.path("many");
-    let said = forja_slurm(&env, &cluster, many.to_str().unwrap());
+    let Some(s) = submit_demo() else { return };
+    let (cluster, env, one, many, said) = (&s.cluster, &s.env, &s.one, &s.many, &s.said);
     // Rank 2 of the final pass is cancelled while it waits for the dedup
     // steps; the steps after it are cancelled with it (kill-on-invalid-dep).
-    let fin = job_of(&said, "final");
+    let fin = job_of(said, "final");
     let st = cluster
         .cmd("scancel")
         .arg(format!("{fin}_2"))
@@ -340,7 +357,7 @@ fn a_cancelled_rank_is_resubmitted_alone_and_the_run_completes_identically() {
         .unwrap();
     assert!(st.success());
     cluster.wait_idle(600);
-    assert!(!many.join("run-manifest.json").exists(), "{}", logs(&many));
+    assert!(!many.join("run-manifest.json").exists(), "{}", logs(many));
     assert!(many
         .join("_forja/ranks/rank-00001-of-00004.final.json")
         .is_file());
@@ -349,7 +366,7 @@ fn a_cancelled_rank_is_resubmitted_alone_and_the_run_completes_identically() {
         .exists());
     // The same command again: only rank 2 of the final pass, then the
     // megatron step and the finish job.
-    let again = forja_slurm(&env, &cluster, many.to_str().unwrap());
+    let again = forja_slurm(env, cluster, many.to_str().unwrap());
     let steps: Vec<&str> = again
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
@@ -360,5 +377,5 @@ fn a_cancelled_rank_is_resubmitted_alone_and_the_run_completes_identically() {
         "{again}"
     );
     cluster.wait_idle(600);
-    assert_same_outputs(&one, &many);
+    assert_same_outputs(one, many);
 }
