@@ -40,6 +40,6 @@ pub use stages::quality::text::words;
 pub use stages::{
     apply, normalize_text, Applied, BuildContext, Drop, ExactDedupConfig, Global, LengthConfig,
     Lid, LidBackend, LidConfig, Mode, NearDedupConfig, NormalizeConfig, PerplexityConfig,
-    PerplexityFilter, Position, Quality, QualityConfig, QualityRule, RepeatedLinesConfig, Scope,
-    Stage, StageConfig, StageError, StageOutput, TextUnit,
+    PerplexityFilter, PiiConfig, PiiKind, PiiMode, Position, Quality, QualityConfig, QualityRule,
+    RepeatedLinesConfig, Scope, Stage, StageConfig, StageError, StageOutput, TextUnit,
 };

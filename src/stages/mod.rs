@@ -15,6 +15,7 @@ mod lid;
 mod near_dedup;
 mod normalize;
 pub mod perplexity;
+mod pii;
 pub mod quality;
 mod repeated_lines;
 pub mod tokenize;
@@ -36,6 +37,7 @@ pub use lid::{Backend as LidBackend, Lid, LidConfig};
 pub use near_dedup::{NearDedup, NearDedupConfig};
 pub use normalize::{normalize_text, Normalize, NormalizeConfig};
 pub use perplexity::{Perplexity, PerplexityConfig, PerplexityFilter};
+pub use pii::{Pii, PiiConfig, PiiKind, PiiMode};
 pub use quality::{Quality, QualityConfig, Rule as QualityRule};
 pub use repeated_lines::{Position, RepeatedLines, RepeatedLinesConfig, TextUnit};
 pub use tokenize::{Tokenize, TokenizeConfig};
@@ -178,6 +180,7 @@ pub enum StageConfig {
     Lid(LidConfig),
     Quality(QualityConfig),
     Perplexity(PerplexityConfig),
+    Pii(PiiConfig),
     Tokenize(TokenizeConfig),
     TrainTokenizer(TrainTokenizerConfig),
 }
@@ -200,6 +203,7 @@ impl StageConfig {
             StageConfig::Lid(_) => "lid",
             StageConfig::Quality(_) => "quality",
             StageConfig::Perplexity(_) => "perplexity",
+            StageConfig::Pii(_) => "pii",
             StageConfig::Tokenize(_) => "tokenize",
             StageConfig::TrainTokenizer(_) => "train_tokenizer",
         }
@@ -215,6 +219,7 @@ impl StageConfig {
             StageConfig::Lid(c) => c.problems(),
             StageConfig::Quality(c) => c.problems(),
             StageConfig::Perplexity(c) => c.problems(),
+            StageConfig::Pii(c) => c.problems(),
             StageConfig::Tokenize(c) => c.problems(),
             StageConfig::TrainTokenizer(c) => c.problems(),
         }
@@ -230,6 +235,7 @@ impl StageConfig {
             StageConfig::Length(c) => Box::new(Length::new(c.clone())),
             StageConfig::Quality(c) => Box::new(Quality::new(c.clone())?),
             StageConfig::Perplexity(c) => Box::new(Perplexity::new(c.clone(), ctx)?),
+            StageConfig::Pii(c) => Box::new(Pii::new(c.clone())),
             StageConfig::Tokenize(c) => Box::new(Tokenize::new(c.clone(), ctx)?),
             StageConfig::TrainTokenizer(c) => Box::new(TrainTokenizer::new(c.clone())),
         })
@@ -393,6 +399,10 @@ mod tests {
                 min_chars: Some(5),
                 max_words: Some(10),
                 ..Default::default()
+            }),
+            StageConfig::Pii(PiiConfig {
+                mode: PiiMode::Annotate,
+                kinds: vec![PiiKind::Iban, PiiKind::Card],
             }),
             StageConfig::Lid(LidConfig {
                 mode: Mode::Annotate,

@@ -138,3 +138,62 @@ fn lid_then_quality_on_the_demo() {
         }
     }
 }
+
+#[test]
+fn the_pii_stage_redacts_valid_identifiers_and_leaves_look_alikes() {
+    let env = Env::new();
+    let docs = [
+        "Contacte: anna.serra@example.cat, IBAN ES91 2100 0418 4502 0005 1332, tel. +34 93 123 45 67.",
+        "Not PII: IBAN ES91 2100 0418 4502 0005 1333 (bad check digits), card 4111 1111 1111 1112, Linux 2.6.32.1.5, LAN 192.168.0.10.",
+        "Server 81.2.69.160 logged card 5500-0000-0000-0004.",
+    ];
+    let recs: Vec<_> = docs
+        .iter()
+        .map(|t| serde_json::json!({ "text": t }))
+        .collect();
+    env.write("in/p.jsonl", &jsonl(&recs));
+    env.manifest(
+        "pii",
+        r#"
+[[source]]
+name = "p"
+paths = ["in/*.jsonl"]
+format = "jsonl"
+licence = "test"
+
+[[stage]]
+type = "pii"
+"#,
+    );
+    env.ok(&["run", "--quiet", "pii.toml"]);
+    let out = env.path("out-pii");
+    assert_accounted(&out);
+    let mut recs = Vec::new();
+    for (_, bytes) in tree(&out.join("jsonl")) {
+        let raw = zstd::decode_all(&bytes[..]).unwrap();
+        for l in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            recs.push(serde_json::from_slice::<serde_json::Value>(l).unwrap());
+        }
+    }
+    recs.sort_by_key(|r| r["line"].as_u64());
+    assert_eq!(
+        recs[0]["text"],
+        "Contacte: <EMAIL>, IBAN <IBAN>, tel. <PHONE>."
+    );
+    assert_eq!(recs[1]["text"], docs[1], "look-alikes are left as they are");
+    assert_eq!(recs[2]["text"], "Server <IP> logged card <CARD>.");
+    let counts = |r: &serde_json::Value| {
+        [
+            "pii_email",
+            "pii_iban",
+            "pii_card",
+            "pii_ip",
+            "pii_phone",
+            "pii_redacted",
+        ]
+        .map(|c| r[c].as_u64().unwrap())
+    };
+    assert_eq!(counts(&recs[0]), [1, 1, 0, 0, 1, 3]);
+    assert_eq!(counts(&recs[1]), [0, 0, 0, 0, 0, 0]);
+    assert_eq!(counts(&recs[2]), [0, 0, 1, 1, 0, 2]);
+}
