@@ -26,17 +26,29 @@ struct Moto {
 
 impl Moto {
     fn start() -> Option<Moto> {
-        let Some(bin) = find("moto_server") else {
-            if std::env::var_os("FORJA_REQUIRE_CROSSCHECKS").is_some() {
-                panic!("FORJA_REQUIRE_CROSSCHECKS is set but moto_server is not on PATH (pip install 'moto[server]')");
+        // The console script, or the module where a fresh pip install has
+        // not put the script on PATH.
+        let mut cmd = match find("moto_server") {
+            Some(bin) => Command::new(bin),
+            None if Command::new("python3")
+                .args(["-c", "import moto.server"])
+                .output()
+                .is_ok_and(|o| o.status.success()) =>
+            {
+                let mut c = Command::new("python3");
+                c.args(["-m", "moto.server"]);
+                c
             }
-            eprintln!(
-                "skipping the object storage test: no moto_server (pip install 'moto[server]')"
-            );
-            return None;
+            None => {
+                if std::env::var_os("FORJA_REQUIRE_CROSSCHECKS").is_some() {
+                    panic!("FORJA_REQUIRE_CROSSCHECKS is set but moto is not installed (pip install 'moto[server]')");
+                }
+                eprintln!("skipping the object storage test: no moto (pip install 'moto[server]')");
+                return None;
+            }
         };
         let port = 30_000 + (std::process::id() % 20_000) as u16;
-        let child = Command::new(bin)
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
