@@ -414,6 +414,14 @@ fn inspect(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The manifest at `path`, or `None` once its problems are printed
+/// (exit code 1).
+fn load(path: &Path) -> Option<forja::LoadedManifest> {
+    forja::load_manifest(path)
+        .map_err(|problems| eprint!("{problems}"))
+        .ok()
+}
+
 fn default_manifest() -> PathBuf {
     let local = PathBuf::from("manifests/demo.toml");
     if local.exists() {
@@ -649,12 +657,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             phase,
         } => {
             let path = manifest.unwrap_or_else(default_manifest);
-            let m = match forja::load_manifest(&path) {
-                Ok(m) => m,
-                Err(problems) => {
-                    eprint!("{problems}");
-                    return Ok(ExitCode::from(1));
-                }
+            let Some(m) = load(&path) else {
+                return Ok(ExitCode::from(1));
             };
             let mut opts = forja::RunOptions {
                 rank,
@@ -874,12 +878,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             out,
             world_size,
         } => {
-            let m = match forja::load_manifest(&manifest) {
-                Ok(m) => m,
-                Err(problems) => {
-                    eprint!("{problems}");
-                    return Ok(ExitCode::from(1));
-                }
+            let Some(m) = load(&manifest) else {
+                return Ok(ExitCode::from(1));
             };
             let f = forja::finish(&m, out.as_deref(), world_size)?;
             if !cli.quiet {
@@ -1258,12 +1258,8 @@ struct SlurmArgs {
 
 fn slurm(a: SlurmArgs) -> Result<ExitCode> {
     use forja::cluster::slurm;
-    let m = match forja::load_manifest(&a.manifest) {
-        Ok(m) => m,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(1));
-        }
+    let Some(m) = load(&a.manifest) else {
+        return Ok(ExitCode::from(1));
     };
     let mut cfg = m.manifest.slurm.clone();
     if let Some(w) = a.world_size {

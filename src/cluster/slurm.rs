@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::provenance::rank_record;
+
 /// `[slurm]` in a manifest: how its jobs are submitted. None of it changes
 /// what a run writes, so it is not part of the run's manifest hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,20 +199,10 @@ pub fn single_task(step: &str) -> bool {
     step.ends_with(":cluster") || step == FINISH
 }
 
-fn ranks_file(out: &Path, rank: usize, world: usize, step: Option<&str>) -> PathBuf {
-    let mut name = format!("rank-{rank:05}-of-{world:05}");
-    if let Some(s) = step {
-        name.push('.');
-        name.push_str(&s.replace(':', "-"));
-    }
-    name.push_str(".json");
-    out.join(crate::runner::FORJA_DIR).join("ranks").join(name)
-}
-
 /// True if rank `rank` has finished `step` (or a whole run without `--phase`).
 pub fn rank_done(out: &Path, step: &str, rank: usize, world: usize) -> bool {
-    ranks_file(out, rank, world, Some(step)).is_file()
-        || ranks_file(out, rank, world, None).is_file()
+    rank_record(out, rank, world, Some(step)).is_file()
+        || rank_record(out, rank, world, None).is_file()
 }
 
 /// The jobs still to run: every step's ranks that have not finished, in
@@ -552,7 +544,7 @@ mod tests {
         assert!(jobs[2].script.contains("SLURM_ARRAY_TASK_ID + 8"));
         // Ranks 1 and 9 finished (one by step, one by a whole run): the rest go.
         for (rank, step) in [(1, Some("final")), (9, None)] {
-            let f = ranks_file(d.path(), rank, 10, step);
+            let f = rank_record(d.path(), rank, 10, step);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(&f, "{}").unwrap();
         }

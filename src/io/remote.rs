@@ -170,44 +170,43 @@ pub fn download(url: &str, dest: &Path) -> Result<u64, RemoteError> {
 /// Uploads a local file to `url`: one request below the part size
 /// ([`MULTIPART_BYTES`]), else a multipart upload of parts that size
 /// (aborted, not left half-done, on failure).
-pub fn upload(src: &Path, url: &str) -> Result<(), RemoteError> {
+async fn upload_to(s: &dyn ObjectStore, src: &Path, url: &str) -> Result<(), RemoteError> {
     let (_, key) = split(url)?;
-    let s = store(url)?;
     let local = |e: std::io::Error| err(url, format!("reading {}: {e}", src.display()));
     let size = std::fs::metadata(src).map_err(local)?.len();
     let location = ObjectPath::from(key);
     let part = part_bytes();
     if size < part as u64 {
         let bytes = std::fs::read(src).map_err(local)?;
-        return block_on(s.put(&location, PutPayload::from(bytes)))
+        return s
+            .put(&location, PutPayload::from(bytes))
+            .await
             .map(|_| ())
             .map_err(|e| err(url, e));
     }
     let mut f = std::fs::File::open(src).map_err(local)?;
-    block_on(async {
-        let upload = s.put_multipart(&location).await.map_err(|e| err(url, e))?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, part);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            // At most a few parts in flight: memory stays bounded.
-            if let Err(e) = w.wait_for_capacity(4).await {
-                let _ = w.abort().await;
-                return Err(err(url, e));
-            }
-            let k = match std::io::Read::read(&mut f, &mut buf) {
-                Ok(k) => k,
-                Err(e) => {
-                    let _ = w.abort().await;
-                    return Err(local(e));
-                }
-            };
-            if k == 0 {
-                break;
-            }
-            w.write(&buf[..k]);
+    let upload = s.put_multipart(&location).await.map_err(|e| err(url, e))?;
+    let mut w = WriteMultipart::new_with_chunk_size(upload, part);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        // At most a few parts in flight: memory stays bounded.
+        if let Err(e) = w.wait_for_capacity(4).await {
+            let _ = w.abort().await;
+            return Err(err(url, e));
         }
-        w.finish().await.map(|_| ()).map_err(|e| err(url, e))
-    })
+        let k = match std::io::Read::read(&mut f, &mut buf) {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = w.abort().await;
+                return Err(local(e));
+            }
+        };
+        if k == 0 {
+            break;
+        }
+        w.write(&buf[..k]);
+    }
+    w.finish().await.map(|_| ()).map_err(|e| err(url, e))
 }
 
 /// Uploads a finished output folder's files (`files`: paths relative to
@@ -223,22 +222,25 @@ pub fn publish(
     files: &[(String, String)],
     last: &str,
 ) -> Result<usize, RemoteError> {
-    split(url)?;
+    // One client (and its connections) for the whole folder.
+    let s = store(url)?;
     let base = url.trim_end_matches('/');
     let notes = root.join(crate::runner::FORJA_DIR).join("published");
-    let mut sent = 0;
-    for (rel, xxh3) in files {
-        let note = notes.join(format!("{}.xxh3", rel.replace('/', "%2F")));
-        if std::fs::read_to_string(&note).is_ok_and(|n| n == *xxh3) {
-            continue;
+    block_on(async {
+        let mut sent = 0;
+        for (rel, xxh3) in files {
+            let note = notes.join(format!("{}.xxh3", rel.replace('/', "%2F")));
+            if std::fs::read_to_string(&note).is_ok_and(|n| n == *xxh3) {
+                continue;
+            }
+            upload_to(s.as_ref(), &root.join(rel), &format!("{base}/{rel}")).await?;
+            crate::io::atomic_write(&note, xxh3.as_bytes())
+                .map_err(|e| err(url, format!("writing {}: {e}", note.display())))?;
+            sent += 1;
         }
-        upload(&root.join(rel), &format!("{base}/{rel}"))?;
-        crate::io::atomic_write(&note, xxh3.as_bytes())
-            .map_err(|e| err(url, format!("writing {}: {e}", note.display())))?;
-        sent += 1;
-    }
-    upload(&root.join(last), &format!("{base}/{last}"))?;
-    Ok(sent + 1)
+        upload_to(s.as_ref(), &root.join(last), &format!("{base}/{last}")).await?;
+        Ok(sent + 1)
+    })
 }
 
 /// Where an input object is cached while its unit is read:

@@ -224,14 +224,7 @@ pub fn licences(out: &Path) -> Result<Licences, ProvenanceError> {
         }
     }
     let rm: super::RunManifest = super::read_json(&out.join(super::RUN_MANIFEST))?;
-    let licence_of: std::collections::BTreeMap<String, String> = rm.manifest["source"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| Some((s["name"].as_str()?.into(), s["licence"].as_str()?.into())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let licence_of = rm.licences();
     for f in super::files_ending(&out.join("ledger"), ".parquet")? {
         for r in crate::ledger::read_rows(&f).map_err(|e| bad(&f, e.to_string()))? {
             let lic = licence_of

@@ -106,6 +106,22 @@ pub struct RunManifest {
     pub stats: Stats,
 }
 
+impl RunManifest {
+    /// Each source's licence, by source name, as the manifest gives them.
+    pub fn licences(&self) -> BTreeMap<String, String> {
+        self.manifest["source"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| {
+                        Some((s["name"].as_str()?.into(), s["licence"].as_str()?.into()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 fn ranks_dir(out: &Path) -> PathBuf {
     out.join(FORJA_DIR).join("ranks")
 }
@@ -127,17 +143,19 @@ pub fn record_rank(
         seconds: summary.elapsed.as_secs_f64(),
         stage_seconds: stages.iter().cloned().collect(),
     };
-    let name = format!(
-        "rank-{:05}-of-{:05}{}.json",
-        opts.rank,
-        opts.world_size,
-        opts.phase
-            .as_deref()
-            .map(|p| format!(".{}", p.replace(':', "-")))
-            .unwrap_or_default()
-    );
-    let path = ranks_dir(out).join(name);
-    write_json(&path, &r)
+    write_json(
+        &rank_record(out, opts.rank, opts.world_size, opts.phase.as_deref()),
+        &r,
+    )
+}
+
+/// Where a task of rank `rank` (and `--phase`, if it ran one step) records
+/// what it did; its presence says the task succeeded.
+pub(crate) fn rank_record(out: &Path, rank: usize, world: usize, phase: Option<&str>) -> PathBuf {
+    let step = phase
+        .map(|p| format!(".{}", p.replace(':', "-")))
+        .unwrap_or_default();
+    ranks_dir(out).join(format!("rank-{rank:05}-of-{world:05}{step}.json"))
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), ProvenanceError> {
@@ -206,7 +224,7 @@ fn output_files(out: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
 
 /// The files of `dir` (and below) whose name ends with `suffix`, with their
 /// full paths, sorted.
-fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ProvenanceError> {
+pub(crate) fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ProvenanceError> {
     Ok(files_under(dir, crate::io::is_temporary)?
         .into_iter()
         .filter(|p| p.to_str().is_some_and(|s| s.ends_with(suffix)))

@@ -26,7 +26,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use crate::ledger::{Kind, Reason, Stats};
-use crate::provenance::{RunManifest, RUN_MANIFEST};
+use crate::provenance::{files_ending, read_json, RunManifest, RUN_MANIFEST};
 
 pub const REPORT: &str = "report.html";
 
@@ -45,6 +45,8 @@ pub enum ReportError {
     },
     #[error("{path}: {message}")]
     Bad { path: String, message: String },
+    #[error(transparent)]
+    Provenance(#[from] crate::provenance::ProvenanceError),
 }
 
 fn bad(path: &Path, message: impl std::fmt::Display) -> ReportError {
@@ -222,14 +224,6 @@ pub struct Report {
     pub reasons: Vec<ReasonRow>,
 }
 
-fn read_json<T: for<'de> serde::Deserialize<'de>>(path: &Path) -> Result<T, ReportError> {
-    let bytes = std::fs::read(path).map_err(|source| ReportError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| bad(path, e))
-}
-
 /// Reads everything the report needs from output folder `out`.
 pub fn gather(out: &Path) -> Result<Report, ReportError> {
     let stats_path = out.join("stats.json");
@@ -246,15 +240,7 @@ pub fn gather(out: &Path) -> Result<Report, ReportError> {
     } else {
         None
     };
-    let licences = run
-        .as_ref()
-        .and_then(|r| r.manifest["source"].as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| Some((s["name"].as_str()?.into(), s["licence"].as_str()?.into())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let licences = run.as_ref().map(RunManifest::licences).unwrap_or_default();
     let (clusters, reasons) = ledger(&out.join("ledger"))?;
     let (measures, missing_measures, parquet_files) = distributions(&out.join("parquet"))?;
     Ok(Report {
@@ -282,40 +268,6 @@ pub fn write(out: &Path) -> Result<PathBuf, ReportError> {
         }
     })?;
     Ok(path)
-}
-
-/// The files under `dir` ending in `suffix`, sorted; none if `dir` is missing.
-fn files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ReportError> {
-    let mut acc = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let rd = match std::fs::read_dir(&d) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            other => other.map_err(|source| ReportError::Io {
-                path: d.display().to_string(),
-                source,
-            })?,
-        };
-        for e in rd {
-            let p = e
-                .map_err(|source| ReportError::Io {
-                    path: d.display().to_string(),
-                    source,
-                })?
-                .path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(suffix) && !crate::io::is_temporary(Path::new(n)))
-            {
-                acc.push(p);
-            }
-        }
-    }
-    acc.sort();
-    Ok(acc)
 }
 
 /// Tokens per language of the training split, before and after the
@@ -347,7 +299,7 @@ fn tokens(out: &Path) -> Result<Option<Vec<LangTokens>>, ReportError> {
 fn ledger(dir: &Path) -> Result<(Vec<Clusters>, Vec<ReasonRow>), ReportError> {
     let mut reasons: BTreeMap<Reason, ReasonRow> = BTreeMap::new();
     let mut reps: [HashMap<String, u64>; 2] = Default::default();
-    for f in files(dir, ".parquet")? {
+    for f in files_ending(dir, ".parquet")? {
         for r in crate::ledger::read_rows(&f).map_err(|e| bad(&f, e))? {
             let e = reasons.entry(r.reason).or_insert_with(|| ReasonRow {
                 reason: r.reason.as_str(),
@@ -423,7 +375,7 @@ type Dists = (Vec<MeasureDists>, Vec<Measure>, usize);
 
 /// Distributions of [`MEASURES`] per language over the Parquet output.
 fn distributions(dir: &Path) -> Result<Dists, ReportError> {
-    let paths = files(dir, ".parquet")?;
+    let paths = files_ending(dir, ".parquet")?;
     let mut accs: Vec<BTreeMap<String, Acc>> = MEASURES.iter().map(|_| BTreeMap::new()).collect();
     let mut alls: Vec<Acc> = MEASURES.iter().map(|_| Acc::default()).collect();
     let mut seen = [false; MEASURES.len()];

@@ -200,18 +200,26 @@ fn ledger_file(path: &Path) -> Vec<(String, String, u64, String)> {
     rows
 }
 
-/// Texts of all kept documents, from the JSONL.zst shards, in shard order.
-pub fn kept_texts(out: &Path) -> Vec<String> {
-    let mut texts = Vec::new();
+/// Every kept record (text and annotations), from the JSONL.zst shards, in
+/// shard order.
+pub fn kept_records(out: &Path) -> Vec<serde_json::Value> {
+    let mut recs = Vec::new();
     for (rel, bytes) in tree(&out.join("jsonl")) {
         assert!(rel.ends_with(".jsonl.zst"), "{rel}");
         let raw = zstd::decode_all(&bytes[..]).unwrap();
         for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
-            texts.push(v["text"].as_str().unwrap().to_string());
+            recs.push(serde_json::from_slice(line).unwrap());
         }
     }
-    texts
+    recs
+}
+
+/// Texts of all kept documents, in shard order.
+pub fn kept_texts(out: &Path) -> Vec<String> {
+    kept_records(out)
+        .iter()
+        .map(|v| v["text"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Checks read = kept + dropped + rejected, and that the ledger holds one row

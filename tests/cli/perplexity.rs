@@ -108,20 +108,6 @@ fn smollm2_ranks_clean_english_below_shuffled_words_and_noise() {
     }
 }
 
-/// Kept records of an output folder, from its JSONL shards.
-fn kept_records(out: &std::path::Path) -> Vec<serde_json::Value> {
-    let mut v = Vec::new();
-    for (rel, bytes) in tree(&out.join("jsonl")) {
-        assert!(rel.ends_with(".jsonl.zst"));
-        for line in zstd::decode_all(&bytes[..]).unwrap().split(|&b| b == b'\n') {
-            if !line.is_empty() {
-                v.push(serde_json::from_slice(line).unwrap());
-            }
-        }
-    }
-    v
-}
-
 /// UDHR articles of `langs`, one file (and so one unit of work) each;
 /// returns the manifest's `[[source]]` for them and, when `lid`, a `lid`
 /// stage that allows just those languages.

@@ -168,13 +168,7 @@ type = "pii"
     env.ok(&["run", "--quiet", "pii.toml"]);
     let out = env.path("out-pii");
     assert_accounted(&out);
-    let mut recs = Vec::new();
-    for (_, bytes) in tree(&out.join("jsonl")) {
-        let raw = zstd::decode_all(&bytes[..]).unwrap();
-        for l in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            recs.push(serde_json::from_slice::<serde_json::Value>(l).unwrap());
-        }
-    }
+    let mut recs = kept_records(&out);
     recs.sort_by_key(|r| r["line"].as_u64());
     assert_eq!(
         recs[0]["text"],

@@ -88,18 +88,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     (v[pos.floor() as usize] + v[pos.ceil() as usize]) / 2.0
 }
 
-/// Every kept record's annotations, from the JSONL shards.
-fn kept_records(out: &Path) -> Vec<serde_json::Value> {
-    let mut recs = Vec::new();
-    for (_, bytes) in tree(&out.join("jsonl")) {
-        let raw = zstd::decode_all(&bytes[..]).unwrap();
-        for l in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            recs.push(serde_json::from_slice(l).unwrap());
-        }
-    }
-    recs
-}
-
 /// Checks the page's numbers against the run's files, whichever of the
 /// page's source or Chromium's DOM it is given.
 fn check_numbers(html: &str, out: &Path) {
