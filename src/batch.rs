@@ -17,6 +17,7 @@ pub const TEXT: usize = 1;
 pub const SOURCE: usize = 2;
 pub const FILE: usize = 3;
 pub const LINE: usize = 4;
+pub const URL: usize = 5;
 pub const METADATA: usize = 6;
 
 /// The columns every batch starts with, in this order.
@@ -26,7 +27,8 @@ pub fn core_fields() -> Vec<Field> {
         Field::new("text", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("file", DataType::Utf8, false),
-        // 1-based line of a JSON Lines file, row of a Parquet file, 1 for a text file.
+        // 1-based line of a JSON Lines file, row of a Parquet file, record of
+        // a WARC file, 1 for a text file.
         Field::new("line", DataType::UInt64, false),
         Field::new("url", DataType::Utf8, true),
         // The input record's other fields, as a JSON object.
@@ -135,6 +137,7 @@ pub struct Core<'a> {
     pub source: &'a StringArray,
     pub file: &'a StringArray,
     pub line: &'a UInt64Array,
+    pub url: &'a StringArray,
 }
 
 impl<'a> Core<'a> {
@@ -157,6 +160,7 @@ impl<'a> Core<'a> {
                 .as_any()
                 .downcast_ref::<UInt64Array>()
                 .expect("core line column"),
+            url: s(URL),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Readers and writers: the only code that touches input and output files.
 //!
-//! Inputs are planned into *units* of work (one JSON Lines or Parquet file,
-//! or a group of text files) with a global index, so that ranks can split
+//! Inputs are planned into *units* of work (one JSON Lines, Parquet or WARC
+//! file, or a group of text files) with a global index, so that ranks can split
 //! them deterministically and completion can be tracked per unit. A reader
 //! turns a unit into [`Chunk`]s with bounded memory; decoding a chunk into a
 //! batch is pure and runs in parallel.
@@ -10,6 +10,7 @@ mod jsonl;
 mod parquet_in;
 pub mod remote;
 mod text;
+mod warc;
 mod writer;
 
 use std::collections::VecDeque;
@@ -25,6 +26,7 @@ use crate::ledger::{FileStatus, LedgerRow, Reason};
 use crate::manifest::{InputFormat, LoadedManifest, ReaderConfig, SourceConfig};
 
 pub use jsonl::decode_lines;
+pub use warc::{decode_records, RawRecord};
 pub use writer::{
     atomic_write, commit, for_documents, is_temporary, jsonl_frame, tmp_path, ShardWriter,
 };
@@ -149,7 +151,7 @@ pub fn plan_units(m: &LoadedManifest) -> Result<Vec<Unit>, InputError> {
                     });
                 }
             }
-            InputFormat::Jsonl | InputFormat::Parquet => {
+            InputFormat::Jsonl | InputFormat::Parquet | InputFormat::Warc => {
                 for f in inputs {
                     units.push(Unit {
                         index: units.len(),
@@ -205,6 +207,11 @@ pub enum Chunk {
         first_line: u64,
         data: Vec<u8>,
     },
+    /// Framed WARC records, turned into documents later in parallel.
+    Records {
+        file: Arc<str>,
+        records: Vec<RawRecord>,
+    },
     /// Documents already in core form (Parquet rows, text files).
     Batch(RecordBatch),
     /// Documents rejected while reading (too large, truncated).
@@ -224,6 +231,8 @@ pub struct Decoded {
     pub rejects: Vec<LedgerRow>,
     /// Whitespace-only lines seen (not documents).
     pub blank_lines: u64,
+    /// WARC records that carry no page (not documents).
+    pub skipped_records: u64,
 }
 
 /// Reads one unit as a sequence of chunks.
@@ -299,6 +308,12 @@ pub fn open_unit(
             reader.batch_bytes,
             progress,
         )),
+        InputFormat::Warc => Box::new(warc::WarcReader::new(
+            unit.files[0].clone(),
+            spec,
+            reader.batch_bytes,
+            progress,
+        )),
     }
 }
 
@@ -310,6 +325,7 @@ pub fn decode(chunk: Chunk, spec: &SourceSpec) -> Decoded {
             first_line,
             data,
         } => decode_lines(&data, &file, first_line, spec),
+        Chunk::Records { file, records } => decode_records(&records, &file, spec),
         Chunk::Batch(b) => Decoded {
             batch: Some(b),
             ..Default::default()

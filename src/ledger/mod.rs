@@ -41,6 +41,9 @@ pub enum Reason {
     TruncatedFile,
     /// An I/O error while reading (details in the ledger row).
     ReadError,
+    /// A WARC record whose framing, gzip member or headers are broken (the
+    /// byte offset is in the ledger row).
+    MalformedRecord,
     // Dropped by a stage.
     /// Nothing left after normalization.
     EmptyAfterNormalize,
@@ -108,11 +111,16 @@ pub enum Reason {
     PerplexityBucket,
     /// Too well predicted by the model of unwanted content (harmful filter).
     HarmfulPerplexity,
+    // Dropped by the url_filter stage.
+    /// The URL's domain or path is in a dropped blocklist category.
+    UrlBlocklisted,
+    /// More of the words than `max_ratio` are on the language's banned list.
+    BannedWords,
 }
 
 impl Reason {
     /// Every reason, for parsing names back.
-    pub const ALL: [Reason; 59] = [
+    pub const ALL: [Reason; 62] = [
         Reason::MalformedJson,
         Reason::MissingTextField,
         Reason::InvalidUtf8,
@@ -120,6 +128,7 @@ impl Reason {
         Reason::EmptyText,
         Reason::TruncatedFile,
         Reason::ReadError,
+        Reason::MalformedRecord,
         Reason::EmptyAfterNormalize,
         Reason::ExactDuplicate,
         Reason::NearDuplicate,
@@ -172,6 +181,8 @@ impl Reason {
         Reason::PerplexityTooHigh,
         Reason::PerplexityBucket,
         Reason::HarmfulPerplexity,
+        Reason::UrlBlocklisted,
+        Reason::BannedWords,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -183,6 +194,7 @@ impl Reason {
             Reason::EmptyText => "empty_text",
             Reason::TruncatedFile => "truncated_file",
             Reason::ReadError => "read_error",
+            Reason::MalformedRecord => "malformed_record",
             Reason::EmptyAfterNormalize => "empty_after_normalize",
             Reason::ExactDuplicate => "exact_duplicate",
             Reason::NearDuplicate => "near_duplicate",
@@ -235,6 +247,8 @@ impl Reason {
             Reason::PerplexityTooHigh => "perplexity_too_high",
             Reason::PerplexityBucket => "perplexity_bucket",
             Reason::HarmfulPerplexity => "harmful_perplexity",
+            Reason::UrlBlocklisted => "url_blocklisted",
+            Reason::BannedWords => "banned_words",
         }
     }
 
@@ -267,7 +281,8 @@ impl Reason {
             | Reason::TooLarge
             | Reason::EmptyText
             | Reason::TruncatedFile
-            | Reason::ReadError => Kind::Rejected,
+            | Reason::ReadError
+            | Reason::MalformedRecord => Kind::Rejected,
             _ => Kind::Dropped,
         }
     }

@@ -64,6 +64,10 @@ pub struct FileStats {
     pub documents: u64,
     /// Whitespace-only lines of JSON Lines files: not documents, but counted.
     pub blank_lines: u64,
+    /// WARC records that carry no page (`warcinfo`, `request`, non-HTML
+    /// responses, ...): not documents, but counted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_records: u64,
     pub status: FileStatus,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
@@ -245,6 +249,10 @@ impl Stats {
         }
         out
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

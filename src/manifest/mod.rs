@@ -82,6 +82,9 @@ pub enum InputFormat {
     Parquet,
     /// Every matched file is one document of UTF-8 text.
     Text,
+    /// WARC or WET files (`.warc`, or gzip per record as `.warc.gz`): WET
+    /// text records and HTML responses become documents.
+    Warc,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -952,6 +952,7 @@ enum ProcessedKind {
         /// Per stage: (docs in, bytes in, docs out, bytes out).
         flow: Vec<(u64, u64, u64, u64)>,
         blank_lines: u64,
+        skipped_records: u64,
         file_end: Option<(Arc<str>, ledger::FileStatus, Option<String>)>,
         /// The kept batch as a compressed JSONL frame, when JSONL is written.
         jsonl: Option<Vec<u8>>,
@@ -1033,6 +1034,7 @@ fn process_window(
                         ledger: d.rejects.into_iter().map(|r| (0, r)).collect(),
                         flow: Vec::with_capacity(stages.len()),
                         blank_lines: d.blank_lines,
+                        skipped_records: d.skipped_records,
                         file_end,
                         jsonl: None,
                     },
@@ -1129,6 +1131,7 @@ struct OpenUnit {
     ledger: Vec<LedgerRow>,
     file_docs: u64,
     file_blank: u64,
+    file_skipped: u64,
 }
 
 struct UnitWriter<'a> {
@@ -1173,6 +1176,7 @@ impl UnitWriter<'_> {
                 ledger: Vec::new(),
                 file_docs: 0,
                 file_blank: 0,
+                file_skipped: 0,
             });
         }
         let source = &self.source_names[p.source];
@@ -1185,6 +1189,7 @@ impl UnitWriter<'_> {
                 ledger,
                 flow,
                 blank_lines,
+                skipped_records,
                 file_end,
                 jsonl,
             } => {
@@ -1201,6 +1206,7 @@ impl UnitWriter<'_> {
                 }
                 cur.file_docs += read_docs;
                 cur.file_blank += blank_lines;
+                cur.file_skipped += skipped_records;
                 self.docs += read_docs;
                 if let Some(b) = batch {
                     cur.stats
@@ -1222,6 +1228,7 @@ impl UnitWriter<'_> {
                         path: file.to_string(),
                         documents: std::mem::take(&mut cur.file_docs),
                         blank_lines: std::mem::take(&mut cur.file_blank),
+                        skipped_records: std::mem::take(&mut cur.file_skipped),
                         status,
                         detail,
                     });

@@ -9,6 +9,7 @@
 //! To add a stage: one file here with its config, code and tests, one
 //! variant in [`StageConfig`], one arm in [`StageConfig::build`].
 
+mod banned_words;
 mod exact_dedup;
 mod length;
 mod lid;
@@ -20,6 +21,7 @@ pub mod quality;
 mod repeated_lines;
 pub mod tokenize;
 pub mod train_tokenizer;
+pub mod url_filter;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{self, Core};
 use crate::ledger::{LedgerRow, Reason};
 
+pub use banned_words::{BannedWords, BannedWordsConfig};
 pub use exact_dedup::{ExactDedup, ExactDedupConfig, Scope};
 pub use length::{Length, LengthConfig};
 pub use lid::{Backend as LidBackend, Lid, LidConfig};
@@ -42,6 +45,7 @@ pub use quality::{Quality, QualityConfig, Rule as QualityRule};
 pub use repeated_lines::{Position, RepeatedLines, RepeatedLinesConfig, TextUnit};
 pub use tokenize::{Tokenize, TokenizeConfig};
 pub use train_tokenizer::{TrainTokenizer, TrainTokenizerConfig};
+pub use url_filter::{UrlFilter, UrlFilterConfig};
 
 use crate::dedup::global::{DocRole, GlobalDir, Plan};
 use crate::dedup::DedupError;
@@ -181,6 +185,8 @@ pub enum StageConfig {
     Quality(QualityConfig),
     Perplexity(PerplexityConfig),
     Pii(PiiConfig),
+    UrlFilter(UrlFilterConfig),
+    BannedWords(BannedWordsConfig),
     Tokenize(TokenizeConfig),
     TrainTokenizer(TrainTokenizerConfig),
 }
@@ -204,6 +210,8 @@ impl StageConfig {
             StageConfig::Quality(_) => "quality",
             StageConfig::Perplexity(_) => "perplexity",
             StageConfig::Pii(_) => "pii",
+            StageConfig::UrlFilter(_) => "url_filter",
+            StageConfig::BannedWords(_) => "banned_words",
             StageConfig::Tokenize(_) => "tokenize",
             StageConfig::TrainTokenizer(_) => "train_tokenizer",
         }
@@ -220,6 +228,8 @@ impl StageConfig {
             StageConfig::Quality(c) => c.problems(),
             StageConfig::Perplexity(c) => c.problems(),
             StageConfig::Pii(c) => c.problems(),
+            StageConfig::UrlFilter(c) => c.problems(),
+            StageConfig::BannedWords(c) => c.problems(),
             StageConfig::Tokenize(c) => c.problems(),
             StageConfig::TrainTokenizer(c) => c.problems(),
         }
@@ -236,6 +246,8 @@ impl StageConfig {
             StageConfig::Quality(c) => Box::new(Quality::new(c.clone())?),
             StageConfig::Perplexity(c) => Box::new(Perplexity::new(c.clone(), ctx)?),
             StageConfig::Pii(c) => Box::new(Pii::new(c.clone())),
+            StageConfig::UrlFilter(c) => Box::new(UrlFilter::new(c.clone(), ctx)?),
+            StageConfig::BannedWords(c) => Box::new(BannedWords::new(c.clone(), ctx)?),
             StageConfig::Tokenize(c) => Box::new(Tokenize::new(c.clone(), ctx)?),
             StageConfig::TrainTokenizer(c) => Box::new(TrainTokenizer::new(c.clone())),
         })

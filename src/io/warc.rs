@@ -1,0 +1,906 @@
+//! WARC and WET files (ISO 28500), as Common Crawl ships them: one gzip
+//! member per record (`.warc.gz`, `.warc.wet.gz`), or plain `.warc`.
+//!
+//! The reader only frames records: it walks the file's gzip members itself
+//! (not with a multi-member decoder) so that it always knows the byte offset
+//! of the record it is in, and a damaged member costs that member only: the
+//! reader rejects it into the ledger with its offset, looks for the next
+//! gzip header and reads on. Turning records into documents (HTTP headers,
+//! charsets, HTML to text) is pure and runs on worker threads
+//! ([`decode_records`]).
+//!
+//! Documents: `conversion` records (WET) as they are, and `response`
+//! records whose HTTP status is 2xx and whose payload is HTML, turned into
+//! text by `dom_smoothie` (a port of Mozilla's Readability, the algorithm
+//! Firefox's reader view uses: it keeps the main content and drops
+//! navigation, headers, footers and link lists). Where Readability finds no
+//! article, the page's visible text without `nav`, `header`, `footer`,
+//! `aside`, `script` and `style` is used. Other records (`warcinfo`,
+//! `request`, `metadata`, `revisit`, redirects, non-HTML payloads) are not
+//! documents; they are counted as the file's `skipped_records`.
+//!
+//! A document's `line` is the record's 1-based number in the file; a
+//! damaged stretch between two good gzip members counts as one record.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use encoding_rs::Encoding;
+use flate2::bufread::GzDecoder;
+use memmap2::Mmap;
+
+use super::{Chunk, Decoded, InputFile, ReadError, Reader, SourceSpec};
+use crate::batch::CoreBuilder;
+use crate::ledger::{FileStatus, LedgerRow, Reason};
+
+const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+/// Room for WARC and HTTP headers on top of `max_doc_bytes` of payload.
+const HEADER_ROOM: u64 = 1 << 20;
+
+/// One framed record, still raw.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// 1-based record number in the file.
+    pub number: u64,
+    /// Byte offset in the file (of the gzip member, when compressed).
+    pub offset: u64,
+    /// The WARC header block and content block.
+    pub data: Vec<u8>,
+}
+
+/// A run of bad bytes not yet reported: reported once reading is back on
+/// track, so that one damaged stretch is one ledger row.
+struct Damage {
+    record: u64,
+    offset: usize,
+    error: String,
+}
+
+pub struct WarcReader {
+    file: InputFile,
+    spec: Arc<SourceSpec>,
+    chunk_bytes: usize,
+    progress: Arc<AtomicU64>,
+    map: Option<Mmap>,
+    gzip: bool,
+    pos: usize,
+    reported: usize,
+    /// Records numbered so far.
+    record: u64,
+    damage: Option<Damage>,
+}
+
+enum Member {
+    /// The member's decompressed bytes and its compressed length.
+    Ok(Vec<u8>, usize),
+    /// Decompressed past the cap; the member was skipped whole.
+    TooLarge(usize),
+    Broken(String),
+}
+
+impl WarcReader {
+    pub fn new(
+        file: InputFile,
+        spec: Arc<SourceSpec>,
+        chunk_bytes: usize,
+        progress: Arc<AtomicU64>,
+    ) -> Self {
+        WarcReader {
+            file,
+            spec,
+            chunk_bytes: chunk_bytes.max(1 << 16),
+            progress,
+            map: None,
+            gzip: false,
+            pos: 0,
+            reported: 0,
+            record: 0,
+            damage: None,
+        }
+    }
+
+    fn cap(&self) -> u64 {
+        self.spec.max_doc_bytes + HEADER_ROOM
+    }
+
+    fn reject(&self, record: u64, reason: Reason, detail: String) -> LedgerRow {
+        self.spec.reject(&self.file.rel, record, reason, detail)
+    }
+
+    fn next_number(&mut self) -> u64 {
+        self.record += 1;
+        self.record
+    }
+
+    /// Decompresses the gzip member at `at`, never holding more than the cap.
+    fn member(&self, data: &[u8], at: usize) -> Member {
+        let mut rest = &data[at..];
+        let before = rest.len();
+        let mut dec = GzDecoder::new(&mut rest);
+        let mut out = Vec::new();
+        let cap = self.cap();
+        let read = (&mut dec).take(cap + 1).read_to_end(&mut out);
+        if let Err(e) = read {
+            return Member::Broken(e.to_string());
+        }
+        if out.len() as u64 > cap {
+            if let Err(e) = io::copy(&mut dec, &mut io::sink()) {
+                return Member::Broken(e.to_string());
+            }
+            drop(dec);
+            return Member::TooLarge(before - rest.len());
+        }
+        drop(dec);
+        Member::Ok(out, before - rest.len())
+    }
+
+    /// Reports the pending damage, now that reading is back on track at `to`.
+    fn close_damage(&mut self, to: usize, rejects: &mut Vec<LedgerRow>) {
+        if let Some(d) = self.damage.take() {
+            rejects.push(self.reject(
+                d.record,
+                Reason::MalformedRecord,
+                format!(
+                    "record {} at byte offset {}: {}; skipped {} bytes to the next record at byte offset {to}",
+                    d.record,
+                    d.offset,
+                    d.error,
+                    to - d.offset
+                ),
+            ));
+        }
+    }
+
+    fn open_damage(&mut self, offset: usize, error: String) {
+        if self.damage.is_none() {
+            let record = self.next_number();
+            self.damage = Some(Damage {
+                record,
+                offset,
+                error,
+            });
+        }
+    }
+
+    /// The file ends inside damage: reject it as truncation; returns the status detail.
+    fn end_in_damage(&mut self, rejects: &mut Vec<LedgerRow>) -> Option<String> {
+        let d = self.damage.take()?;
+        let detail = format!(
+            "record {} at byte offset {}: {}; the file ends before another record starts",
+            d.record, d.offset, d.error
+        );
+        rejects.push(self.reject(d.record, Reason::TruncatedFile, detail.clone()));
+        Some(detail)
+    }
+
+    /// Splits a member's (or a plain file's) bytes into records.
+    fn frame(
+        &mut self,
+        buf: Vec<u8>,
+        offset: usize,
+        records: &mut Vec<RawRecord>,
+        rejects: &mut Vec<LedgerRow>,
+    ) {
+        let mut spans = Vec::new();
+        let mut at = 0;
+        loop {
+            at += buf[at..]
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            if at >= buf.len() {
+                break;
+            }
+            match record_len(&buf[at..]) {
+                Ok(len) if at + len <= buf.len() => {
+                    spans.push((at, at + len));
+                    at += len;
+                }
+                Ok(len) => {
+                    let n = self.next_number();
+                    rejects.push(self.reject(
+                        n,
+                        Reason::MalformedRecord,
+                        format!(
+                            "record {n} at byte offset {offset}: the record claims {len} bytes but its gzip member holds {}",
+                            buf.len() - at
+                        ),
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    let n = self.next_number();
+                    rejects.push(self.reject(
+                        n,
+                        Reason::MalformedRecord,
+                        format!("record {n} at byte offset {offset}: {e}"),
+                    ));
+                    break;
+                }
+            }
+        }
+        let single = spans.len() == 1;
+        let mut buf = Some(buf);
+        for (start, end) in spans {
+            let data = if single {
+                let mut b = buf.take().expect("one span");
+                b.truncate(end);
+                b.drain(..start);
+                b
+            } else {
+                buf.as_ref().expect("kept for spans")[start..end].to_vec()
+            };
+            let number = self.next_number();
+            if data.len() as u64 > self.cap() {
+                rejects.push(self.too_large(number, offset, data.len() as u64));
+                continue;
+            }
+            records.push(RawRecord {
+                number,
+                offset: offset as u64,
+                data,
+            });
+        }
+    }
+
+    fn too_large(&self, number: u64, offset: usize, bytes: u64) -> LedgerRow {
+        self.reject(
+            number,
+            Reason::TooLarge,
+            format!(
+                "record {number} at byte offset {offset}: {bytes} bytes > reader.max_doc_bytes {}",
+                self.spec.max_doc_bytes
+            ),
+        )
+    }
+
+    /// Reads gzip members until about a chunk of records is collected.
+    /// Returns the status detail when the file ends truncated, or None.
+    fn step_gzip(
+        &mut self,
+        data: &[u8],
+        records: &mut Vec<RawRecord>,
+        rejects: &mut Vec<LedgerRow>,
+    ) -> Option<String> {
+        let mut bytes = 0usize;
+        while self.pos < data.len() && bytes < self.chunk_bytes {
+            let at = self.pos;
+            let broken = if data[at..].starts_with(&GZIP_MAGIC) {
+                match self.member(data, at) {
+                    Member::Ok(buf, len) => {
+                        self.close_damage(at, rejects);
+                        bytes += buf.len();
+                        self.pos = at + len;
+                        self.frame(buf, at, records, rejects);
+                        continue;
+                    }
+                    Member::TooLarge(len) => {
+                        self.close_damage(at, rejects);
+                        let n = self.next_number();
+                        rejects.push(self.too_large(n, at, self.cap() + 1));
+                        self.pos = at + len;
+                        continue;
+                    }
+                    Member::Broken(e) => format!("damaged gzip member ({e})"),
+                }
+            } else if data[at..].iter().all(|&b| b == 0) {
+                // Zero padding after the last member (some writers pad blocks).
+                self.pos = data.len();
+                break;
+            } else {
+                "not a gzip member".to_string()
+            };
+            self.open_damage(at, broken);
+            match memchr::memmem::find(&data[at + 1..], &GZIP_MAGIC) {
+                Some(i) => self.pos = at + 1 + i,
+                None => {
+                    self.pos = data.len();
+                    return self.end_in_damage(rejects);
+                }
+            }
+        }
+        if self.pos >= data.len() {
+            return self.end_in_damage(rejects);
+        }
+        None
+    }
+
+    /// Reads plain WARC records until about a chunk is collected.
+    fn step_plain(
+        &mut self,
+        data: &[u8],
+        records: &mut Vec<RawRecord>,
+        rejects: &mut Vec<LedgerRow>,
+    ) -> Option<String> {
+        let mut bytes = 0usize;
+        while bytes < self.chunk_bytes {
+            self.pos += data[self.pos..]
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n' | 0))
+                .count();
+            let at = self.pos;
+            if at >= data.len() {
+                return self.end_in_damage(rejects);
+            }
+            match record_len(&data[at..]) {
+                Ok(len) if at + len <= data.len() => {
+                    self.close_damage(at, rejects);
+                    let number = self.next_number();
+                    if len as u64 > self.cap() {
+                        rejects.push(self.too_large(number, at, len as u64));
+                    } else {
+                        records.push(RawRecord {
+                            number,
+                            offset: at as u64,
+                            data: data[at..at + len].to_vec(),
+                        });
+                        bytes += len;
+                    }
+                    self.pos = at + len;
+                }
+                Ok(len) => {
+                    self.close_damage(at, rejects);
+                    let number = self.next_number();
+                    let detail = format!(
+                        "record {number} at byte offset {at}: the file ends after {} of its {len} bytes",
+                        data.len() - at
+                    );
+                    rejects.push(self.reject(number, Reason::TruncatedFile, detail.clone()));
+                    self.pos = data.len();
+                    return Some(detail);
+                }
+                Err(e) => {
+                    self.open_damage(at, e);
+                    match memchr::memmem::find(&data[at + 1..], b"\nWARC/") {
+                        Some(i) => self.pos = at + 2 + i,
+                        None => {
+                            self.pos = data.len();
+                            return self.end_in_damage(rejects);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn report_progress(&mut self) {
+        self.progress
+            .fetch_add((self.pos - self.reported) as u64, Ordering::Relaxed);
+        self.reported = self.pos;
+    }
+}
+
+/// The length of the empty line that ends a header block (the parser
+/// stops before it).
+fn blank_line(rest: &[u8]) -> Option<usize> {
+    if rest.starts_with(b"\r\n") {
+        Some(2)
+    } else if rest.starts_with(b"\n") {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+/// The length of the record at the start of `data` (header block, content
+/// block), or why there is none.
+fn record_len(data: &[u8]) -> Result<usize, String> {
+    match warc::parser::headers(data) {
+        Ok((rest, (_, _, content_length))) => {
+            let blank = blank_line(rest).ok_or("the record's WARC header is cut off")?;
+            Ok(data.len() - rest.len() + blank + content_length)
+        }
+        Err(e) if e.is_incomplete() => Err("the record's WARC header is cut off".into()),
+        Err(_) => {
+            let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = String::from_utf8_lossy(&line[..line.len().min(40)]);
+            Err(format!("not a WARC record header ({:?})", line.trim_end()))
+        }
+    }
+}
+
+impl Reader for WarcReader {
+    fn step(&mut self, out: &mut VecDeque<Chunk>) -> Result<bool, ReadError> {
+        if self.map.is_none() {
+            let open = |path: &std::path::Path| -> io::Result<Option<Mmap>> {
+                let f = File::open(path)?;
+                if f.metadata()?.len() == 0 {
+                    return Ok(None);
+                }
+                // Safety: the map is read-only and private to this reader; the
+                // input is not written while a run reads it (as with ripgrep's
+                // maps, a file truncated under a running reader is not guarded).
+                Ok(Some(unsafe { Mmap::map(&f)? }))
+            };
+            match open(&self.file.path).map_err(|e| ReadError::Open {
+                path: self.file.path.display().to_string(),
+                source: e,
+            })? {
+                Some(m) => {
+                    self.gzip = m.starts_with(&GZIP_MAGIC[..2]);
+                    self.map = Some(m);
+                }
+                None => {
+                    out.push_back(Chunk::FileEnd {
+                        file: self.file.rel.clone(),
+                        status: FileStatus::Complete,
+                        detail: None,
+                    });
+                    return Ok(false);
+                }
+            }
+        }
+        let map = self.map.take().expect("opened above");
+        let mut records = Vec::new();
+        let mut rejects = Vec::new();
+        let truncated = if self.gzip {
+            self.step_gzip(&map, &mut records, &mut rejects)
+        } else {
+            self.step_plain(&map, &mut records, &mut rejects)
+        };
+        let done = self.pos >= map.len();
+        self.report_progress();
+        if !records.is_empty() {
+            out.push_back(Chunk::Records {
+                file: self.file.rel.clone(),
+                records,
+            });
+        }
+        if !rejects.is_empty() {
+            out.push_back(Chunk::Rejects(rejects));
+        }
+        if !done {
+            self.map = Some(map);
+            return Ok(true);
+        }
+        out.push_back(Chunk::FileEnd {
+            file: self.file.rel.clone(),
+            status: if truncated.is_some() {
+                FileStatus::Truncated
+            } else {
+                FileStatus::Complete
+            },
+            detail: truncated,
+        });
+        Ok(false)
+    }
+}
+
+/// The WARC headers a document needs, by lower-case name.
+#[derive(Default)]
+struct Headers<'a> {
+    kind: &'a str,
+    uri: Option<&'a str>,
+    date: Option<&'a str>,
+    id: Option<&'a str>,
+    content_type: Option<&'a str>,
+    language: Option<&'a str>,
+}
+
+/// Turns framed records into documents; pure, runs on worker threads.
+pub fn decode_records(records: &[RawRecord], file: &str, spec: &SourceSpec) -> Decoded {
+    let bytes: usize = records.iter().map(|r| r.data.len()).sum();
+    let mut builder = CoreBuilder::with_capacity(records.len(), bytes / 4);
+    let mut out = Decoded::default();
+    for rec in records {
+        let reject = |reason, what: String| {
+            spec.reject(
+                file,
+                rec.number,
+                reason,
+                format!(
+                    "record {} at byte offset {}: {what}",
+                    rec.number, rec.offset
+                ),
+            )
+        };
+        let (rest, fields) = match warc::parser::headers(&rec.data) {
+            Ok((rest, (_, fields, _))) => (rest, fields),
+            Err(_) => {
+                out.rejects.push(reject(
+                    Reason::MalformedRecord,
+                    "unreadable WARC header".into(),
+                ));
+                continue;
+            }
+        };
+        let block = &rest[blank_line(rest).unwrap_or(0)..];
+        let mut h = Headers::default();
+        for (name, value) in &fields {
+            let Ok(value) = std::str::from_utf8(value) else {
+                continue;
+            };
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "warc-type" => h.kind = value,
+                "warc-target-uri" => {
+                    // WARC 1.0 writers may wrap the URI in angle brackets.
+                    h.uri = Some(value.trim_start_matches('<').trim_end_matches('>'))
+                }
+                "warc-date" => h.date = Some(value),
+                "warc-record-id" => h.id = Some(value),
+                "content-type" => h.content_type = Some(value),
+                "warc-identified-content-language" => h.language = Some(value),
+                _ => {}
+            }
+        }
+        let page = match h.kind {
+            "conversion" => match std::str::from_utf8(block) {
+                Ok(t) => Ok(Some(Page {
+                    text: t.to_string(),
+                    charset: None,
+                    title: None,
+                })),
+                Err(e) => Err((
+                    Reason::InvalidUtf8,
+                    format!("invalid UTF-8 at byte {} of the text", e.valid_up_to()),
+                )),
+            },
+            "response" if block.starts_with(b"HTTP/") => http_page(block, h.uri, spec),
+            _ => Ok(None),
+        };
+        match page {
+            Ok(None) => out.skipped_records += 1,
+            Err((reason, what)) => out.rejects.push(reject(reason, what)),
+            Ok(Some(page)) if page.text.trim().is_empty() => out
+                .rejects
+                .push(reject(Reason::EmptyText, "no text in the page".into())),
+            Ok(Some(page)) => {
+                let mut meta = serde_json::Map::new();
+                let mut put = |k: &str, v: Option<&str>| {
+                    if let Some(v) = v {
+                        meta.insert(k.into(), v.into());
+                    }
+                };
+                put("warc_type", Some(h.kind));
+                put("warc_record_id", h.id);
+                put("warc_date", h.date);
+                put("content_language", h.language);
+                put("charset", page.charset);
+                put("title", page.title.as_deref());
+                meta.insert("warc_offset".into(), rec.offset.into());
+                let meta = serde_json::Value::Object(meta).to_string();
+                builder.push(&spec.name, file, rec.number, &page.text, h.uri, Some(&meta));
+            }
+        }
+    }
+    if !builder.is_empty() {
+        out.batch = Some(builder.finish());
+    }
+    out
+}
+
+struct Page {
+    text: String,
+    charset: Option<&'static str>,
+    title: Option<String>,
+}
+
+type PageResult = Result<Option<Page>, (Reason, String)>;
+
+/// An HTTP response's page as text, `None` when it is not a 2xx HTML page.
+fn http_page(block: &[u8], uri: Option<&str>, spec: &SourceSpec) -> PageResult {
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut slots);
+    let head = match resp.parse(block) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return Err((Reason::MalformedRecord, "the HTTP header is cut off".into()))
+        }
+        Err(e) => return Err((Reason::MalformedRecord, format!("bad HTTP header: {e}"))),
+    };
+    if !(200..300).contains(&resp.code.unwrap_or(0)) {
+        return Ok(None);
+    }
+    let header = |name: &str| {
+        resp.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::trim)
+    };
+    let content_type = header("content-type");
+    let mut body = std::borrow::Cow::Borrowed(&block[head..]);
+    if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        body = dechunk(&body)
+            .ok_or_else(|| (Reason::MalformedRecord, "bad chunked encoding".to_string()))?
+            .into();
+    }
+    let limit = spec.max_doc_bytes;
+    match header("content-encoding")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("identity") | Some("") => {}
+        Some("gzip") | Some("x-gzip") => {
+            body = inflate(flate2::read::GzDecoder::new(&body[..]), limit)?.into()
+        }
+        Some("deflate") => body = inflate(flate2::read::ZlibDecoder::new(&body[..]), limit)?.into(),
+        Some(other) => {
+            return Err((
+                Reason::ReadError,
+                format!("unsupported Content-Encoding {other:?}"),
+            ))
+        }
+    }
+    let html = match content_type {
+        Some(ct) => {
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            mime.eq_ignore_ascii_case("text/html")
+                || mime.eq_ignore_ascii_case("application/xhtml+xml")
+        }
+        None => sniff_html(&body),
+    };
+    if !html {
+        return Ok(None);
+    }
+    if body.len() as u64 > limit {
+        return Err((
+            Reason::TooLarge,
+            format!(
+                "{} bytes of HTML > reader.max_doc_bytes {limit}",
+                body.len()
+            ),
+        ));
+    }
+    let (html, encoding) = decode_html(&body, content_type);
+    let (text, title) = html_to_text(&html, uri);
+    Ok(Some(Page {
+        text,
+        charset: Some(encoding.name()),
+        title,
+    }))
+}
+
+fn inflate(mut r: impl Read, limit: u64) -> Result<Vec<u8>, (Reason, String)> {
+    let mut out = Vec::new();
+    (&mut r)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| (Reason::MalformedRecord, format!("bad compressed body: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err((
+            Reason::TooLarge,
+            format!("the body inflates past reader.max_doc_bytes {limit}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Undoes HTTP/1.1 chunked transfer encoding; a missing last chunk is
+/// tolerated, as crawlers often cut long transfers.
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len());
+    loop {
+        let nl = memchr::memchr(b'\n', data)?;
+        let line = std::str::from_utf8(&data[..nl]).ok()?;
+        let size = line.split(';').next()?.trim();
+        let size = usize::from_str_radix(size, 16).ok()?;
+        data = &data[nl + 1..];
+        if size == 0 {
+            return Some(out);
+        }
+        let take = size.min(data.len());
+        out.extend_from_slice(&data[..take]);
+        if take < size {
+            return Some(out);
+        }
+        data = &data[take..];
+        data = data.strip_prefix(b"\r\n").unwrap_or(data);
+        if data.is_empty() {
+            return Some(out);
+        }
+    }
+}
+
+fn sniff_html(body: &[u8]) -> bool {
+    let head = &body[..body.len().min(1024)];
+    let lower = head.to_ascii_lowercase();
+    memchr::memmem::find(&lower, b"<html").is_some()
+        || memchr::memmem::find(&lower, b"<!doctype html").is_some()
+}
+
+/// Decodes HTML by the HTTP charset, a byte-order mark, a `<meta>` charset
+/// in the first 1024 bytes, or else UTF-8 if it is valid and Windows-1252
+/// (the HTML standard's fallback for Western pages) if not.
+fn decode_html(body: &[u8], content_type: Option<&str>) -> (String, &'static Encoding) {
+    let declared = content_type
+        .and_then(charset_param)
+        .or_else(|| Encoding::for_bom(body).map(|(e, _)| e))
+        .or_else(|| meta_charset(&body[..body.len().min(1024)]));
+    let encoding = declared.unwrap_or_else(|| match std::str::from_utf8(body) {
+        Ok(_) => encoding_rs::UTF_8,
+        Err(_) => encoding_rs::WINDOWS_1252,
+    });
+    let (text, used, _) = encoding.decode(body);
+    (text.into_owned(), used)
+}
+
+fn charset_param(content_type: &str) -> Option<&'static Encoding> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| Encoding::for_label(v.trim().trim_matches(['"', '\'']).as_bytes()))?
+    })
+}
+
+fn meta_charset(head: &[u8]) -> Option<&'static Encoding> {
+    let lower = head.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&lower[from..], b"<meta") {
+        let tag_start = from + i;
+        let tag_end =
+            memchr::memchr(b'>', &lower[tag_start..]).map_or(lower.len(), |e| tag_start + e);
+        let tag = &lower[tag_start..tag_end];
+        if let Some(c) = memchr::memmem::find(tag, b"charset=") {
+            let value: Vec<u8> = tag[c + 8..]
+                .iter()
+                .skip_while(|b| matches!(b, b'"' | b'\'' | b' '))
+                .take_while(|b| !matches!(b, b'"' | b'\'' | b' ' | b';' | b'/' | b'>'))
+                .copied()
+                .collect();
+            if let Some(e) = Encoding::for_label(&value) {
+                // The HTML standard reads a declared UTF-16 as UTF-8 here.
+                return Some(
+                    if e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE {
+                        encoding_rs::UTF_8
+                    } else {
+                        e
+                    },
+                );
+            }
+        }
+        from = tag_end;
+    }
+    None
+}
+
+/// The page's main text (and title), by Readability, or its visible text
+/// without navigation when Readability finds no article.
+fn html_to_text(html: &str, uri: Option<&str>) -> (String, Option<String>) {
+    let config = dom_smoothie::Config {
+        text_mode: dom_smoothie::TextMode::Formatted,
+        // Metadata from JSON-LD is not used; skipping it saves a parse.
+        disable_json_ld: true,
+        ..Default::default()
+    };
+    let url = uri.filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+    let readability = dom_smoothie::Readability::new(html, url, Some(config.clone()))
+        .or_else(|_| dom_smoothie::Readability::new(html, None, Some(config)));
+    if let Ok(mut r) = readability {
+        // Not the strict first pass: it deletes every element whose class
+        // looks like a menu before scoring, inline ones too, which cut words
+        // out of sentences (`<span class="guimenuitem">` in Debian's
+        // guides). Moderate still scores by those hints, so navigation
+        // outside the article stays out.
+        if let Ok(article) = r.parse_with_policy(dom_smoothie::ParsePolicy::Moderate) {
+            let text = tidy(&article.text_content);
+            if !text.is_empty() {
+                let title = Some(article.title).filter(|t| !t.trim().is_empty());
+                return (text, title);
+            }
+        }
+    }
+    let doc = dom_query::Document::from(html);
+    doc.select("script, style, noscript, template, nav, header, footer, aside, form")
+        .remove();
+    let title = doc.select("title").text().trim().to_string();
+    let body = doc.select("body");
+    let text = if body.exists() {
+        body.formatted_text()
+    } else {
+        doc.formatted_text()
+    };
+    (tidy(&text), Some(title).filter(|t| !t.is_empty()))
+}
+
+/// Trims each line and keeps at most one empty line between paragraphs.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SourceSpec {
+        SourceSpec {
+            name: "s".into(),
+            text_field: "text".into(),
+            url_field: None,
+            max_doc_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined_and_a_missing_last_chunk_is_tolerated() {
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n").unwrap(),
+            b"hello world"
+        );
+        assert_eq!(dechunk(b"5\r\nhello\r\n3\r\nab").unwrap(), b"helloab");
+        assert!(dechunk(b"zz\r\nhello").is_none());
+    }
+
+    #[test]
+    fn charsets_come_from_http_then_bom_then_meta() {
+        let latin1 = b"<html><head><meta charset=\"iso-8859-1\"></head><body>caf\xe9</body></html>";
+        let (text, enc) = decode_html(latin1, Some("text/html"));
+        assert_eq!(enc, encoding_rs::WINDOWS_1252);
+        assert!(text.contains("caf\u{e9}"));
+        let (_, enc) = decode_html(latin1, Some("text/html; charset=\"KOI8-R\""));
+        assert_eq!(enc, encoding_rs::KOI8_R);
+        let http_equiv =
+            b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=Shift_JIS\">";
+        assert_eq!(meta_charset(http_equiv), Some(encoding_rs::SHIFT_JIS));
+        // Undeclared: UTF-8 when valid, else the Western fallback.
+        assert_eq!(decode_html("é".as_bytes(), None).1, encoding_rs::UTF_8);
+        assert_eq!(decode_html(b"caf\xe9", None).1, encoding_rs::WINDOWS_1252);
+        let (text, enc) = decode_html(b"\xef\xbb\xbfhi", None);
+        assert_eq!((text.as_str(), enc), ("hi", encoding_rs::UTF_8));
+    }
+
+    fn page(http: &[u8]) -> PageResult {
+        http_page(http, Some("https://example.org/a"), &spec())
+    }
+
+    #[test]
+    fn only_successful_html_responses_are_pages() {
+        let html = "<html><body><article><p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.</p></article></body></html>";
+        let ok = format!("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n{html}");
+        let text = page(ok.as_bytes()).unwrap().unwrap().text;
+        assert!(text.starts_with("Lorem ipsum"), "{text}");
+        for skipped in [
+            format!("HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\n{html}"),
+            "HTTP/1.1 301 Moved\r\nLocation: /b\r\n\r\n".to_string(),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4".to_string(),
+        ] {
+            assert!(page(skipped.as_bytes()).unwrap().is_none(), "{skipped}");
+        }
+        // No Content-Type: sniffed.
+        let bare = format!("HTTP/1.1 200 OK\r\n\r\n{html}");
+        assert!(page(bare.as_bytes()).unwrap().is_some());
+        let (reason, _) = page(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nxx")
+            .err()
+            .unwrap();
+        assert_eq!(reason, Reason::ReadError);
+        let (reason, _) = page(b"HTTP/1.1 200 OK\r\nContent-Type: text/ht")
+            .err()
+            .unwrap();
+        assert_eq!(reason, Reason::MalformedRecord);
+    }
+
+    #[test]
+    fn navigation_is_dropped_when_readability_finds_no_article() {
+        let html = "<html><head><title>T</title><script>var x=1;</script></head><body>\
+            <nav><a href=/>Home</a> <a href=/b>Blog</a></nav><p>Short note.</p>\
+            <footer>Copyright</footer></body></html>";
+        let (text, title) = html_to_text(html, None);
+        assert_eq!(text, "Short note.");
+        assert_eq!(title.as_deref(), Some("T"));
+    }
+
+    #[test]
+    fn tidy_keeps_one_blank_line_between_paragraphs() {
+        assert_eq!(tidy("  a \n\n\n\n b\nc  \n\n"), "a\n\nb\nc");
+    }
+}

@@ -1,0 +1,338 @@
+//! WARC and WET input: real Debian HTML pages written as a crawl by
+//! `scripts/make-warc` (warcio), read whole and damaged.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use crate::harness::*;
+
+const WARC: &str = "tests/data/warc/install-guide.warc.gz";
+const WET: &str = "tests/data/warc/install-guide.warc.wet.gz";
+/// Pages in the fixture (40 responses with HTML 200, 40 conversion records).
+const PAGES: usize = 40;
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(Path::new(REPO).join(rel)).unwrap()
+}
+
+fn source(paths: &str) -> String {
+    format!("[[source]]\nname = \"crawl\"\npaths = [\"{paths}\"]\nformat = \"warc\"\nlicence = \"GFDL-1.2-or-later\"\n")
+}
+
+/// Runs a one-source manifest over `paths`; returns the output folder.
+fn run(env: &Env, name: &str, paths: &str) -> std::path::PathBuf {
+    let m = env.manifest(name, &source(paths));
+    env.ok(&["run", "--quiet", m.to_str().unwrap()]);
+    env.path(&format!("out-{name}"))
+}
+
+/// The byte offsets where the gzip members of a file start, and its end.
+fn members(data: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut rest = data;
+    while !rest.is_empty() {
+        let mut dec = flate2::bufread::GzDecoder::new(&mut rest);
+        std::io::copy(&mut dec, &mut std::io::sink()).unwrap();
+        drop(dec);
+        starts.push(data.len() - rest.len());
+    }
+    starts
+}
+
+fn by_url(out: &Path) -> BTreeMap<String, serde_json::Value> {
+    kept_records(out)
+        .into_iter()
+        .map(|r| (r["url"].as_str().unwrap().to_string(), r))
+        .collect()
+}
+
+fn file_stats(out: &Path) -> serde_json::Value {
+    let s = stats(out);
+    assert_eq!(s["files"].as_array().unwrap().len(), 1, "{s:#}");
+    s["files"][0].clone()
+}
+
+#[test]
+fn warc_and_wet_pages_are_read_with_their_metadata_and_without_navigation() {
+    let env = Env::new();
+    env.write("in/a.warc.gz", &fixture(WARC));
+    env.write("wet/a.warc.wet.gz", &fixture(WET));
+    let warc_out = run(&env, "warc", "in/*.warc.gz");
+    let wet_out = run(&env, "wet", "wet/*.wet.gz");
+    for out in [&warc_out, &wet_out] {
+        let s = assert_accounted(out);
+        assert_eq!(s["kept"], PAGES as u64, "{s:#}");
+        assert_eq!(file_stats(out)["status"], "complete");
+    }
+    // warcinfo, 40 requests, a 404, a 301, an image and a metadata record.
+    assert_eq!(file_stats(&warc_out)["skipped_records"], 45);
+    assert_eq!(file_stats(&wet_out)["skipped_records"], 1);
+
+    let html = by_url(&warc_out);
+    let wet = by_url(&wet_out);
+    assert_eq!(
+        html.keys().collect::<Vec<_>>(),
+        wet.keys().collect::<Vec<_>>()
+    );
+    for (url, page) in &html {
+        assert!(url.starts_with("https://www.debian.org/releases/bookworm/amd64/"));
+        let meta = &page["metadata"];
+        assert_eq!(meta["warc_type"], "response");
+        let wet_meta = &wet[url]["metadata"];
+        assert_eq!(wet_meta["warc_type"], "conversion");
+        // The pair was crawled at the same time; the WET language is the page's folder.
+        assert_eq!(meta["warc_date"], wet_meta["warc_date"]);
+        let lang = url.split('/').nth_back(1).unwrap();
+        assert_eq!(wet_meta["content_language"], lang, "{url}");
+        for m in [meta, wet_meta] {
+            let id = m["warc_record_id"].as_str().unwrap();
+            assert!(id.starts_with("<urn:uuid:") && id.len() == 47, "{id}");
+            assert!(m["warc_offset"].as_u64().is_some());
+        }
+        assert_ne!(meta["warc_record_id"], wet_meta["warc_record_id"]);
+        // The WET text keeps the navigation (its last line links the next
+        // page); the HTML extraction keeps the prose and drops it.
+        let wet_text = wet[url]["text"].as_str().unwrap();
+        let text = page["text"].as_str().unwrap();
+        let longest = wet_text.lines().max_by_key(|l| l.len()).unwrap();
+        let nav = wet_text.lines().last().unwrap();
+        assert!(text.contains(longest), "{url}: main text lost:\n{text}");
+        assert!(
+            !text.lines().any(|l| l == nav),
+            "{url}: navigation kept:\n{text}"
+        );
+        assert!(text.len() < wet_text.len(), "{url}");
+        assert!(meta["title"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+    // The page sent chunked, the gzip-encoded one and the Latin-1 one
+    // declared only in <meta> read like the others.
+    let latin1: Vec<_> = html
+        .values()
+        .filter(|p| p["metadata"]["charset"] == "windows-1252")
+        .collect();
+    assert_eq!(latin1.len(), 1);
+    let text = latin1[0]["text"].as_str().unwrap();
+    assert!(text.contains("Sprache") && text.contains("ü"), "{text}");
+    // Ids are stable: the record number is the line.
+    let first = &html["https://www.debian.org/releases/bookworm/amd64/en/apas01.html"];
+    assert_eq!(first["line"], 3);
+    assert_eq!(first["metadata"]["warc_offset"], 690);
+}
+
+#[test]
+fn a_corrupt_member_costs_that_record_only() {
+    let env = Env::new();
+    let mut data = fixture(WARC);
+    let m = members(&data);
+    // Member 6 is the third page's response.
+    let (start, end) = (m[6], m[7]);
+    let mid = (start + end) / 2;
+    data[mid..mid + 40].fill(0xAA);
+    env.write("in/a.warc.gz", &data);
+    let out = run(&env, "corrupt", "in/*.warc.gz");
+    let s = assert_accounted(&out);
+    assert_eq!(s["kept"], PAGES as u64 - 1);
+    assert_eq!(file_stats(&out)["status"], "complete");
+    let rows = ledger(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (reason, file, line, detail) = &rows[0];
+    assert_eq!(reason, "malformed_record");
+    assert_eq!(file, "in/a.warc.gz");
+    assert_eq!(*line, 7);
+    assert!(
+        detail.contains(&format!("byte offset {start}:"))
+            && detail.contains(&format!("next record at byte offset {end}")),
+        "{detail}"
+    );
+}
+
+#[test]
+fn garbage_between_members_is_skipped_and_reported() {
+    let env = Env::new();
+    let data = fixture(WARC);
+    let m = members(&data);
+    let mut bad = data[..m[9]].to_vec();
+    bad.extend_from_slice(&[b'x'; 100]);
+    bad.extend_from_slice(&data[m[9]..]);
+    env.write("in/a.warc.gz", &bad);
+    let out = run(&env, "garbage", "in/*.warc.gz");
+    let s = assert_accounted(&out);
+    assert_eq!(s["kept"], PAGES as u64);
+    let rows = ledger(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "malformed_record");
+    assert!(
+        rows[0]
+            .3
+            .contains(&format!("byte offset {}: not a gzip member", m[9])),
+        "{}",
+        rows[0].3
+    );
+}
+
+#[test]
+fn a_truncated_file_keeps_what_came_before_and_says_where_it_broke() {
+    let env = Env::new();
+    let data = fixture(WARC);
+    let m = members(&data);
+    // Cut inside member 20 (record 21, the tenth page's response).
+    env.write("in/a.warc.gz", &data[..m[20] + 30]);
+    let out = run(&env, "cut", "in/*.warc.gz");
+    let s = assert_accounted(&out);
+    assert_eq!(s["kept"], 9, "{s:#}");
+    let f = file_stats(&out);
+    assert_eq!(f["status"], "truncated");
+    let rows = ledger(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "truncated_file");
+    assert!(
+        rows[0].3.contains(&format!("byte offset {}", m[20])),
+        "{}",
+        rows[0].3
+    );
+    assert!(f["detail"].as_str().unwrap().contains("file ends"));
+}
+
+#[test]
+fn plain_warc_with_a_malformed_header_and_a_cut_end() {
+    let env = Env::new();
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(&fixture(WARC)[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    let starts: Vec<usize> = memchr_all(&plain, b"WARC/1.1\r\n");
+    assert_eq!(starts.len(), 85);
+    // Record 5 (the second page's response) loses its version line.
+    let mut bad = plain.clone();
+    bad[starts[4]..starts[4] + 4].copy_from_slice(b"WARX");
+    // And the file stops inside the last page's response.
+    let last_response = starts[80];
+    bad.truncate(last_response + 600);
+    env.write("in/a.warc", &bad);
+    let out = run(&env, "plain", "in/*.warc");
+    let s = assert_accounted(&out);
+    let rows = ledger(&out);
+    let reasons: Vec<_> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(reasons, ["malformed_record", "truncated_file"], "{rows:?}");
+    assert!(rows[0].3.contains(&format!("byte offset {}", starts[4])));
+    assert!(rows[1].3.contains(&format!("byte offset {last_response}")));
+    assert_eq!(s["kept"], PAGES as u64 - 2, "{s:#}");
+    assert_eq!(file_stats(&out)["status"], "truncated");
+}
+
+fn memchr_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(i, w)| *w == needle && (*i == 0 || hay[i - 1] == b'\n'))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// True if python3 can import warcio. `.ci/run` installs it and sets
+/// FORJA_REQUIRE_CROSSCHECKS, so CI fails rather than skips.
+fn have_warcio() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import warcio"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("FORJA_REQUIRE_CROSSCHECKS").is_none(),
+            "FORJA_REQUIRE_CROSSCHECKS is set but python3 cannot import warcio"
+        );
+        eprintln!("SKIPPED: python3 with warcio not found (pip install warcio)");
+    }
+    ok
+}
+
+/// warcio (Webrecorder's WARC library) lists every record of both files;
+/// forja must account for each one and agree on each page's headers.
+#[test]
+fn every_record_matches_warcio() {
+    if !have_warcio() {
+        return;
+    }
+    let env = Env::new();
+    env.write("in/a.warc.gz", &fixture(WARC));
+    env.write("in/a.warc.wet.gz", &fixture(WET));
+    let out = run(&env, "x", "in/*.gz");
+    let script = r#"
+import json, sys
+from warcio.archiveiterator import ArchiveIterator
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        it = ArchiveIterator(f)
+        for r in it:
+            h = r.rec_headers
+            http = r.http_headers
+            print(json.dumps({"file": path.split("/")[-1], "offset": it.get_record_offset(),
+                "type": h.get_header("WARC-Type"), "uri": h.get_header("WARC-Target-URI"),
+                "id": h.get_header("WARC-Record-ID"), "date": h.get_header("WARC-Date"),
+                "status": http.get_statuscode() if http else None,
+                "ctype": http.get_header("Content-Type") if http else None}))
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(env.path("in/a.warc.gz"))
+        .arg(env.path("in/a.warc.wet.gz"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let records: Vec<serde_json::Value> = o
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let pages: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            r["type"] == "conversion"
+                || (r["type"] == "response"
+                    && r["status"] == "200"
+                    && r["ctype"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("text/html")))
+        })
+        .collect();
+    let s = assert_accounted(&out);
+    let skipped: u64 = s["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["skipped_records"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        s["documents_read"].as_u64().unwrap() + skipped,
+        records.len() as u64
+    );
+    assert_eq!(s["kept"].as_u64().unwrap(), pages.len() as u64);
+    let kept: BTreeMap<(String, u64), serde_json::Value> = kept_records(&out)
+        .into_iter()
+        .map(|r| {
+            let file = r["file"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            let off = r["metadata"]["warc_offset"].as_u64().unwrap();
+            ((file, off), r)
+        })
+        .collect();
+    for p in pages {
+        let key = (
+            p["file"].as_str().unwrap().to_string(),
+            p["offset"].as_u64().unwrap(),
+        );
+        let doc = kept
+            .get(&key)
+            .unwrap_or_else(|| panic!("no document for {p}"));
+        assert_eq!(doc["url"], p["uri"]);
+        assert_eq!(doc["metadata"]["warc_record_id"], p["id"]);
+        assert_eq!(doc["metadata"]["warc_date"], p["date"]);
+        assert_eq!(doc["metadata"]["warc_type"], p["type"]);
+    }
+}
