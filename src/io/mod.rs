@@ -26,7 +26,7 @@ use crate::ledger::{FileStatus, LedgerRow, Reason};
 use crate::manifest::{InputFormat, LoadedManifest, ReaderConfig, SourceConfig};
 
 pub use jsonl::decode_lines;
-pub use warc::{decode_records, RawRecord};
+pub use warc::{decode_records, RawRecords};
 pub use writer::{
     atomic_write, commit, for_documents, is_temporary, jsonl_frame, tmp_path, ShardWriter,
 };
@@ -208,10 +208,7 @@ pub enum Chunk {
         data: Vec<u8>,
     },
     /// Framed WARC records, turned into documents later in parallel.
-    Records {
-        file: Arc<str>,
-        records: Vec<RawRecord>,
-    },
+    Records { file: Arc<str>, records: RawRecords },
     /// Documents already in core form (Parquet rows, text files).
     Batch(RecordBatch),
     /// Documents rejected while reading (too large, truncated).

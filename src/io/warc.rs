@@ -22,6 +22,7 @@
 //! A document's `line` is the record's 1-based number in the file; a
 //! damaged stretch between two good gzip members counts as one record.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
@@ -40,15 +41,30 @@ const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 /// Room for WARC and HTTP headers on top of `max_doc_bytes` of payload.
 const HEADER_ROOM: u64 = 1 << 20;
 
-/// One framed record, still raw.
+/// Framed records, still raw: one buffer for a chunk's records (one
+/// allocation, and members inflate straight into it).
+#[derive(Debug, Default)]
+pub struct RawRecords {
+    pub data: Vec<u8>,
+    pub records: Vec<RawRecord>,
+}
+
+impl RawRecords {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// One record of a [`RawRecords`].
 #[derive(Debug, Clone)]
 pub struct RawRecord {
     /// 1-based record number in the file.
     pub number: u64,
     /// Byte offset in the file (of the gzip member, when compressed).
     pub offset: u64,
-    /// The WARC header block and content block.
-    pub data: Vec<u8>,
+    /// The WARC header block and content block: `data[start..end]`.
+    pub start: usize,
+    pub end: usize,
 }
 
 /// A run of bad bytes not yet reported: reported once reading is back on
@@ -74,8 +90,8 @@ pub struct WarcReader {
 }
 
 enum Member {
-    /// The member's decompressed bytes and its compressed length.
-    Ok(Vec<u8>, usize),
+    /// Inflated onto the buffer; its compressed length.
+    Ok(usize),
     /// Decompressed past the cap; the member was skipped whole.
     TooLarge(usize),
     Broken(String),
@@ -115,18 +131,21 @@ impl WarcReader {
         self.record
     }
 
-    /// Decompresses the gzip member at `at`, never holding more than the cap.
-    fn member(&self, data: &[u8], at: usize) -> Member {
+    /// Inflates the gzip member at `at` onto the end of `out`, never more
+    /// than the cap; on failure `out` is left as it was.
+    fn member(&self, data: &[u8], at: usize, out: &mut Vec<u8>) -> Member {
         let mut rest = &data[at..];
         let before = rest.len();
         let mut dec = GzDecoder::new(&mut rest);
-        let mut out = Vec::new();
+        let start = out.len();
         let cap = self.cap();
-        let read = (&mut dec).take(cap + 1).read_to_end(&mut out);
+        let read = (&mut dec).take(cap + 1).read_to_end(out);
         if let Err(e) = read {
+            out.truncate(start);
             return Member::Broken(e.to_string());
         }
-        if out.len() as u64 > cap {
+        if (out.len() - start) as u64 > cap {
+            out.truncate(start);
             if let Err(e) = io::copy(&mut dec, &mut io::sink()) {
                 return Member::Broken(e.to_string());
             }
@@ -134,7 +153,7 @@ impl WarcReader {
             return Member::TooLarge(before - rest.len());
         }
         drop(dec);
-        Member::Ok(out, before - rest.len())
+        Member::Ok(before - rest.len())
     }
 
     /// Reports the pending damage, now that reading is back on track at `to`.
@@ -176,14 +195,15 @@ impl WarcReader {
         Some(detail)
     }
 
-    /// Splits a member's (or a plain file's) bytes into records.
+    /// Splits a member's bytes (`out.data[from..]`) into records.
     fn frame(
         &mut self,
-        buf: Vec<u8>,
+        out: &mut RawRecords,
+        from: usize,
         offset: usize,
-        records: &mut Vec<RawRecord>,
         rejects: &mut Vec<LedgerRow>,
     ) {
+        let buf = &out.data[from..];
         let mut spans = Vec::new();
         let mut at = 0;
         loop {
@@ -222,26 +242,13 @@ impl WarcReader {
                 }
             }
         }
-        let single = spans.len() == 1;
-        let mut buf = Some(buf);
         for (start, end) in spans {
-            let data = if single {
-                let mut b = buf.take().expect("one span");
-                b.truncate(end);
-                b.drain(..start);
-                b
-            } else {
-                buf.as_ref().expect("kept for spans")[start..end].to_vec()
-            };
             let number = self.next_number();
-            if data.len() as u64 > self.cap() {
-                rejects.push(self.too_large(number, offset, data.len() as u64));
-                continue;
-            }
-            records.push(RawRecord {
+            out.records.push(RawRecord {
                 number,
                 offset: offset as u64,
-                data,
+                start: from + start,
+                end: from + end,
             });
         }
     }
@@ -262,19 +269,18 @@ impl WarcReader {
     fn step_gzip(
         &mut self,
         data: &[u8],
-        records: &mut Vec<RawRecord>,
+        out: &mut RawRecords,
         rejects: &mut Vec<LedgerRow>,
     ) -> Option<String> {
-        let mut bytes = 0usize;
-        while self.pos < data.len() && bytes < self.chunk_bytes {
+        while self.pos < data.len() && out.data.len() < self.chunk_bytes {
             let at = self.pos;
+            let from = out.data.len();
             let broken = if data[at..].starts_with(&GZIP_MAGIC) {
-                match self.member(data, at) {
-                    Member::Ok(buf, len) => {
+                match self.member(data, at, &mut out.data) {
+                    Member::Ok(len) => {
                         self.close_damage(at, rejects);
-                        bytes += buf.len();
                         self.pos = at + len;
-                        self.frame(buf, at, records, rejects);
+                        self.frame(out, from, at, rejects);
                         continue;
                     }
                     Member::TooLarge(len) => {
@@ -312,11 +318,10 @@ impl WarcReader {
     fn step_plain(
         &mut self,
         data: &[u8],
-        records: &mut Vec<RawRecord>,
+        out: &mut RawRecords,
         rejects: &mut Vec<LedgerRow>,
     ) -> Option<String> {
-        let mut bytes = 0usize;
-        while bytes < self.chunk_bytes {
+        while out.data.len() < self.chunk_bytes {
             self.pos += data[self.pos..]
                 .iter()
                 .take_while(|b| matches!(b, b'\r' | b'\n' | 0))
@@ -332,12 +337,14 @@ impl WarcReader {
                     if len as u64 > self.cap() {
                         rejects.push(self.too_large(number, at, len as u64));
                     } else {
-                        records.push(RawRecord {
+                        let start = out.data.len();
+                        out.data.extend_from_slice(&data[at..at + len]);
+                        out.records.push(RawRecord {
                             number,
                             offset: at as u64,
-                            data: data[at..at + len].to_vec(),
+                            start,
+                            end: out.data.len(),
                         });
-                        bytes += len;
                     }
                     self.pos = at + len;
                 }
@@ -435,7 +442,12 @@ impl Reader for WarcReader {
             }
         }
         let map = self.map.take().expect("opened above");
-        let mut records = Vec::new();
+        // Room for a chunk and the member that crosses its end, so the
+        // buffer rarely grows.
+        let mut records = RawRecords {
+            data: Vec::with_capacity(self.chunk_bytes + (1 << 20)),
+            records: Vec::new(),
+        };
         let mut rejects = Vec::new();
         let truncated = if self.gzip {
             self.step_gzip(&map, &mut records, &mut rejects)
@@ -482,11 +494,11 @@ struct Headers<'a> {
 }
 
 /// Turns framed records into documents; pure, runs on worker threads.
-pub fn decode_records(records: &[RawRecord], file: &str, spec: &SourceSpec) -> Decoded {
-    let bytes: usize = records.iter().map(|r| r.data.len()).sum();
-    let mut builder = CoreBuilder::with_capacity(records.len(), bytes / 4);
+pub fn decode_records(raw: &RawRecords, file: &str, spec: &SourceSpec) -> Decoded {
+    let mut builder = CoreBuilder::with_capacity(raw.records.len(), raw.data.len() / 2);
     let mut out = Decoded::default();
-    for rec in records {
+    for rec in &raw.records {
+        let data = &raw.data[rec.start..rec.end];
         let reject = |reason, what: String| {
             spec.reject(
                 file,
@@ -498,7 +510,7 @@ pub fn decode_records(records: &[RawRecord], file: &str, spec: &SourceSpec) -> D
                 ),
             )
         };
-        let (rest, fields) = match warc::parser::headers(&rec.data) {
+        let (rest, fields) = match warc::parser::headers(data) {
             Ok((rest, (_, fields, _))) => (rest, fields),
             Err(_) => {
                 out.rejects.push(reject(
@@ -531,7 +543,7 @@ pub fn decode_records(records: &[RawRecord], file: &str, spec: &SourceSpec) -> D
         let page = match h.kind {
             "conversion" => match std::str::from_utf8(block) {
                 Ok(t) => Ok(Some(Page {
-                    text: t.to_string(),
+                    text: Cow::Borrowed(t),
                     charset: None,
                     title: None,
                 })),
@@ -574,16 +586,16 @@ pub fn decode_records(records: &[RawRecord], file: &str, spec: &SourceSpec) -> D
     out
 }
 
-struct Page {
-    text: String,
+struct Page<'a> {
+    text: Cow<'a, str>,
     charset: Option<&'static str>,
     title: Option<String>,
 }
 
-type PageResult = Result<Option<Page>, (Reason, String)>;
+type PageResult<'a> = Result<Option<Page<'a>>, (Reason, String)>;
 
 /// An HTTP response's page as text, `None` when it is not a 2xx HTML page.
-fn http_page(block: &[u8], uri: Option<&str>, spec: &SourceSpec) -> PageResult {
+fn http_page<'a>(block: &[u8], uri: Option<&str>, spec: &SourceSpec) -> PageResult<'a> {
     let mut slots = [httparse::EMPTY_HEADER; 128];
     let mut resp = httparse::Response::new(&mut slots);
     let head = match resp.parse(block) {
@@ -604,7 +616,7 @@ fn http_page(block: &[u8], uri: Option<&str>, spec: &SourceSpec) -> PageResult {
             .map(str::trim)
     };
     let content_type = header("content-type");
-    let mut body = std::borrow::Cow::Borrowed(&block[head..]);
+    let mut body = Cow::Borrowed(&block[head..]);
     if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
         body = dechunk(&body)
             .ok_or_else(|| (Reason::MalformedRecord, "bad chunked encoding".to_string()))?
@@ -650,7 +662,7 @@ fn http_page(block: &[u8], uri: Option<&str>, spec: &SourceSpec) -> PageResult {
     let (html, encoding) = decode_html(&body, content_type);
     let (text, title) = html_to_text(&html, uri);
     Ok(Some(Page {
-        text,
+        text: Cow::Owned(text),
         charset: Some(encoding.name()),
         title,
     }))
@@ -859,7 +871,7 @@ mod tests {
         assert_eq!((text.as_str(), enc), ("hi", encoding_rs::UTF_8));
     }
 
-    fn page(http: &[u8]) -> PageResult {
+    fn page(http: &[u8]) -> PageResult<'static> {
         http_page(http, Some("https://example.org/a"), &spec())
     }
 

@@ -16,4 +16,4 @@ mod resume;
 mod slurm;
 mod storage;
 mod tokenizer;
-mod warc;
+mod web;

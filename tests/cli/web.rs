@@ -1,5 +1,6 @@
-//! WARC and WET input: real Debian HTML pages written as a crawl by
-//! `scripts/make-warc` (warcio), read whole and damaged.
+//! Web sources: WARC and WET input (real Debian HTML pages written as a crawl by
+//! `scripts/make-warc` with warcio, read whole and damaged), URL blocklists
+//! and banned words.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -17,7 +18,7 @@ fn fixture(rel: &str) -> Vec<u8> {
 }
 
 fn source(paths: &str) -> String {
-    format!("[[source]]\nname = \"crawl\"\npaths = [\"{paths}\"]\nformat = \"warc\"\nlicence = \"GFDL-1.2-or-later\"\n")
+    format!("[[source]]\nname = \"crawl\"\npaths = [\"{paths}\"]\nformat = \"warc\"\nlicence = \"GPL-2.0-or-later\"\n")
 }
 
 /// Runs a one-source manifest over `paths`; returns the output folder.
@@ -335,4 +336,113 @@ for path in sys.argv[1:]:
         assert_eq!(doc["metadata"]["warc_date"], p["date"]);
         assert_eq!(doc["metadata"]["warc_type"], p["type"]);
     }
+}
+
+/// The crafted UT1 list of tests/data/urls against URLs that are, are not,
+/// or only look like they are listed; then banned words in filter mode.
+#[test]
+fn url_blocklists_drop_chosen_categories_and_banned_words_are_measured() {
+    let env = Env::new();
+    let lists = Path::new(REPO).join("tests/data/urls");
+    let texts: Vec<String> = udhr()
+        .into_iter()
+        .filter(|r| r["lang"] == "en")
+        .map(|r| r["text"].as_str().unwrap().to_string())
+        .collect();
+    let urls = [
+        Some("https://www.debian.org/releases/bookworm/amd64/en/ch01s01.html"),
+        Some("https://cams.sexy-cams.test/room/1"),
+        Some("http://freehost.example/~girls/page.html"),
+        Some("http://freehost.example/~science/page.html"),
+        Some("https://secure-login-paypa1.test/verify?id=3"),
+        Some("http://185.243.115.84/payload"),
+        Some("https://WWW.Casino-Royale.test/"),
+        Some("https://notsexy-cams.test/"),
+        None,
+    ];
+    let mut recs: Vec<_> = urls
+        .iter()
+        .zip(&texts)
+        .map(|(u, t)| serde_json::json!({ "text": t, "url": u }))
+        .collect();
+    recs.push(serde_json::json!({
+        "text": "Free xxx videos: milf, bukkake and gangbang clips with a dildo, all free today.",
+        "url": "https://clips.example.org/free",
+    }));
+    env.write("in/web.jsonl", &jsonl(&recs));
+    let manifest = format!(
+        r#"
+[[source]]
+name = "web"
+paths = ["in/*.jsonl"]
+format = "jsonl"
+url_field = "url"
+licence = "test"
+
+[[stage]]
+type = "url_filter"
+lists = "{}"
+
+[[stage]]
+type = "banned_words"
+mode = "filter"
+max_ratio = 0.05
+"#,
+        lists.display()
+    );
+    env.manifest("urls", &manifest);
+    env.ok(&["run", "--quiet", "urls.toml"]);
+    let out = env.path("out-urls");
+    assert_accounted(&out);
+    let mut dropped: Vec<(u64, String, String)> = ledger(&out)
+        .into_iter()
+        .map(|(reason, _, line, detail)| (line, reason, detail))
+        .collect();
+    dropped.sort();
+    let lines: Vec<(u64, &str)> = dropped.iter().map(|d| (d.0, d.1.as_str())).collect();
+    assert_eq!(
+        lines,
+        [
+            (2, "url_blocklisted"),
+            (3, "url_blocklisted"),
+            (5, "url_blocklisted"),
+            (6, "url_blocklisted"),
+            (10, "banned_words"),
+        ],
+        "{dropped:#?}"
+    );
+    assert_eq!(dropped[0].2, "adult (domain sexy-cams.test)");
+    assert_eq!(dropped[1].2, "adult (url freehost.example/~girls)");
+    assert_eq!(dropped[2].2, "phishing (domain secure-login-paypa1.test)");
+    assert_eq!(dropped[3].2, "malware (domain 185.243.115.84)");
+    assert!(
+        dropped[4].2.starts_with("5 of 14 words banned"),
+        "{}",
+        dropped[4].2
+    );
+    let kept: BTreeMap<u64, serde_json::Value> = kept_records(&out)
+        .into_iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r))
+        .collect();
+    assert_eq!(kept.keys().copied().collect::<Vec<_>>(), [1, 4, 7, 8, 9]);
+    // Gambling is annotated but not in the default drop list.
+    assert_eq!(kept[&7]["url_category"], "gambling");
+    for line in [1, 4, 8, 9] {
+        assert!(kept[&line]["url_category"].is_null(), "{line}");
+        assert_eq!(kept[&line]["banned_words"], 0);
+        assert_eq!(kept[&line]["banned_word_ratio"], 0.0);
+    }
+
+    // A missing list folder stops the run before it starts, and says how to get one.
+    env.manifest(
+        "nolists",
+        &manifest.replace(&lists.display().to_string(), "nope/urls"),
+    );
+    let o = env.forja(&["run", "--quiet", "nolists.toml"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nope/urls") && err.contains("scripts/fetch-ut1"),
+        "{err}"
+    );
 }
