@@ -541,6 +541,14 @@ pub fn decode_records(raw: &RawRecords, file: &str, spec: &SourceSpec) -> Decode
             }
         }
         let page = match h.kind {
+            "conversion" if block.len() as u64 > spec.max_doc_bytes => Err((
+                Reason::TooLarge,
+                format!(
+                    "{} bytes of text > reader.max_doc_bytes {}",
+                    block.len(),
+                    spec.max_doc_bytes
+                ),
+            )),
             "conversion" => match std::str::from_utf8(block) {
                 Ok(t) => Ok(Some(Page {
                     text: Cow::Borrowed(t),

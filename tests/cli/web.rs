@@ -119,6 +119,53 @@ fn warc_and_wet_pages_are_read_with_their_metadata_and_without_navigation() {
     let first = &html["https://www.debian.org/releases/bookworm/amd64/en/apas01.html"];
     assert_eq!(first["line"], 3);
     assert_eq!(first["metadata"]["warc_offset"], 690);
+
+    // HTML extraction runs on the workers; one thread gives the same bytes.
+    let m = env.path("warc.toml");
+    let one = env.path("out-one");
+    env.ok(&[
+        "run",
+        "--quiet",
+        m.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--out",
+        one.to_str().unwrap(),
+    ]);
+    assert_eq!(tree(&one.join("jsonl")), tree(&warc_out.join("jsonl")));
+}
+
+#[test]
+fn records_over_the_size_cap_are_rejected_and_the_rest_read() {
+    let env = Env::new();
+    let mut manifest = source("in/*.gz");
+    manifest.push_str("[reader]\nmax_doc_bytes = 4000\n");
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(&fixture(WET)[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    env.write("in/b.warc", &plain);
+    let m = env.manifest("cap", &manifest.replace("in/*.gz", "in/b.warc"));
+    env.ok(&["run", "--quiet", m.to_str().unwrap()]);
+    let out = env.path("out-cap");
+    let s = assert_accounted(&out);
+    let rows = ledger(&out);
+    assert!(!rows.is_empty());
+    for (reason, _, line, detail) in &rows {
+        assert_eq!(reason, "too_large", "{detail}");
+        assert!(
+            detail.starts_with(&format!("record {line} at byte offset ")),
+            "{detail}"
+        );
+    }
+    assert_eq!(
+        s["kept"].as_u64().unwrap() + rows.len() as u64,
+        PAGES as u64,
+        "{s:#}"
+    );
+    for text in kept_texts(&out) {
+        assert!(text.len() <= 4000);
+    }
 }
 
 #[test]
