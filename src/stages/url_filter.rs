@@ -28,8 +28,10 @@ use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
 use crate::ledger::Reason;
 
-/// The categories OSCAR's documentation calls harmful and dolma, datatrove
-/// and the Salamandra recipe drop: adult content and the security threats.
+/// UT1's `adult`, the category OSCAR's annotation is used to remove and
+/// the one list datatrove's URL filter ships, plus the categories of sites
+/// that attack their visitors (`phishing`, `malware`, `cryptojacking`),
+/// whose text is spam at best.
 pub const DEFAULT_DROP: [&str; 4] = ["adult", "phishing", "malware", "cryptojacking"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
