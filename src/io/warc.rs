@@ -790,8 +790,10 @@ fn html_to_text(html: &str, uri: Option<&str>) -> (String, Option<String>) {
         ..Default::default()
     };
     let url = uri.filter(|u| u.starts_with("http://") || u.starts_with("https://"));
-    let readability = dom_smoothie::Readability::new(html, url, Some(config.clone()))
-        .or_else(|_| dom_smoothie::Readability::new(html, None, Some(config)));
+    let readability =
+        dom_smoothie::Readability::with_document(cleaned(html), url, Some(config.clone())).or_else(
+            |_| dom_smoothie::Readability::with_document(cleaned(html), None, Some(config)),
+        );
     if let Ok(mut r) = readability {
         // Not the strict first pass: it deletes every element whose class
         // looks like a menu before scoring, inline ones too, which cut words
@@ -806,8 +808,8 @@ fn html_to_text(html: &str, uri: Option<&str>) -> (String, Option<String>) {
             }
         }
     }
-    let doc = dom_query::Document::from(html);
-    doc.select("script, style, noscript, template, nav, header, footer, aside, form")
+    let doc = cleaned(html);
+    doc.select("noscript, template, nav, header, footer, aside, form")
         .remove();
     let title = doc.select("title").text().trim().to_string();
     let body = doc.select("body");
@@ -817,6 +819,42 @@ fn html_to_text(html: &str, uri: Option<&str>) -> (String, Option<String>) {
         doc.formatted_text()
     };
     (tidy(&text), Some(title).filter(|t| !t.is_empty()))
+}
+
+/// The page without scripts, styles and the elements whose class or id
+/// marks them as navigation (`<div class="navheader">`, `<ul id="menu">`):
+/// short pages, which Readability takes whole, lose their menus too.
+fn cleaned(html: &str) -> dom_query::Document {
+    let doc = dom_query::Document::from(html);
+    doc.select("script, style").remove();
+    for node in doc.select("body [class], body [id]").nodes() {
+        let marked = ["class", "id"].iter().any(|a| {
+            node.attr(a).is_some_and(|v| {
+                v.split(|c: char| c.is_whitespace() || c == '-' || c == '_')
+                    .any(boilerplate_word)
+            })
+        });
+        if marked {
+            node.remove_from_parent();
+        }
+    }
+    doc
+}
+
+/// A class or id word that marks navigation or page furniture.
+fn boilerplate_word(word: &str) -> bool {
+    let w = word.to_ascii_lowercase();
+    [
+        "nav",
+        "menu",
+        "breadcrumb",
+        "sidebar",
+        "footer",
+        "header",
+        "cookie",
+    ]
+    .iter()
+    .any(|p| w.starts_with(p))
 }
 
 /// Trims each line and keeps at most one empty line between paragraphs.
@@ -910,12 +948,16 @@ mod tests {
     }
 
     #[test]
-    fn navigation_is_dropped_when_readability_finds_no_article() {
+    fn navigation_marked_by_tag_class_or_id_is_dropped() {
         let html = "<html><head><title>T</title><script>var x=1;</script></head><body>\
             <nav><a href=/>Home</a> <a href=/b>Blog</a></nav><p>Short note.</p>\
             <footer>Copyright</footer></body></html>";
         let (text, title) = html_to_text(html, None);
         assert_eq!(text, "Short note.");
+        let html = "<html><body><div class=\"navheader\"><table><tr><td>Chapter 1</td></tr></table></div>\
+            <div id=\"main-menu\">Home | Blog</div><p>Short note.</p><div class=\"page-footer x\">(c)</div>\
+            <div class=\"unavailable\">Kept.</div></body></html>";
+        assert_eq!(html_to_text(html, None).0, "Short note.\n\nKept.");
         assert_eq!(title.as_deref(), Some("T"));
     }
 
