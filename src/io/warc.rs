@@ -668,7 +668,16 @@ fn http_page<'a>(block: &[u8], uri: Option<&str>, spec: &SourceSpec) -> PageResu
         ));
     }
     let (html, encoding) = decode_html(&body, content_type);
-    let (text, title) = html_to_text(&html, uri);
+    // A crawl holds pages no parser's author has seen; a panic in the
+    // extractor costs that page, not the run.
+    let (text, title) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| html_to_text(&html, uri)))
+            .map_err(|_| {
+                (
+                    Reason::ReadError,
+                    "the HTML-to-text extractor failed on this page".to_string(),
+                )
+            })?;
     Ok(Some(Page {
         text: Cow::Owned(text),
         charset: Some(encoding.name()),
