@@ -82,8 +82,8 @@ pub enum InputFormat {
     Parquet,
     /// Every matched file is one document of UTF-8 text.
     Text,
-    /// WARC or WET files (`.warc`, or gzip per record as `.warc.gz`): WET
-    /// text records and HTML responses become documents.
+    /// WARC or WET files (plain, gzip or zstd per record, or compressed
+    /// whole): WET text records and HTML responses become documents.
     Warc,
 }
 

@@ -493,3 +493,199 @@ max_ratio = 0.05
         "{err}"
     );
 }
+
+/// A fixture's records, decompressed: the plain WARC and where each record starts.
+fn plain_records(rel: &str) -> (Vec<u8>, Vec<usize>) {
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(&fixture(rel)[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    let starts = memchr_all(&plain, b"WARC/1.");
+    (plain, starts)
+}
+
+/// The documents as a reader of any layout must give them: text, URL and
+/// the headers, in file order (offsets differ by layout).
+fn documents(out: &Path) -> Vec<(String, String, serde_json::Value)> {
+    kept_records(out)
+        .into_iter()
+        .map(|r| {
+            let m = &r["metadata"];
+            (
+                r["url"].as_str().unwrap().to_string(),
+                r["text"].as_str().unwrap().to_string(),
+                serde_json::json!([
+                    m["warc_record_id"],
+                    m["warc_date"],
+                    m["title"],
+                    m["charset"]
+                ]),
+            )
+        })
+        .collect()
+}
+
+/// The IIPC WARC-zstd layout: a skippable frame (magic 0x184D2A5D) holding
+/// the dictionary, then one zstd frame per record; returns the file and
+/// where each record's frame starts.
+fn warc_zst(
+    records: &[&[u8]],
+    dictionary: Option<&[u8]>,
+    compress_dict: bool,
+) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::new();
+    if let Some(d) = dictionary {
+        let payload = if compress_dict {
+            zstd::encode_all(d, 3).unwrap()
+        } else {
+            d.to_vec()
+        };
+        out.extend_from_slice(&0x184D_2A5Du32.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+    let mut c = match dictionary {
+        Some(d) => zstd::bulk::Compressor::with_dictionary(3, d).unwrap(),
+        None => zstd::bulk::Compressor::new(3).unwrap(),
+    };
+    // wget writes checksums; they are what tells a damaged frame.
+    c.include_checksum(true).unwrap();
+    let mut starts = Vec::new();
+    for r in records {
+        starts.push(out.len());
+        out.extend_from_slice(&c.compress(r).unwrap());
+    }
+    (out, starts)
+}
+
+#[test]
+fn zstd_per_record_with_a_dictionary_reads_like_gzip_per_record() {
+    let env = Env::new();
+    let (plain, starts) = plain_records(WARC);
+    let mut bounds = starts.clone();
+    bounds.push(plain.len());
+    let records: Vec<&[u8]> = bounds.windows(2).map(|w| &plain[w[0]..w[1]]).collect();
+    let dictionary = zstd::dict::from_samples(&records, 16 * 1024).unwrap();
+    let (trained, frames) = warc_zst(&records, Some(&dictionary), false);
+    let (packed, _) = warc_zst(&records, Some(&dictionary), true);
+    let (bare, _) = warc_zst(&records, None, false);
+    // The dictionary is what makes the frames small; the test would not
+    // notice a reader that ignored it otherwise.
+    assert!(trained.len() < bare.len());
+    env.write("gz/a.warc.gz", &fixture(WARC));
+    env.write("zd/a.warc.zst", &trained);
+    env.write("zp/a.warc.zst", &packed);
+    env.write("zb/a.warc.zst", &bare);
+    let reference = documents(&run(&env, "gz", "gz/*.gz"));
+    assert_eq!(reference.len(), PAGES);
+    for name in ["zd", "zp", "zb"] {
+        let out = run(&env, name, &format!("{name}/*.zst"));
+        let s = assert_accounted(&out);
+        assert_eq!(s["kept"], PAGES as u64, "{name}: {s:#}");
+        assert_eq!(file_stats(&out)["skipped_records"], 45, "{name}");
+        assert_eq!(documents(&out), reference, "{name}");
+    }
+    // Each document names its own frame: the record number picks it.
+    for r in kept_records(&env.path("out-zd")) {
+        let line = r["line"].as_u64().unwrap() as usize;
+        assert_eq!(r["metadata"]["warc_offset"], frames[line - 1] as u64);
+        assert!(r["metadata"]["warc_inner_offset"].is_null());
+    }
+
+    // A damaged frame (the third page's response, record 7) costs that record only.
+    let mut bad = trained.clone();
+    let (start, end) = (frames[6], frames[7]);
+    bad[(start + end) / 2..(start + end) / 2 + 40].fill(0xAA);
+    env.write("zx/a.warc.zst", &bad);
+    let out = run(&env, "zx", "zx/*.zst");
+    let s = assert_accounted(&out);
+    assert_eq!(s["kept"], PAGES as u64 - 1);
+    assert_eq!(file_stats(&out)["status"], "complete");
+    let rows = ledger(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].2), ("malformed_record", 7));
+    assert!(
+        rows[0]
+            .3
+            .contains(&format!("byte offset {start}: damaged zstd frame"))
+            && rows[0]
+                .3
+                .contains(&format!("next record at byte offset {end}")),
+        "{}",
+        rows[0].3
+    );
+
+    // Cut inside the last record's frame: the file is truncated there.
+    let last = *frames.last().unwrap();
+    env.write("zc/a.warc.zst", &trained[..last + 20]);
+    let out = run(&env, "zc", "zc/*.zst");
+    assert_accounted(&out);
+    assert_eq!(file_stats(&out)["status"], "truncated");
+    let rows = ledger(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "truncated_file");
+    assert!(
+        rows[0].3.contains(&format!("byte offset {last}")),
+        "{}",
+        rows[0].3
+    );
+}
+
+#[test]
+fn a_warc_compressed_whole_is_framed_as_a_stream() {
+    let env = Env::new();
+    let (one, _) = plain_records(WARC);
+    // Four crawls in one stream, past the cap (1 MiB of header room on top
+    // of max_doc_bytes), so no part of it is inflated whole.
+    let plain: Vec<u8> = one.repeat(4);
+    let starts = memchr_all(&plain, b"WARC/1.");
+    assert!(plain.len() > (1 << 20) + 100_000);
+    env.write("gz/a.warc.gz", &gzip(&plain));
+    env.write("zs/a.warc.zst", &zstd::encode_all(&plain[..], 3).unwrap());
+    env.write("ref/a.warc.gz", &fixture(WARC));
+    let reference = documents(&run(&env, "ref", "ref/*.gz"));
+    let four: Vec<_> = (0..4).flat_map(|_| reference.iter().cloned()).collect();
+    for name in ["gz", "zs"] {
+        let mut manifest = source(&format!("{name}/*"));
+        manifest.push_str("[reader]\nmax_doc_bytes = 100000\nbatch_bytes = 300000\n");
+        env.manifest(name, &manifest);
+        env.ok(&["run", "--quiet", &format!("{name}.toml")]);
+        let out = env.path(&format!("out-{name}"));
+        let s = assert_accounted(&out);
+        assert_eq!(s["kept"], 4 * PAGES as u64, "{name}: {s:#}");
+        assert_eq!(file_stats(&out)["status"], "complete", "{name}");
+        assert_eq!(file_stats(&out)["skipped_records"], 4 * 45, "{name}");
+        assert_eq!(documents(&out), four, "{name}");
+        // One member: every record is found by its place in the content.
+        for r in kept_records(&out) {
+            let m = &r["metadata"];
+            assert_eq!(m["warc_offset"], 0, "{name}");
+            // Left out at 0: the record starts where its member does.
+            let inner = m["warc_inner_offset"].as_u64().unwrap_or(0) as usize;
+            let line = r["line"].as_u64().unwrap() as usize;
+            assert_eq!(inner, starts[line - 1], "{name}");
+        }
+    }
+
+    // Cut two thirds of the way through: the records before the cut are
+    // read, the one it falls in is rejected as truncated.
+    let gz = gzip(&plain);
+    env.write("cut/a.warc.gz", &gz[..gz.len() * 2 / 3]);
+    let mut manifest = source("cut/*");
+    manifest.push_str("[reader]\nmax_doc_bytes = 100000\n");
+    env.manifest("cut", &manifest);
+    env.ok(&["run", "--quiet", "cut.toml"]);
+    let out = env.path("out-cut");
+    let s = assert_accounted(&out);
+    let kept = s["kept"].as_u64().unwrap();
+    assert!(kept > 2 * PAGES as u64 && kept < 3 * PAGES as u64, "{s:#}");
+    assert_eq!(file_stats(&out)["status"], "truncated");
+    let rows = ledger(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "truncated_file");
+    assert!(
+        rows[0].3.contains("byte offset 0 (byte ") && rows[0].3.contains("damaged gzip member"),
+        "{}",
+        rows[0].3
+    );
+}

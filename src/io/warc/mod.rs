@@ -1,0 +1,962 @@
+//! WARC and WET files (ISO 28500), as crawlers ship them: one gzip member
+//! per record (`.warc.gz`, `.warc.wet.gz`, as Common Crawl does), one zstd
+//! frame per record with an optional dictionary (`.warc.zst`, the IIPC
+//! WARC-zstd layout that wget and Archive Team write), a whole WARC
+//! compressed as one gzip or zstd stream, or plain `.warc`. The codec is
+//! taken from the file's first bytes, not its name.
+//!
+//! The reader only frames records: it walks the file's members itself
+//! (not with a multi-member decoder) so that it always knows the byte offset
+//! of the record it is in, and a damaged member costs that member only: the
+//! reader rejects it into the ledger with its offset, looks for the next
+//! member's magic bytes and reads on. A member that inflates past the size
+//! cap is read as a stream, a window at a time, so a WARC compressed whole
+//! is framed record by record in bounded memory. Turning records into
+//! documents (HTTP headers, charsets, HTML to text) is pure and runs on
+//! worker threads ([`decode_records`], in `page`).
+//!
+//! A document's `line` is the record's 1-based number in the file; a
+//! damaged stretch between two good records counts as one record.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use flate2::bufread::GzDecoder;
+use memmap2::Mmap;
+use zstd::zstd_safe;
+
+use super::{Chunk, InputFile, ReadError, Reader, SourceSpec};
+use crate::ledger::{FileStatus, LedgerRow, Reason};
+
+mod page;
+pub use page::decode_records;
+
+const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// The skippable frame that holds a WARC-zstd file's dictionary
+/// (magic 0x184D2A5D); any other skippable frame is passed over.
+const DICTIONARY_FRAME: u8 = 0x5d;
+/// Room for WARC and HTTP headers on top of `max_doc_bytes` of payload.
+const HEADER_ROOM: u64 = 1 << 20;
+/// Decompressed bytes a stream reads at a time.
+const STREAM_READ: u64 = 1 << 20;
+/// A member that inflates past this (or the cap, if lower) is read as a
+/// stream: inflating a 64 MiB cap's worth of a WARC compressed whole only to
+/// start again would double its cost, while a single record this large is
+/// rare and costs one extra inflate of 8 MiB.
+const WHOLE_MEMBER: u64 = 8 << 20;
+
+/// Framed records, still raw: one buffer for a chunk's records (one
+/// allocation, and members inflate straight into it).
+#[derive(Debug, Default)]
+pub struct RawRecords {
+    pub data: Vec<u8>,
+    pub records: Vec<RawRecord>,
+}
+
+impl RawRecords {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// One record of a [`RawRecords`].
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// 1-based record number in the file.
+    pub number: u64,
+    pub place: Place,
+    /// The WARC header block and content block: `data[start..end]`.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Where a record starts in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The byte offset in the file (of the gzip member or zstd frame, when
+    /// compressed): where a reader seeks to get the record again.
+    pub offset: u64,
+    /// The record's offset in its member's decompressed content, where it
+    /// is not at the start (a member that holds several records: a WARC
+    /// compressed whole).
+    pub inner: Option<u64>,
+}
+
+impl Place {
+    fn at(offset: usize) -> Place {
+        Place {
+            offset: offset as u64,
+            inner: None,
+        }
+    }
+}
+
+impl Place {
+    fn inside(member: usize, inner: u64) -> Place {
+        Place {
+            offset: member as u64,
+            inner: (inner > 0).then_some(inner),
+        }
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte offset {}", self.offset)?;
+        if let Some(inner) = self.inner {
+            write!(f, " (byte {inner} of the member's decompressed content)")?;
+        }
+        Ok(())
+    }
+}
+
+/// How the file is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+impl Codec {
+    fn sniff(data: &[u8]) -> Codec {
+        if data.starts_with(&GZIP_MAGIC[..2]) {
+            Codec::Gzip
+        } else if data.starts_with(&ZSTD_MAGIC) || skippable_len(data).is_some() {
+            Codec::Zstd
+        } else {
+            Codec::Plain
+        }
+    }
+
+    fn member(self) -> &'static str {
+        match self {
+            Codec::Plain => "record",
+            Codec::Gzip => "gzip member",
+            Codec::Zstd => "zstd frame",
+        }
+    }
+
+    fn magic(self) -> &'static [u8] {
+        match self {
+            Codec::Plain => b"\nWARC/",
+            Codec::Gzip => &GZIP_MAGIC,
+            Codec::Zstd => &ZSTD_MAGIC,
+        }
+    }
+}
+
+/// The length of the zstd skippable frame at the start of `data`, if one
+/// starts there whole.
+fn skippable_len(data: &[u8]) -> Option<usize> {
+    let head = data.get(..8)?;
+    if head[0] & 0xf0 != 0x50 || head[1..4] != [0x2a, 0x4d, 0x18] {
+        return None;
+    }
+    let size = u32::from_le_bytes(head[4..8].try_into().ok()?) as usize;
+    (8 + size <= data.len()).then_some(8 + size)
+}
+
+/// The mapped file from a position on, as a reader that holds the map
+/// itself (a stream lives across steps).
+struct MapReader {
+    map: Arc<Mmap>,
+    pos: usize,
+}
+
+impl Read for MapReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (&self.map[self.pos..]).read(buf)?;
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl BufRead for MapReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Ok(&self.map[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.map.len());
+    }
+}
+
+/// A stream's source of decompressed bytes.
+enum Inflater {
+    Plain(MapReader),
+    Gzip(Box<GzDecoder<MapReader>>),
+    Zstd(Box<zstd::stream::read::Decoder<'static, MapReader>>),
+}
+
+impl Inflater {
+    /// Bytes of the file consumed so far.
+    fn pos(&self) -> usize {
+        match self {
+            Inflater::Plain(r) => r.pos,
+            Inflater::Gzip(d) => d.get_ref().pos,
+            Inflater::Zstd(d) => d.get_ref().pos,
+        }
+    }
+}
+
+impl Read for Inflater {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Inflater::Plain(r) => r.read(buf),
+            Inflater::Gzip(d) => d.read(buf),
+            Inflater::Zstd(d) => d.read(buf),
+        }
+    }
+}
+
+/// Records framed from decompressed content as it arrives: a plain file,
+/// or a member too large to inflate whole.
+struct Stream {
+    input: Inflater,
+    /// Where the stream starts in the file.
+    start: usize,
+    /// Content read and not yet framed: `window[head..]`.
+    window: Vec<u8>,
+    head: usize,
+    /// The content offset of `window[0]`.
+    base: u64,
+    /// Bytes of an oversized record still to pass over.
+    skip: u64,
+    ended: bool,
+    /// Why the content ended early.
+    failed: Option<io::Error>,
+}
+
+impl Stream {
+    fn new(input: Inflater, start: usize) -> Stream {
+        Stream {
+            input,
+            start,
+            window: Vec::new(),
+            head: 0,
+            base: 0,
+            skip: 0,
+            ended: false,
+            failed: None,
+        }
+    }
+
+    fn live(&self) -> &[u8] {
+        &self.window[self.head..]
+    }
+
+    /// Where the live content's byte `at` comes from.
+    fn place(&self, at: usize) -> Place {
+        let inner = self.base + (self.head + at) as u64;
+        match self.input {
+            Inflater::Plain(_) => Place::at(self.start + inner as usize),
+            _ => Place::inside(self.start, inner),
+        }
+    }
+
+    /// Reads up to [`STREAM_READ`] more bytes of content; marks the end,
+    /// and why it came early when the compressed data is damaged (what was
+    /// inflated before the damage is kept, to be framed first).
+    fn fill(&mut self) {
+        if self.head > 0 {
+            self.window.drain(..self.head);
+            self.base += self.head as u64;
+            self.head = 0;
+        }
+        match (&mut self.input)
+            .take(STREAM_READ)
+            .read_to_end(&mut self.window)
+        {
+            Ok(n) => self.ended = n == 0,
+            Err(e) => {
+                self.ended = true;
+                self.failed = Some(e);
+            }
+        }
+    }
+}
+
+/// A run of bad bytes not yet reported: reported once reading is back on
+/// track, so that one damaged stretch is one ledger row.
+struct Damage {
+    record: u64,
+    place: Place,
+    error: String,
+}
+
+/// A zstd file's decoding state: one context for every frame, with the
+/// file's dictionary loaded once.
+struct Zstd {
+    dctx: zstd_safe::DCtx<'static>,
+    dictionary: Vec<u8>,
+}
+
+pub struct WarcReader {
+    file: InputFile,
+    spec: Arc<SourceSpec>,
+    chunk_bytes: usize,
+    progress: Arc<AtomicU64>,
+    map: Option<Arc<Mmap>>,
+    codec: Codec,
+    zstd: Option<Zstd>,
+    /// Where the next member starts (or the end, once read).
+    pos: usize,
+    stream: Option<Stream>,
+    reported: usize,
+    /// Records numbered so far.
+    record: u64,
+    damage: Option<Damage>,
+}
+
+enum Member {
+    /// Inflated onto the buffer; its compressed length.
+    Ok(usize),
+    /// Decompresses past [`WHOLE_MEMBER`] or the cap: to be read as a stream.
+    Large,
+    /// Damaged; `cut` when its data ends early (the file was cut short in
+    /// it), so that what came before the cut can still be framed.
+    Broken { error: String, cut: bool },
+}
+
+/// Why no record length could be read.
+enum Framing {
+    /// The header is not all there yet.
+    CutOff,
+    NotAHeader(String),
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Framing::CutOff => f.write_str("the record's WARC header is cut off"),
+            Framing::NotAHeader(line) => write!(f, "not a WARC record header ({line:?})"),
+        }
+    }
+}
+
+impl WarcReader {
+    pub fn new(
+        file: InputFile,
+        spec: Arc<SourceSpec>,
+        chunk_bytes: usize,
+        progress: Arc<AtomicU64>,
+    ) -> Self {
+        WarcReader {
+            file,
+            spec,
+            chunk_bytes: chunk_bytes.max(1 << 16),
+            progress,
+            map: None,
+            codec: Codec::Plain,
+            zstd: None,
+            pos: 0,
+            stream: None,
+            reported: 0,
+            record: 0,
+            damage: None,
+        }
+    }
+
+    fn cap(&self) -> u64 {
+        self.spec.max_doc_bytes + HEADER_ROOM
+    }
+
+    fn reject(&self, record: u64, reason: Reason, detail: String) -> LedgerRow {
+        self.spec.reject(&self.file.rel, record, reason, detail)
+    }
+
+    fn next_number(&mut self) -> u64 {
+        self.record += 1;
+        self.record
+    }
+
+    /// Sets up a zstd file: its dictionary frame, when it starts with one.
+    fn open_zstd(&mut self, data: &[u8]) {
+        let mut dictionary = Vec::new();
+        let mut problem = None;
+        if let Some(len) = skippable_len(data).filter(|_| data[0] == DICTIONARY_FRAME) {
+            let payload = &data[8..len];
+            // The dictionary may itself be zstd-compressed (the spec allows both).
+            dictionary = if payload.starts_with(&ZSTD_MAGIC) {
+                match zstd::stream::decode_all(payload) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        problem = Some(format!("unreadable zstd dictionary ({e})"));
+                        Vec::new()
+                    }
+                }
+            } else {
+                payload.to_vec()
+            };
+            self.pos = len;
+        }
+        let mut dctx = zstd_safe::DCtx::create();
+        if !dictionary.is_empty() {
+            if let Err(code) = dctx.load_dictionary(&dictionary) {
+                problem = Some(format!(
+                    "unreadable zstd dictionary ({})",
+                    zstd_safe::get_error_name(code)
+                ));
+                dictionary.clear();
+            }
+        }
+        if let Some(error) = problem {
+            // Frames that need it will not decode: one damaged stretch,
+            // reported with this cause.
+            self.open_damage(Place::at(0), error);
+        }
+        self.zstd = Some(Zstd { dctx, dictionary });
+    }
+
+    /// Inflates the member at `at` onto the end of `out`, never more than
+    /// [`WHOLE_MEMBER`]; on failure `out` is left as it was.
+    fn member(&mut self, data: &[u8], at: usize, out: &mut Vec<u8>) -> Member {
+        let limit = self.cap().min(WHOLE_MEMBER);
+        let start = out.len();
+        let mut rest = &data[at..];
+        let read = match self.codec {
+            Codec::Gzip => (&mut GzDecoder::new(&mut rest))
+                .take(limit + 1)
+                .read_to_end(out),
+            Codec::Zstd => {
+                let dctx = &mut self.zstd.as_mut().expect("opened as zstd").dctx;
+                // A frame that failed before may have left the context mid-frame.
+                if let Err(code) = dctx.reset(zstd_safe::ResetDirective::SessionOnly) {
+                    return Member::Broken {
+                        error: zstd_safe::get_error_name(code).to_string(),
+                        cut: false,
+                    };
+                }
+                zstd::stream::read::Decoder::with_context(&mut rest, dctx)
+                    .single_frame()
+                    .take(limit + 1)
+                    .read_to_end(out)
+            }
+            Codec::Plain => unreachable!("plain files are read as one stream"),
+        };
+        match read {
+            Err(e) => {
+                out.truncate(start);
+                Member::Broken {
+                    error: format!("damaged {} ({e})", self.codec.member()),
+                    cut: e.kind() == io::ErrorKind::UnexpectedEof,
+                }
+            }
+            Ok(_) if (out.len() - start) as u64 > limit => {
+                out.truncate(start);
+                Member::Large
+            }
+            Ok(_) => Member::Ok(data.len() - at - rest.len()),
+        }
+    }
+
+    /// A stream over the content of the member at `at` (or the whole plain file).
+    fn open_stream(&self, map: &Arc<Mmap>, at: usize) -> io::Result<Stream> {
+        let input = MapReader {
+            map: Arc::clone(map),
+            pos: at,
+        };
+        let input = match self.codec {
+            Codec::Plain => Inflater::Plain(input),
+            Codec::Gzip => Inflater::Gzip(Box::new(GzDecoder::new(input))),
+            Codec::Zstd => {
+                let dictionary = self.zstd.as_ref().map_or(&[][..], |z| &z.dictionary);
+                let dec = if dictionary.is_empty() {
+                    zstd::stream::read::Decoder::with_buffer(input)?
+                } else {
+                    zstd::stream::read::Decoder::with_dictionary(input, dictionary)?
+                };
+                Inflater::Zstd(Box::new(dec.single_frame()))
+            }
+        };
+        Ok(Stream::new(input, at))
+    }
+
+    /// Reports the pending damage, now that reading is back on track at `to`.
+    fn close_damage(&mut self, to: Place, rejects: &mut Vec<LedgerRow>) {
+        if let Some(d) = self.damage.take() {
+            let skipped = match (d.place.inner, to.inner) {
+                (Some(a), Some(b)) if d.place.offset == to.offset => b - a,
+                _ => to.offset - d.place.offset,
+            };
+            rejects.push(self.reject(
+                d.record,
+                Reason::MalformedRecord,
+                format!(
+                    "record {} at {}: {}; skipped {skipped} bytes to the next record at {to}",
+                    d.record, d.place, d.error,
+                ),
+            ));
+        }
+    }
+
+    fn open_damage(&mut self, place: Place, error: String) {
+        if self.damage.is_none() {
+            let record = self.next_number();
+            self.damage = Some(Damage {
+                record,
+                place,
+                error,
+            });
+        }
+    }
+
+    /// The file ends inside damage: reject it as truncation; returns the status detail.
+    fn end_in_damage(&mut self, rejects: &mut Vec<LedgerRow>) -> Option<String> {
+        let d = self.damage.take()?;
+        let detail = format!(
+            "record {} at {}: {}; the file ends before another record starts",
+            d.record, d.place, d.error
+        );
+        rejects.push(self.reject(d.record, Reason::TruncatedFile, detail.clone()));
+        Some(detail)
+    }
+
+    /// Splits a member's bytes (`out.data[from..]`) into records.
+    fn frame(
+        &mut self,
+        out: &mut RawRecords,
+        from: usize,
+        offset: usize,
+        rejects: &mut Vec<LedgerRow>,
+    ) {
+        let buf = &out.data[from..];
+        let mut spans = Vec::new();
+        let mut at = 0;
+        let mut bad = None;
+        loop {
+            at += buf[at..]
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            if at >= buf.len() {
+                break;
+            }
+            match record_len(&buf[at..]) {
+                Ok(len) if at + len <= buf.len() => {
+                    spans.push((at, at + len));
+                    at += len;
+                }
+                Ok(len) => {
+                    bad = Some((
+                        at,
+                        format!(
+                            "the record claims {len} bytes but its {} holds {}",
+                            self.codec.member(),
+                            buf.len() - at
+                        ),
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    bad = Some((at, e.to_string()));
+                    break;
+                }
+            }
+        }
+        let place = |at: usize| Place::inside(offset, at as u64);
+        for (start, end) in spans {
+            let number = self.next_number();
+            out.records.push(RawRecord {
+                number,
+                place: place(start),
+                start: from + start,
+                end: from + end,
+            });
+        }
+        if let Some((at, what)) = bad {
+            let n = self.next_number();
+            let detail = format!("record {n} at {}: {what}", place(at));
+            rejects.push(self.reject(n, Reason::MalformedRecord, detail));
+        }
+    }
+
+    fn too_large(&self, number: u64, place: Place, bytes: u64) -> LedgerRow {
+        self.reject(
+            number,
+            Reason::TooLarge,
+            format!(
+                "record {number} at {place}: {bytes} bytes > reader.max_doc_bytes {}",
+                self.spec.max_doc_bytes
+            ),
+        )
+    }
+
+    /// Reads members (gzip or zstd) until about a chunk of records is
+    /// collected. Returns the status detail when the file ends truncated.
+    fn step_members(
+        &mut self,
+        map: &Arc<Mmap>,
+        out: &mut RawRecords,
+        rejects: &mut Vec<LedgerRow>,
+    ) -> Option<String> {
+        let data = &map[..];
+        while out.data.len() < self.chunk_bytes {
+            if self.stream.is_some() {
+                self.step_stream(out, rejects);
+                continue;
+            }
+            let at = self.pos;
+            if at >= data.len() {
+                break;
+            }
+            let broken = if data[at..].starts_with(self.codec.magic()) {
+                let from = out.data.len();
+                match self.member(data, at, &mut out.data) {
+                    Member::Ok(len) => {
+                        self.close_damage(Place::at(at), rejects);
+                        self.pos = at + len;
+                        self.frame(out, from, at, rejects);
+                        continue;
+                    }
+                    Member::Large => match self.open_stream(map, at) {
+                        Ok(s) => {
+                            self.stream = Some(s);
+                            continue;
+                        }
+                        Err(e) => format!("cannot start a {} stream ({e})", self.codec.member()),
+                    },
+                    // What inflated before a cut may hold whole records (a
+                    // WARC compressed whole, cut short): the member is read
+                    // again as a stream, which keeps them. (Not after other
+                    // damage: a checksum fails only once all is inflated.)
+                    Member::Broken { error, cut: true } => match self.open_stream(map, at) {
+                        Ok(s) => {
+                            self.stream = Some(s);
+                            continue;
+                        }
+                        Err(_) => error,
+                    },
+                    Member::Broken { error, .. } => error,
+                }
+            } else if let Some(len) =
+                skippable_len(&data[at..]).filter(|_| self.codec == Codec::Zstd)
+            {
+                // Skippable frames hold no records (a dictionary read at open).
+                self.pos = at + len;
+                continue;
+            } else if data[at..].iter().all(|&b| b == 0) {
+                // Zero padding after the last member (some writers pad blocks).
+                self.pos = data.len();
+                break;
+            } else {
+                format!("not a {}", self.codec.member())
+            };
+            self.open_damage(Place::at(at), broken);
+            self.pos = memchr::memmem::find(&data[at + 1..], self.codec.magic())
+                .map_or(data.len(), |i| at + 1 + i);
+        }
+        if self.pos >= data.len() && self.stream.is_none() {
+            return self.end_in_damage(rejects);
+        }
+        None
+    }
+
+    /// Reads a plain file, one stream from its start, until about a chunk
+    /// of records is collected.
+    fn step_plain(
+        &mut self,
+        map: &Arc<Mmap>,
+        out: &mut RawRecords,
+        rejects: &mut Vec<LedgerRow>,
+    ) -> Option<String> {
+        if self.stream.is_none() && self.pos < map.len() {
+            self.stream = Some(
+                self.open_stream(map, self.pos)
+                    .expect("a plain stream always starts"),
+            );
+        }
+        while out.data.len() < self.chunk_bytes && self.stream.is_some() {
+            if let Some(detail) = self.step_stream(out, rejects) {
+                return Some(detail);
+            }
+        }
+        if self.stream.is_none() {
+            return self.end_in_damage(rejects);
+        }
+        None
+    }
+
+    /// Frames the stream's records until about a chunk is collected or the
+    /// stream ends; at its end the stream is closed and `pos` set past it.
+    /// Returns the status detail when a plain file ends inside a record.
+    fn step_stream(
+        &mut self,
+        out: &mut RawRecords,
+        rejects: &mut Vec<LedgerRow>,
+    ) -> Option<String> {
+        let mut s = self.stream.take().expect("a stream is open");
+        let cap = self.cap();
+        let plain = matches!(s.input, Inflater::Plain(_));
+        while out.data.len() < self.chunk_bytes {
+            if s.skip > 0 {
+                let n = s.skip.min(s.live().len() as u64);
+                s.head += n as usize;
+                s.skip -= n;
+            }
+            s.head += s
+                .live()
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n' | 0))
+                .count();
+            let need_more = if s.skip > 0 || s.live().is_empty() {
+                true
+            } else {
+                let place = s.place(0);
+                match record_len(s.live()) {
+                    Ok(len) if len as u64 > cap => {
+                        self.close_damage(place, rejects);
+                        let n = self.next_number();
+                        rejects.push(self.too_large(n, place, len as u64));
+                        s.skip = len as u64;
+                        false
+                    }
+                    Ok(len) if len <= s.live().len() => {
+                        self.close_damage(place, rejects);
+                        let number = self.next_number();
+                        let start = out.data.len();
+                        out.data.extend_from_slice(&s.live()[..len]);
+                        out.records.push(RawRecord {
+                            number,
+                            place,
+                            start,
+                            end: out.data.len(),
+                        });
+                        s.head += len;
+                        false
+                    }
+                    // More content may complete it; or, if the content broke
+                    // off, the damage is reported from here.
+                    Err(Framing::CutOff)
+                        if (!s.ended || s.failed.is_some())
+                            && (s.live().len() as u64) < HEADER_ROOM =>
+                    {
+                        true
+                    }
+                    Ok(_) if !s.ended || s.failed.is_some() => true,
+                    Ok(len) => {
+                        // The content ends inside this record.
+                        self.close_damage(place, rejects);
+                        let n = self.next_number();
+                        let held = s.live().len();
+                        s.head = s.window.len();
+                        if plain {
+                            let detail = format!(
+                                "record {n} at {place}: the file ends after {held} of its {len} bytes"
+                            );
+                            rejects.push(self.reject(n, Reason::TruncatedFile, detail.clone()));
+                            self.pos = s.input.pos();
+                            return Some(detail);
+                        }
+                        let detail = format!(
+                            "record {n} at {place}: the record claims {len} bytes but its {} holds {held}",
+                            self.codec.member()
+                        );
+                        rejects.push(self.reject(n, Reason::MalformedRecord, detail));
+                        false
+                    }
+                    Err(e) => {
+                        self.open_damage(place, e.to_string());
+                        // On to the next line that starts a record; keep a
+                        // tail that may be the start of one.
+                        let live = s.live();
+                        let next = b"\nWARC/";
+                        match memchr::memmem::find(&live[1..], next) {
+                            Some(i) => s.head += i + 2,
+                            None if s.ended => s.head = s.window.len(),
+                            None => s.head += live.len().saturating_sub(next.len()).max(1),
+                        }
+                        false
+                    }
+                }
+            };
+            if !need_more {
+                continue;
+            }
+            if !s.ended {
+                s.fill();
+                continue;
+            }
+            if let Some(e) = s.failed.take() {
+                // A damaged compressed stream: what it held after the last
+                // good record is one damaged stretch, up to the next member.
+                self.open_damage(s.place(0), format!("damaged {} ({e})", self.codec.member()));
+                let map = match &s.input {
+                    Inflater::Gzip(d) => Arc::clone(&d.get_ref().map),
+                    Inflater::Zstd(d) => Arc::clone(&d.get_ref().map),
+                    Inflater::Plain(r) => Arc::clone(&r.map),
+                };
+                let from = s.input.pos().max(s.start + 1).min(map.len());
+                self.pos = memchr::memmem::find(&map[from..], self.codec.magic())
+                    .map_or(map.len(), |i| from + i);
+                return None;
+            }
+            // The stream is done; for a compressed member, on to the next one.
+            self.pos = s.input.pos();
+            return None;
+        }
+        self.stream = Some(s);
+        None
+    }
+
+    /// How far into the file reading has got.
+    fn position(&self) -> usize {
+        self.stream.as_ref().map_or(self.pos, |s| s.input.pos())
+    }
+
+    fn report_progress(&mut self) {
+        let pos = self.position();
+        self.progress
+            .fetch_add(pos.saturating_sub(self.reported) as u64, Ordering::Relaxed);
+        self.reported = self.reported.max(pos);
+    }
+}
+
+/// The length of the empty line that ends a header block (the parser
+/// stops before it).
+fn blank_line(rest: &[u8]) -> Option<usize> {
+    if rest.starts_with(b"\r\n") {
+        Some(2)
+    } else if rest.starts_with(b"\n") {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+/// The length of the record at the start of `data` (header block, content
+/// block), or why there is none.
+fn record_len(data: &[u8]) -> Result<usize, Framing> {
+    match warc::parser::headers(data) {
+        Ok((rest, (_, _, content_length))) => {
+            let blank = blank_line(rest).ok_or(Framing::CutOff)?;
+            Ok(data.len() - rest.len() + blank + content_length)
+        }
+        Err(e) if e.is_incomplete() => Err(Framing::CutOff),
+        Err(_) => {
+            let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = String::from_utf8_lossy(&line[..line.len().min(40)]);
+            Err(Framing::NotAHeader(line.trim_end().to_string()))
+        }
+    }
+}
+
+impl Reader for WarcReader {
+    fn step(&mut self, out: &mut VecDeque<Chunk>) -> Result<bool, ReadError> {
+        if self.map.is_none() {
+            let open = |path: &std::path::Path| -> io::Result<Option<Mmap>> {
+                let f = File::open(path)?;
+                if f.metadata()?.len() == 0 {
+                    return Ok(None);
+                }
+                // Safety: the map is read-only and private to this reader; the
+                // input is not written while a run reads it (as with ripgrep's
+                // maps, a file truncated under a running reader is not guarded).
+                Ok(Some(unsafe { Mmap::map(&f)? }))
+            };
+            match open(&self.file.path).map_err(|e| ReadError::Open {
+                path: self.file.path.display().to_string(),
+                source: e,
+            })? {
+                Some(m) => {
+                    self.codec = Codec::sniff(&m);
+                    if self.codec == Codec::Zstd {
+                        self.open_zstd(&m);
+                    }
+                    self.map = Some(Arc::new(m));
+                }
+                None => {
+                    out.push_back(Chunk::FileEnd {
+                        file: self.file.rel.clone(),
+                        status: FileStatus::Complete,
+                        detail: None,
+                    });
+                    return Ok(false);
+                }
+            }
+        }
+        let map = Arc::clone(self.map.as_ref().expect("opened above"));
+        // Room for a chunk and the member that crosses its end, so the
+        // buffer rarely grows.
+        let mut records = RawRecords {
+            data: Vec::with_capacity(self.chunk_bytes + (1 << 20)),
+            records: Vec::new(),
+        };
+        let mut rejects = Vec::new();
+        let truncated = match self.codec {
+            Codec::Plain => self.step_plain(&map, &mut records, &mut rejects),
+            Codec::Gzip | Codec::Zstd => self.step_members(&map, &mut records, &mut rejects),
+        };
+        let done = self.pos >= map.len() && self.stream.is_none();
+        self.report_progress();
+        if !records.is_empty() {
+            out.push_back(Chunk::Records {
+                file: self.file.rel.clone(),
+                records,
+            });
+        }
+        if !rejects.is_empty() {
+            out.push_back(Chunk::Rejects(rejects));
+        }
+        if !done {
+            return Ok(true);
+        }
+        self.map = None;
+        out.push_back(Chunk::FileEnd {
+            file: self.file.rel.clone(),
+            status: if truncated.is_some() {
+                FileStatus::Truncated
+            } else {
+                FileStatus::Complete
+            },
+            detail: truncated,
+        });
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_codec_comes_from_the_first_bytes() {
+        assert_eq!(Codec::sniff(&[0x1f, 0x8b, 8, 0]), Codec::Gzip);
+        assert_eq!(Codec::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Codec::Zstd);
+        // A WARC-zstd file opens with its dictionary's skippable frame.
+        let dict_frame = [0x5d, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 7, 7];
+        assert_eq!(Codec::sniff(&dict_frame), Codec::Zstd);
+        assert_eq!(skippable_len(&dict_frame), Some(10));
+        // Cut inside its payload, it is no frame.
+        assert_eq!(skippable_len(&dict_frame[..9]), None);
+        assert_eq!(skippable_len(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]), None);
+        assert_eq!(Codec::sniff(b"WARC/1.1\r\n"), Codec::Plain);
+    }
+
+    #[test]
+    fn a_place_inside_a_member_names_both_offsets() {
+        assert_eq!(Place::at(690).to_string(), "byte offset 690");
+        assert_eq!(Place::inside(690, 0).to_string(), "byte offset 690");
+        assert_eq!(
+            Place::inside(0, 5120).to_string(),
+            "byte offset 0 (byte 5120 of the member's decompressed content)"
+        );
+    }
+
+    #[test]
+    fn record_lengths_tell_a_cut_header_from_garbage() {
+        let rec = b"WARC/1.1\r\nWARC-Type: warcinfo\r\nContent-Length: 3\r\n\r\nabc\r\n\r\n";
+        assert_eq!(record_len(rec).ok(), Some(rec.len() - 4));
+        assert!(matches!(record_len(&rec[..20]), Err(Framing::CutOff)));
+        assert!(matches!(
+            record_len(b"<html>\r\n\r\n"),
+            Err(Framing::NotAHeader(l)) if l == "<html>"
+        ));
+    }
+}
