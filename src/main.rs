@@ -856,9 +856,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
                 (Some(id), _, _) => {
                     let fate = forja::provenance::audit::doc_fate(&dir, &id)?;
-                    if fate.dropped.is_none() && fate.shards.is_empty() {
+                    if fate.dropped.is_none() && fate.shards.is_empty() && fate.parquet.is_none() {
                         bail!(
-                            "{}: no document {id} in the ledger or the shards",
+                            "{}: no document {id} in the ledger, the Parquet output or the shards",
                             dir.display()
                         );
                     }

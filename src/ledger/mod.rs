@@ -1,10 +1,13 @@
-//! Where every document that is not kept is accounted for.
+//! Where every document that is not kept is accounted for, and every kept
+//! one whose words a stage changed.
 //!
 //! A document is either kept (it reaches the output shards), dropped by a
 //! stage for a [`Reason`], or rejected by a reader because it could not be
 //! read. Dropped and rejected documents get one ledger row each, and
 //! [`Stats`] counts all three so that `read = kept + dropped + rejected` can
-//! be checked at the end of every run.
+//! be checked at the end of every run. A stage that rewrites text (`pii`
+//! redaction) adds a row of kind `modified` for each document it changed;
+//! the document goes on, and those rows are not in that sum.
 
 mod stats;
 
@@ -116,11 +119,14 @@ pub enum Reason {
     UrlBlocklisted,
     /// More of the words than `max_ratio` are on the language's banned list.
     BannedWords,
+    // Text changed by a stage (kind `modified`: the document is kept).
+    /// PII replaced by typed placeholders (the counts per kind are in `detail`).
+    PiiRedacted,
 }
 
 impl Reason {
     /// Every reason, for parsing names back.
-    pub const ALL: [Reason; 62] = [
+    pub const ALL: [Reason; 63] = [
         Reason::MalformedJson,
         Reason::MissingTextField,
         Reason::InvalidUtf8,
@@ -183,6 +189,7 @@ impl Reason {
         Reason::HarmfulPerplexity,
         Reason::UrlBlocklisted,
         Reason::BannedWords,
+        Reason::PiiRedacted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -249,6 +256,7 @@ impl Reason {
             Reason::HarmfulPerplexity => "harmful_perplexity",
             Reason::UrlBlocklisted => "url_blocklisted",
             Reason::BannedWords => "banned_words",
+            Reason::PiiRedacted => "pii_redacted",
         }
     }
 
@@ -283,6 +291,7 @@ impl Reason {
             | Reason::TruncatedFile
             | Reason::ReadError
             | Reason::MalformedRecord => Kind::Rejected,
+            Reason::PiiRedacted => Kind::Modified,
             _ => Kind::Dropped,
         }
     }
@@ -313,12 +322,14 @@ impl<'de> Deserialize<'de> for Reason {
     }
 }
 
-/// Dropped by a stage's decision, or rejected as unreadable.
+/// Dropped by a stage's decision, rejected as unreadable, or kept with its
+/// text changed by a stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Dropped,
     Rejected,
+    Modified,
 }
 
 impl Kind {
@@ -326,11 +337,12 @@ impl Kind {
         match self {
             Kind::Dropped => "dropped",
             Kind::Rejected => "rejected",
+            Kind::Modified => "modified",
         }
     }
 }
 
-/// One document that did not reach the output.
+/// One document that did not reach the output, or whose text a stage changed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerRow {
     pub id: String,
@@ -342,7 +354,8 @@ pub struct LedgerRow {
     pub reason: Reason,
     /// Human-readable specifics: the parse error, the sizes, the kept duplicate's id.
     pub detail: String,
-    /// Bytes of text the document had (0 when it could not be read).
+    /// Bytes of text the document had (0 when it could not be read; before
+    /// the change, for a modified one).
     pub bytes: u64,
     /// The columns the stages had added when it was dropped (the dropping
     /// stage's included), as a JSON object; empty for rejected records.
@@ -513,6 +526,7 @@ mod tests {
         assert_eq!(Reason::ExactDuplicate.as_str(), "exact_duplicate");
         assert_eq!(Reason::TooLarge.kind(), Kind::Rejected);
         assert_eq!(Reason::TooShort.kind(), Kind::Dropped);
+        assert_eq!(Reason::PiiRedacted.kind(), Kind::Modified);
         let json = serde_json::to_string(&Reason::InvalidUtf8).unwrap();
         assert_eq!(json, "\"invalid_utf8\"");
         for r in Reason::ALL {

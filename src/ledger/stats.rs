@@ -19,6 +19,11 @@ pub struct Stats {
     pub kept_bytes: u64,
     pub dropped: u64,
     pub rejected: u64,
+    /// Kept documents whose text a stage changed (PII redaction), counted
+    /// once per stage that changed them; not part of `read = kept + dropped +
+    /// rejected`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub modified: u64,
     pub sources: BTreeMap<String, SourceCounts>,
     /// `read` first, then every stage in manifest order.
     pub stages: Vec<StageCounts>,
@@ -47,6 +52,9 @@ pub struct StageCounts {
     pub docs_out: u64,
     pub bytes_out: u64,
     pub dropped: BTreeMap<Reason, u64>,
+    /// Documents the stage passed on with their text changed, by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modified: BTreeMap<Reason, u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +122,7 @@ impl Stats {
     /// A ledger row; `stage` is 0 for the reader, else 1 + stage index.
     pub fn ledger(&mut self, stage: usize, row: &LedgerRow) {
         let s = self.sources.entry(row.source.clone()).or_default();
+        let counts = &mut self.stages[stage];
         match row.reason.kind() {
             Kind::Dropped => {
                 self.dropped += 1;
@@ -123,8 +132,13 @@ impl Stats {
                 self.rejected += 1;
                 s.rejected += 1;
             }
+            Kind::Modified => {
+                self.modified += 1;
+                *counts.modified.entry(row.reason).or_default() += 1;
+                return;
+            }
         }
-        *self.stages[stage].dropped.entry(row.reason).or_default() += 1;
+        *counts.dropped.entry(row.reason).or_default() += 1;
     }
 
     /// Documents and bytes a stage passed on.
@@ -144,6 +158,7 @@ impl Stats {
         self.kept_bytes += other.kept_bytes;
         self.dropped += other.dropped;
         self.rejected += other.rejected;
+        self.modified += other.modified;
         for (name, c) in &other.sources {
             let s = self.sources.entry(name.clone()).or_default();
             s.read += c.read;
@@ -170,6 +185,9 @@ impl Stats {
             mine.bytes_out += theirs.bytes_out;
             for (r, n) in &theirs.dropped {
                 *mine.dropped.entry(*r).or_default() += n;
+            }
+            for (r, n) in &theirs.modified {
+                *mine.modified.entry(*r).or_default() += n;
             }
         }
         self.files.extend(other.files.iter().cloned());
@@ -208,6 +226,7 @@ impl Stats {
             let reasons = s
                 .dropped
                 .iter()
+                .chain(&s.modified)
                 .map(|(r, n)| format!("{}={n}", r.as_str()))
                 .collect::<Vec<_>>()
                 .join(" ");
@@ -229,6 +248,12 @@ impl Stats {
             self.dropped,
             self.rejected
         ));
+        if self.modified > 0 {
+            out.push_str(&format!(
+                "text changed in {} kept documents (ledger rows of kind modified)\n",
+                self.modified
+            ));
+        }
         for (name, s) in &self.sources {
             out.push_str(&format!(
                 "  source {name:<20} read {:>9}  kept {:>9}  dropped {:>9}  rejected {:>7}\n",
@@ -283,6 +308,16 @@ mod tests {
         s.ledger(0, &row(Reason::MalformedJson));
         s.check_invariant().unwrap();
         assert_eq!(s.stages[1].dropped[&Reason::TooShort], 1);
+        // The kept document's text was changed: counted, but not as a drop.
+        s.ledger(1, &row(Reason::PiiRedacted));
+        s.check_invariant().unwrap();
+        assert_eq!((s.dropped, s.modified), (1, 1));
+        assert_eq!(s.stages[1].modified[&Reason::PiiRedacted], 1);
+        assert_eq!(s.stages[1].dropped.len(), 1);
+        assert!(s.funnel().contains("pii_redacted=1"));
+        let mut twice = s.clone();
+        twice.merge(&s);
+        assert_eq!(twice.stages[1].modified[&Reason::PiiRedacted], 2);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use arrow_array::cast::AsArray;
 use serde::Serialize;
 
 use super::ProvenanceError;
+use crate::ledger::Kind;
 use crate::shards::parts::{with_suffix, DocOrigin, SHARD_DOCS_SUFFIX};
 use crate::shards::{IndexedReader, MEGATRON_DIR};
 
@@ -106,6 +107,10 @@ pub struct DocFate {
     pub id: String,
     /// Its ledger row: `read` for a rejected document, else the stage that dropped it.
     pub dropped: Option<crate::ledger::LedgerRow>,
+    /// The ledger's rows of kind `modified`: each stage that changed its
+    /// text (PII redaction), with what it did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<crate::ledger::LedgerRow>,
     pub shards: Vec<Landed>,
     /// A kept document's row in the Parquet output: where it came from and
     /// every stage's columns (text and token ids left out), and the file;
@@ -130,14 +135,21 @@ pub fn doc_fate(out: &Path, id: &str) -> Result<DocFate, ProvenanceError> {
     let mut fate = DocFate {
         id: id.to_string(),
         dropped: None,
+        changed: Vec::new(),
         shards: Vec::new(),
         annotations: None,
         parquet: None,
     };
     for f in super::files_ending(&out.join("ledger"), ".parquet")? {
         let rows = crate::ledger::read_rows(&f).map_err(|e| bad(&f, e.to_string()))?;
-        if let Some(r) = rows.into_iter().find(|r| r.id == id) {
-            fate.dropped = Some(r);
+        for mut r in rows.into_iter().filter(|r| r.id == id) {
+            if r.reason.kind() == Kind::Modified {
+                // The columns are the Parquet row's, shown below.
+                r.annotations.clear();
+                fate.changed.push(r);
+            } else {
+                fate.dropped = Some(r);
+            }
         }
     }
     if let Some(r) = &mut fate.dropped {
@@ -227,6 +239,9 @@ pub fn licences(out: &Path) -> Result<Licences, ProvenanceError> {
     let licence_of = rm.licences();
     for f in super::files_ending(&out.join("ledger"), ".parquet")? {
         for r in crate::ledger::read_rows(&f).map_err(|e| bad(&f, e.to_string()))? {
+            if r.reason.kind() == Kind::Modified {
+                continue; // kept, and counted with the shards
+            }
             let lic = licence_of
                 .get(&r.source)
                 .cloned()

@@ -402,6 +402,11 @@ fn funnel(s: &mut String, r: &Report) {
             .dropped
             .iter()
             .map(|(k, n)| format!("{} {}", k.as_str(), int(*n)))
+            .chain(
+                st.modified
+                    .iter()
+                    .map(|(k, n)| format!("{} {} (kept, text changed)", k.as_str(), int(*n))),
+            )
             .collect::<Vec<_>>()
             .join(", ");
         let _ = write!(

@@ -301,12 +301,13 @@ fn ledger(dir: &Path) -> Result<(Vec<Clusters>, Vec<ReasonRow>), ReportError> {
     let mut reps: [HashMap<String, u64>; 2] = Default::default();
     for f in files_ending(dir, ".parquet")? {
         for r in crate::ledger::read_rows(&f).map_err(|e| bad(&f, e))? {
+            // Kept documents whose text changed: in the funnel, not here.
+            if r.reason.kind() == Kind::Modified {
+                continue;
+            }
             let e = reasons.entry(r.reason).or_insert_with(|| ReasonRow {
                 reason: r.reason.as_str(),
-                kind: match r.reason.kind() {
-                    Kind::Dropped => "dropped",
-                    Kind::Rejected => "rejected",
-                },
+                kind: r.reason.kind().as_str(),
                 stage: r.stage.clone(),
                 documents: 0,
                 bytes: 0,

@@ -31,7 +31,7 @@ use arrow_schema::{Field, Schema};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{self, Core};
-use crate::ledger::{LedgerRow, Reason};
+use crate::ledger::{Kind, LedgerRow, Reason};
 
 pub use banned_words::{BannedWords, BannedWordsConfig};
 pub use exact_dedup::{ExactDedup, ExactDedupConfig, Scope};
@@ -76,7 +76,9 @@ pub struct StageOutput {
     pub text: Option<ArrayRef>,
     /// One array per field of [`Stage::fields`], in order.
     pub columns: Vec<ArrayRef>,
-    /// Rows the stage rejects, with why. Applied only in filter mode.
+    /// Rows the stage rejects, with why. Applied only in filter mode. A
+    /// reason of kind `modified` marks instead a row whose text the stage
+    /// changed: it is recorded in the ledger in every mode, and kept.
     pub drops: Vec<Drop>,
     /// What `process` hands to the same stage's `decide` (e.g. hash keys).
     pub scratch: Option<Box<dyn std::any::Any + Send>>,
@@ -311,32 +313,40 @@ pub fn apply(
     }
     let annotated = RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), columns)
         .map_err(|e| fail(e.to_string()))?;
-    if stage.mode() == Mode::Annotate || out.drops.is_empty() {
-        return Ok(Applied {
-            batch: annotated,
-            ledger: Vec::new(),
-        });
-    }
+    let (edits, drops): (Vec<Drop>, Vec<Drop>) = out
+        .drops
+        .into_iter()
+        .partition(|d| d.reason.kind() == Kind::Modified);
     let core = Core::of(&annotated);
     let n_core = crate::batch::core_fields().len();
     let schema = annotated.schema();
+    // An edited row's bytes are those it came with; a dropped row's, those
+    // it leaves with (the same, but for normalize).
+    let before = Core::of(&batch).text;
+    let row = |d: Drop, text: &arrow_array::StringArray| LedgerRow {
+        id: core.id.value(d.row).to_string(),
+        source: core.source.value(d.row).to_string(),
+        file: core.file.value(d.row).to_string(),
+        line: core.line.value(d.row),
+        stage: stage.name().to_string(),
+        reason: d.reason,
+        detail: d.detail,
+        bytes: text.value(d.row).len() as u64,
+        annotations: annotations(&schema, &annotated.columns()[n_core..], n_core, d.row),
+    };
+    let mut ledger: Vec<LedgerRow> = edits.into_iter().map(|d| row(d, before)).collect();
+    if stage.mode() == Mode::Annotate || drops.is_empty() {
+        return Ok(Applied {
+            batch: annotated,
+            ledger,
+        });
+    }
     let mut keep = vec![true; annotated.num_rows()];
-    let mut ledger = Vec::with_capacity(out.drops.len());
-    for d in out.drops {
+    for d in drops {
         if !std::mem::replace(&mut keep[d.row], false) {
             continue; // a stage listed a row twice; it is dropped once
         }
-        ledger.push(LedgerRow {
-            id: core.id.value(d.row).to_string(),
-            source: core.source.value(d.row).to_string(),
-            file: core.file.value(d.row).to_string(),
-            line: core.line.value(d.row),
-            stage: stage.name().to_string(),
-            reason: d.reason,
-            detail: d.detail,
-            bytes: core.text.value(d.row).len() as u64,
-            annotations: annotations(&schema, &annotated.columns()[n_core..], n_core, d.row),
-        });
+        ledger.push(row(d, core.text));
     }
     let mask = BooleanArray::from(keep);
     let batch = arrow_select::filter::filter_record_batch(&annotated, &mask)

@@ -12,7 +12,9 @@
 //! must parse, and phone numbers must be international (`+` and 8 to 15
 //! digits, E.164) or in the `(0xx) xxx-xxxx` form. Other than
 //! `normalize`, this is the only stage that changes text; `pii_redacted`
-//! says how many spans it replaced.
+//! says how many spans it replaced, and each document it changed gets a
+//! ledger row of kind `modified` (reason `pii_redacted`, the spans per kind
+//! and the sizes before and after in `detail`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, LazyLock};
@@ -23,8 +25,9 @@ use arrow_schema::{DataType, Field};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{Mode, Stage, StageError, StageOutput};
+use super::{Drop, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
+use crate::ledger::Reason;
 
 /// The kinds of PII the stage knows, in the order they are looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -335,7 +338,7 @@ impl Stage for Pii {
         "pii"
     }
 
-    /// It never drops a document.
+    /// It never drops a document (its ledger rows are of kind `modified`).
     fn mode(&self) -> Mode {
         Mode::Annotate
     }
@@ -360,6 +363,7 @@ impl Stage for Pii {
         let redact = self.config.mode == PiiMode::Redact;
         let mut out = redact.then(|| StringBuilder::with_capacity(n, text.value_data().len()));
         let mut buf = String::new();
+        let mut edits = Vec::new();
         for row in 0..n {
             let t = text.value(row);
             let spans = find(t, &self.config.kinds);
@@ -378,6 +382,13 @@ impl Stage for Pii {
                     buf.push_str(&t[at..]);
                     o.append_value(&buf);
                     redacted.append_value(spans.len() as u32);
+                    if !spans.is_empty() {
+                        edits.push(Drop {
+                            row,
+                            reason: Reason::PiiRedacted,
+                            detail: edit_detail(&spans, t.len(), buf.len()),
+                        });
+                    }
                 }
                 None => redacted.append_value(0),
             }
@@ -390,10 +401,28 @@ impl Stage for Pii {
         Ok(StageOutput {
             text: out.map(|mut o| Arc::new(o.finish()) as ArrayRef),
             columns,
-            drops: Vec::new(),
+            drops: edits,
             scratch: None,
         })
     }
+}
+
+/// What a redaction did, for the ledger: `3 spans (email 1, iban 1,
+/// phone 1), 95 -> 46 bytes`.
+fn edit_detail(spans: &[(usize, usize, PiiKind)], from: usize, to: usize) -> String {
+    let kinds: Vec<String> = PiiKind::ALL
+        .iter()
+        .filter_map(|k| {
+            let n = spans.iter().filter(|s| s.2 == *k).count();
+            (n > 0).then(|| format!("{} {n}", &k.column()[4..]))
+        })
+        .collect();
+    format!(
+        "{} span{} ({}), {from} -> {to} bytes",
+        spans.len(),
+        if spans.len() == 1 { "" } else { "s" },
+        kinds.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -190,4 +190,66 @@ type = "pii"
     assert_eq!(counts(&recs[0]), [1, 1, 0, 0, 1, 3]);
     assert_eq!(counts(&recs[1]), [0, 0, 0, 0, 0, 0]);
     assert_eq!(counts(&recs[2]), [0, 0, 1, 1, 0, 2]);
+
+    // The ledger records each document whose text changed, and it is kept.
+    let mut rows = ledger(&out);
+    rows.sort_by_key(|r| r.2);
+    let lines: Vec<(&str, u64)> = rows.iter().map(|r| (r.0.as_str(), r.2)).collect();
+    assert_eq!(
+        lines,
+        [("pii_redacted", 1), ("pii_redacted", 3)],
+        "{rows:?}"
+    );
+    let before = docs[0].len();
+    let after = recs[0]["text"].as_str().unwrap().len();
+    assert_eq!(
+        rows[0].3,
+        format!("3 spans (email 1, iban 1, phone 1), {before} -> {after} bytes")
+    );
+    assert!(
+        rows[1].3.starts_with("2 spans (card 1, ip 1), "),
+        "{}",
+        rows[1].3
+    );
+    let s = stats(&out);
+    assert_eq!(
+        (s["kept"].as_u64(), s["modified"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(s["dropped"], 0);
+    let pii = s["stages"].as_array().unwrap().last().unwrap();
+    assert_eq!(pii["modified"]["pii_redacted"], 2, "{pii}");
+    assert!(pii["dropped"].as_object().unwrap().is_empty(), "{pii}");
+    // forja audit tells a kept document's changes, with its landing place.
+    let id = recs[0]["id"].as_str().unwrap();
+    let fate: serde_json::Value =
+        serde_json::from_str(&env.ok(&["audit", "out-pii", "--doc", id])).unwrap();
+    assert!(fate["dropped"].is_null(), "{fate}");
+    assert_eq!(fate["changed"][0]["stage"], "pii");
+    assert_eq!(fate["changed"][0]["reason"], "pii_redacted");
+    assert_eq!(fate["changed"][0]["bytes"], before as u64);
+    let look_alike = recs[1]["id"].as_str().unwrap();
+    let fate: serde_json::Value =
+        serde_json::from_str(&env.ok(&["audit", "out-pii", "--doc", look_alike])).unwrap();
+    assert!(fate.get("changed").is_none(), "{fate}");
+
+    // Annotate mode counts and changes nothing, so the ledger stays empty.
+    env.manifest(
+        "pii-annotate",
+        &std::fs::read_to_string(env.path("pii.toml"))
+            .unwrap()
+            .split("[output]")
+            .next()
+            .unwrap()
+            .replace("type = \"pii\"", "type = \"pii\"\nmode = \"annotate\"")
+            .replace("version = 1\nname = \"pii\"\n", ""),
+    );
+    env.ok(&["run", "--quiet", "pii-annotate.toml"]);
+    let out = env.path("out-pii-annotate");
+    assert_accounted(&out);
+    assert!(ledger(&out).is_empty());
+    let mut recs = kept_records(&out);
+    recs.sort_by_key(|r| r["line"].as_u64());
+    assert_eq!(recs[0]["text"], docs[0]);
+    assert_eq!(counts(&recs[0]), [1, 1, 0, 0, 1, 0]);
 }
