@@ -615,24 +615,22 @@ impl WarcReader {
                         self.frame(out, from, at, rejects);
                         continue;
                     }
-                    Member::Large => match self.open_stream(map, at) {
-                        Ok(s) => {
-                            self.stream = Some(s);
-                            continue;
+                    // A cut member is read as a stream too: what inflated
+                    // before the cut may hold whole records (a WARC
+                    // compressed whole, cut short), which a stream keeps.
+                    // (Not after other damage: a checksum fails only once
+                    // all is inflated.)
+                    Member::Large | Member::Broken { cut: true, .. } => {
+                        match self.open_stream(map, at) {
+                            Ok(s) => {
+                                self.stream = Some(s);
+                                continue;
+                            }
+                            Err(e) => {
+                                format!("cannot start a {} stream ({e})", self.codec.member())
+                            }
                         }
-                        Err(e) => format!("cannot start a {} stream ({e})", self.codec.member()),
-                    },
-                    // What inflated before a cut may hold whole records (a
-                    // WARC compressed whole, cut short): the member is read
-                    // again as a stream, which keeps them. (Not after other
-                    // damage: a checksum fails only once all is inflated.)
-                    Member::Broken { error, cut: true } => match self.open_stream(map, at) {
-                        Ok(s) => {
-                            self.stream = Some(s);
-                            continue;
-                        }
-                        Err(_) => error,
-                    },
+                    }
                     Member::Broken { error, .. } => error,
                 }
             } else if let Some(len) =
