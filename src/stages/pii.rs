@@ -59,6 +59,17 @@ impl PiiKind {
         }
     }
 
+    /// The name manifests use (`kinds = ["email", ...]`).
+    fn name(self) -> &'static str {
+        match self {
+            PiiKind::Email => "email",
+            PiiKind::Iban => "iban",
+            PiiKind::Card => "card",
+            PiiKind::Ip => "ip",
+            PiiKind::Phone => "phone",
+        }
+    }
+
     fn placeholder(self) -> &'static str {
         match self {
             PiiKind::Email => "<EMAIL>",
@@ -414,7 +425,7 @@ fn edit_detail(spans: &[(usize, usize, PiiKind)], from: usize, to: usize) -> Str
         .iter()
         .filter_map(|k| {
             let n = spans.iter().filter(|s| s.2 == *k).count();
-            (n > 0).then(|| format!("{} {n}", &k.column()[4..]))
+            (n > 0).then(|| format!("{} {n}", k.name()))
         })
         .collect();
     format!(
@@ -435,6 +446,16 @@ mod tests {
             .into_iter()
             .map(|(s, e, k)| (&text[s..e], k))
             .collect()
+    }
+
+    #[test]
+    fn kind_names_are_the_manifest_names() {
+        for k in PiiKind::ALL {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
+        }
     }
 
     #[test]

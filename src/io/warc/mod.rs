@@ -647,8 +647,7 @@ impl WarcReader {
                 format!("not a {}", self.codec.member())
             };
             self.open_damage(Place::at(at), broken);
-            self.pos = memchr::memmem::find(&data[at + 1..], self.codec.magic())
-                .map_or(data.len(), |i| at + 1 + i);
+            self.resync(data, at + 1);
         }
         if self.pos >= data.len() && self.stream.is_none() {
             return self.end_in_damage(rejects);
@@ -785,14 +784,8 @@ impl WarcReader {
                 // A damaged compressed stream: what it held after the last
                 // good record is one damaged stretch, up to the next member.
                 self.open_damage(s.place(0), format!("damaged {} ({e})", self.codec.member()));
-                let map = match &s.input {
-                    Inflater::Gzip(d) => Arc::clone(&d.get_ref().map),
-                    Inflater::Zstd(d) => Arc::clone(&d.get_ref().map),
-                    Inflater::Plain(r) => Arc::clone(&r.map),
-                };
-                let from = s.input.pos().max(s.start + 1).min(map.len());
-                self.pos = memchr::memmem::find(&map[from..], self.codec.magic())
-                    .map_or(map.len(), |i| from + i);
+                let map = Arc::clone(self.map.as_ref().expect("a stream reads an open file"));
+                self.resync(&map, s.input.pos().max(s.start + 1));
                 return None;
             }
             // The stream is done; for a compressed member, on to the next one.
@@ -801,6 +794,14 @@ impl WarcReader {
         }
         self.stream = Some(s);
         None
+    }
+
+    /// Moves on to the next member's magic bytes at or after `from`, or to
+    /// the end of the file when there is none.
+    fn resync(&mut self, data: &[u8], from: usize) {
+        let from = from.min(data.len());
+        self.pos = memchr::memmem::find(&data[from..], self.codec.magic())
+            .map_or(data.len(), |i| from + i);
     }
 
     /// How far into the file reading has got.
