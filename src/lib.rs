@@ -22,6 +22,8 @@ mod stages;
 pub mod tokenizer;
 
 pub use batch::{core_fields, core_schema, doc_id, Core, CoreBuilder};
+#[doc(hidden)]
+pub use io::fuzzing;
 pub use io::{atomic_write, decode_lines, expand_pattern, plan_units, InputError, ReadError, Unit};
 pub use ledger::{
     read_parquet as read_ledger, FileStats, FileStatus, Kind, LedgerRow, Reason, SourceCounts,
@@ -32,6 +34,7 @@ pub use manifest::{
     MegatronConfig, OutputConfig, OutputFormat, Problem, Problems, ReaderConfig, SourceConfig,
     MANIFEST_VERSION,
 };
+pub use runner::interrupt;
 pub use runner::{
     build_stages, collect_stats, finish, manifest_hash, progress_bar, run, steps, Finished,
     RunError, RunOptions, RunRecord, RunStats, RunSummary, FORJA_DIR,

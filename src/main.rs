@@ -32,9 +32,18 @@ enum Command {
         /// Number of tasks the run is split across.
         #[arg(long, default_value_t = 1)]
         world_size: usize,
-        /// Continue an interrupted run from its completed units.
-        #[arg(long)]
+        /// Continue an interrupted run from its completed units (refused if
+        /// the manifest or any input changed since).
+        #[arg(long, conflicts_with = "restart")]
         resume: bool,
+        /// Start over in a folder that holds an earlier run, deleting the
+        /// files that run wrote (and nothing else); the default without --resume.
+        #[arg(long)]
+        restart: bool,
+        /// Write into an existing, non-empty folder that holds no forja run
+        /// (forja still deletes nothing there that it did not write).
+        #[arg(long)]
+        force: bool,
         /// Output folder (overrides the manifest's).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -652,6 +661,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             rank,
             world_size,
             resume,
+            restart: _,
+            force,
             out,
             mem,
             phase,
@@ -668,6 +679,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 output: out,
                 mem,
                 phase,
+                force,
                 ..Default::default()
             };
             if let Some(t) = threads {
@@ -676,8 +688,29 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
                 opts.threads = t;
             }
-            let summary =
-                forja::run(&m, &opts).with_context(|| format!("running {}", path.display()))?;
+            forja::interrupt::install();
+            let summary = match forja::run(&m, &opts) {
+                Ok(s) => s,
+                Err(e @ forja::RunError::Interrupted { signal }) => {
+                    eprintln!("{e}");
+                    // As a shell reports a process ended by that signal.
+                    return Ok(ExitCode::from(128 + signal.clamp(1, 127) as u8));
+                }
+                // The user's to fix (a folder in use, changed inputs, an
+                // output over the inputs): exit 1, as for a bad manifest.
+                Err(
+                    e @ (forja::RunError::Resume { .. }
+                    | forja::RunError::Locked { .. }
+                    | forja::RunError::NotOurs { .. }
+                    | forja::RunError::Overlap(_)),
+                ) => {
+                    eprintln!("error: running {}: {e}", path.display());
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("running {}", path.display())))
+                }
+            };
             if !cli.quiet && !summary.steps.iter().any(|s| s == "final") {
                 println!(
                     "rank {rank}/{world_size}: ran {} in {:.2}s",

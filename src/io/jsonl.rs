@@ -139,14 +139,29 @@ impl Reader for JsonlReader {
             Ok(more) => more,
             Err(e) => {
                 // Damage: keep the complete lines, reject the partial one, end the file.
-                let detail = format!("stream broke after line {}: {e}", self.line - 1);
+                // An oversized line being skipped may have ended before the
+                // damage: it is rejected, and the whole lines after it kept.
+                if let Some((l, so_far)) = self.skipping {
+                    if let Some(nl) = memchr::memchr(b'\n', &self.buf) {
+                        self.buf.drain(..=nl);
+                        self.skipping = None;
+                        self.line = l + 1;
+                        out.push_back(self.too_large(l, so_far + nl as u64));
+                    }
+                }
                 let cut = memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1);
                 if self.skipping.is_none() {
                     self.emit_lines(cut, out);
                 }
                 let partial = std::mem::take(&mut self.buf);
                 let line = self.skipping.take().map_or(self.line, |(l, _)| l);
-                if !partial.iter().all(u8::is_ascii_whitespace) || line != self.line {
+                let detail = format!(
+                    "stream broke in line {line}, after {} whole lines: {e}",
+                    line - 1
+                );
+                // A file that breaks before its first line (not gzip or zstd
+                // after all, damaged from the start) still gets its row.
+                if !partial.iter().all(u8::is_ascii_whitespace) || line != self.line || line == 1 {
                     let row = self.spec.reject(
                         &self.file.rel,
                         line,
@@ -209,6 +224,11 @@ pub fn decode_lines(data: &[u8], file: &str, first_line: u64, spec: &SourceSpec)
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
         let line = first_line + i as u64;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // A UTF-8 byte-order mark before the first line is not content.
+        let raw = match (line, raw.strip_prefix(b"\xEF\xBB\xBF")) {
+            (1, Some(r)) => r,
+            _ => raw,
+        };
         if raw.iter().all(u8::is_ascii_whitespace) {
             out.blank_lines += 1;
             continue;
@@ -229,9 +249,16 @@ pub fn decode_lines(data: &[u8], file: &str, first_line: u64, spec: &SourceSpec)
                 let (reason, detail) = match std::str::from_utf8(raw) {
                     Err(u) => (
                         Reason::InvalidUtf8,
-                        format!("invalid UTF-8 at byte {} of the line", u.valid_up_to()),
+                        format!(
+                            "invalid UTF-8 at byte {} of the line{}",
+                            u.valid_up_to(),
+                            encoding_hint(raw, line)
+                        ),
                     ),
-                    Ok(_) => (Reason::MalformedJson, e.to_string()),
+                    Ok(_) => (
+                        Reason::MalformedJson,
+                        format!("{e}{}", encoding_hint(raw, line)),
+                    ),
                 };
                 out.rejects.push(reject(reason, detail));
                 continue;
@@ -295,6 +322,23 @@ pub fn decode_lines(data: &[u8], file: &str, first_line: u64, spec: &SourceSpec)
         out.batch = Some(builder.finish());
     }
     out
+}
+
+/// Why a line may not parse, when its bytes say: UTF-16, a byte-order mark,
+/// carriage returns as the only line breaks.
+fn encoding_hint(raw: &[u8], line: u64) -> &'static str {
+    let head = &raw[..raw.len().min(64)];
+    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
+        " (the file is UTF-16, by its byte-order mark; convert it to UTF-8)"
+    } else if head.iter().filter(|&&b| b == 0).count() * 4 >= head.len().max(1) {
+        " (NUL bytes between characters: the file looks UTF-16 or binary; JSON Lines must be UTF-8)"
+    } else if line > 1 && raw.starts_with(b"\xEF\xBB\xBF") {
+        " (a byte-order mark inside the file: files concatenated?)"
+    } else if memchr::memchr(b'\r', raw).is_some() {
+        " (carriage returns inside the line: CR-only line endings? JSON Lines are split at LF)"
+    } else {
+        ""
+    }
 }
 
 /// Pulls the text and url fields out of one JSON object, keeping the other
@@ -565,6 +609,14 @@ mod reader_tests {
     }
 
     #[test]
+    fn a_file_broken_from_its_first_byte_gets_a_ledger_row() {
+        // gzip magic, then garbage: nothing decodes, and that is said.
+        let (docs, rejects) = read_all(b"\x1f\x8b\x08\x00garbage-not-deflate", 1_000, "x.jsonl.gz");
+        assert!(docs.is_empty());
+        assert_eq!(rejects, vec![(1, Reason::TruncatedFile)]);
+    }
+
+    #[test]
     fn corrupt_gzip_keeps_the_lines_before_the_damage() {
         let mut lines = Vec::new();
         for i in 0..5000 {
@@ -585,5 +637,60 @@ mod reader_tests {
         }
         assert!(rejects.len() <= 1);
         assert!(rejects.iter().all(|r| r.1 == Reason::TruncatedFile));
+    }
+
+    #[test]
+    fn damage_while_skipping_an_oversized_line_keeps_the_lines_after_it() {
+        // Line 2 is over the cap and spans reads; lines 3.. follow it in the
+        // same read as the damage.
+        let mut lines = b"{\"text\":\"one\"}\n{\"text\":\"".to_vec();
+        lines.resize(lines.len() + 300_000, b'x');
+        lines.extend_from_slice(b"\"}\n");
+        for i in 3..200 {
+            lines.extend_from_slice(format!("{{\"text\":\"line {i}\"}}\n").as_bytes());
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &lines).unwrap();
+        let mut gz = gz.finish().unwrap();
+        // Cut the trailer and the last bytes: the stream breaks at its end.
+        gz.truncate(gz.len() - 12);
+        let (docs, rejects) = read_all(&gz, 1_000, "d.jsonl.gz");
+        assert_eq!(docs[0], (1, "one".to_string()));
+        assert!(docs.len() > 150, "{} lines kept", docs.len());
+        assert_eq!(docs[1], (3, "line 3".to_string()));
+        assert_eq!(rejects[0], (2, Reason::TooLarge));
+        assert_eq!(rejects.last().unwrap().1, Reason::TruncatedFile);
+    }
+
+    #[test]
+    fn encodings_are_named_and_a_bom_is_not_content() {
+        let bom = b"\xEF\xBB\xBF{\"text\":\"one\"}\n{\"text\":\"two\"}\n";
+        let (docs, rejects) = read_all(bom, 1_000, "bom.jsonl");
+        assert_eq!(docs.len(), 2, "{rejects:?}");
+        let s = SourceSpec {
+            name: "s".into(),
+            text_field: "text".into(),
+            url_field: None,
+            max_doc_bytes: 1000,
+        };
+        let utf16: Vec<u8> = "{\"text\":\"x\"}"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        let mut data = b"\xFF\xFE".to_vec();
+        data.extend(utf16);
+        data.push(b'\n');
+        let d = decode_lines(&data, "u.jsonl", 1, &s);
+        assert!(
+            d.rejects[0].detail.contains("UTF-16"),
+            "{}",
+            d.rejects[0].detail
+        );
+        let d = decode_lines(b"{\"text\":\"a\"}\r{\"text\":\"b\"}\n", "cr.jsonl", 1, &s);
+        assert!(
+            d.rejects[0].detail.contains("CR-only"),
+            "{}",
+            d.rejects[0].detail
+        );
     }
 }

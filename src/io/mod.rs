@@ -6,10 +6,15 @@
 //! turns a unit into [`Chunk`]s with bounded memory; decoding a chunk into a
 //! batch is pure and runs in parallel.
 
+#[doc(hidden)]
+pub mod fuzzing;
+mod guarded_map;
+pub mod journal;
 mod jsonl;
 mod parquet_in;
 pub mod remote;
 mod text;
+mod walk;
 mod warc;
 mod writer;
 
@@ -25,7 +30,9 @@ use arrow_array::RecordBatch;
 use crate::ledger::{FileStatus, LedgerRow, Reason};
 use crate::manifest::{InputFormat, LoadedManifest, ReaderConfig, SourceConfig};
 
+pub use journal::create_output;
 pub use jsonl::decode_lines;
+pub use walk::output_overlap;
 pub use warc::{decode_records, RawRecords};
 pub use writer::{
     atomic_write, commit, for_documents, is_temporary, jsonl_frame, tmp_path, ShardWriter,
@@ -37,6 +44,8 @@ pub enum InputError {
     BadPattern { pattern: String, message: String },
     #[error("no file matches {pattern:?} (looked in {base})")]
     NoMatch { pattern: String, base: String },
+    #[error("{path}: the file name is not valid UTF-8 (ids and the ledger record names as text); rename it")]
+    BadName { path: String },
     #[error("cannot read {path}: {source}")]
     Unreadable { path: String, source: io::Error },
     #[error("{path}: not a usable Parquet file: {message}")]
@@ -62,37 +71,49 @@ pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<(PathBuf, u64)>,
             .collect());
     }
     let full = crate::manifest::resolve(base, pattern);
-    let full_str = full.to_string_lossy().into_owned();
-    let paths = glob::glob(&full_str).map_err(|e| InputError::BadPattern {
-        pattern: pattern.into(),
-        message: e.to_string(),
-    })?;
     let mut out = Vec::new();
-    for p in paths {
-        let p = p.map_err(|e| InputError::Unreadable {
-            path: e.path().display().to_string(),
-            source: io::Error::new(e.error().kind(), e.error().to_string()),
-        })?;
-        let meta = std::fs::metadata(&p).map_err(|e| InputError::Unreadable {
-            path: p.display().to_string(),
+    for f in walk::walk(&full, pattern)? {
+        File::open(&f.path).map_err(|e| InputError::Unreadable {
+            path: f.path.display().to_string(),
             source: e,
         })?;
-        if meta.is_file() {
-            File::open(&p).map_err(|e| InputError::Unreadable {
-                path: p.display().to_string(),
-                source: e,
-            })?;
-            out.push((p, meta.len()));
-        }
+        out.push((f.path, f.size));
     }
     if out.is_empty() {
+        let looked = if full.is_dir() {
+            format!(
+                "{}: a folder; name its files, e.g. {}/*.jsonl or {}/**/*",
+                full.display(),
+                pattern.trim_end_matches('/'),
+                pattern.trim_end_matches('/')
+            )
+        } else {
+            std::path::absolute(base)
+                .unwrap_or_else(|_| base.to_path_buf())
+                .display()
+                .to_string()
+        };
         return Err(InputError::NoMatch {
             pattern: pattern.into(),
-            base: base.display().to_string(),
+            base: looked,
         });
     }
-    out.sort();
     Ok(out)
+}
+
+/// Device and inode of a local file, to read each file once however it is
+/// spelled (`None` for object storage or when it cannot be read).
+pub fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// One input file of a unit.
@@ -353,19 +374,118 @@ pub(crate) fn counting<R: Read>(inner: R, counter: Arc<AtomicU64>) -> Counting<R
     Counting { inner, counter }
 }
 
+/// A compression format, told by a stream's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+impl Codec {
+    /// The codec whose magic `head` starts with (zstd's skippable frames too).
+    pub fn sniff(head: &[u8]) -> Codec {
+        match head {
+            [0x1f, 0x8b, ..] => Codec::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Codec::Zstd,
+            [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50 => Codec::Zstd,
+            _ => Codec::Plain,
+        }
+    }
+
+    /// The codec a file name suggests (any letter case).
+    pub fn by_name(path: &Path) -> Codec {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".gz") || name.ends_with(".gzip") {
+            Codec::Gzip
+        } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+            Codec::Zstd
+        } else {
+            Codec::Plain
+        }
+    }
+}
+
+/// zstd windows up to 2 GiB (`zstd --long=31`); the window is allocated as
+/// the frame asks, and output is bounded by the readers' own caps.
+pub(crate) const ZSTD_WINDOW_LOG_MAX: u32 = 31;
+
 /// Opens `path`, counting the bytes read from disk into `progress`, and
-/// decompresses it by its name: `.gz` (all members), `.zst` or `.zstd`.
+/// decompresses it by its first bytes (gzip, all members; zstd; else
+/// plain). The name is only a hint: a mismatch is logged.
 pub(crate) fn open_decompressed(
     path: &Path,
     progress: Arc<AtomicU64>,
 ) -> io::Result<Box<dyn Read + Send>> {
-    let raw = io::BufReader::with_capacity(1 << 20, counting(File::open(path)?, progress));
-    let name = path.to_string_lossy();
-    Ok(if name.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(raw))
-    } else if name.ends_with(".zst") || name.ends_with(".zstd") {
-        Box::new(zstd::stream::read::Decoder::with_buffer(raw)?)
-    } else {
-        Box::new(raw)
+    use std::io::BufRead;
+    let mut raw = io::BufReader::with_capacity(1 << 20, counting(File::open(path)?, progress));
+    let codec = Codec::sniff(raw.fill_buf()?);
+    let named = Codec::by_name(path);
+    if codec != named {
+        tracing::warn!(
+            "{}: the name says {named:?} but the bytes are {codec:?}; read as {codec:?}",
+            path.display()
+        );
+    }
+    Ok(match codec {
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Codec::Zstd => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(raw)?;
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(d)
+        }
+        Codec::Plain => Box::new(raw),
     })
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read(path: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        open_decompressed(path, Arc::default())
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn the_bytes_decide_not_the_name() {
+        let t = tempfile::tempdir().unwrap();
+        let text = b"{\"text\":\"hi\"}\n".repeat(100);
+        let zst = zstd::encode_all(&text[..], 3).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        for (name, bytes) in [
+            ("zstd-named.gz", &zst),
+            ("gzip-named.zst", &gz),
+            ("plain-named.jsonl.gz", &text),
+            ("UPPER.JSONL.GZ", &gz),
+        ] {
+            let p = t.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            assert_eq!(read(&p), text, "{name}");
+        }
+    }
+
+    #[test]
+    fn long_window_zstd_is_read() {
+        let t = tempfile::tempdir().unwrap();
+        let text: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        enc.long_distance_matching(true).unwrap();
+        enc.window_log(31).unwrap();
+        enc.write_all(&text).unwrap();
+        let z = enc.finish().unwrap();
+        let p = t.path().join("long.jsonl.zst");
+        std::fs::write(&p, z).unwrap();
+        assert_eq!(read(&p), text);
+    }
 }

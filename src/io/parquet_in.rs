@@ -3,6 +3,11 @@
 //! Row groups are decoded in batches sized from the file's own metadata so a
 //! batch holds about `batch_bytes` of data. Columns other than text and url
 //! become the `metadata` JSON object when they are scalars.
+//!
+//! Each row group is read by a reader of its own: a damaged page rejects the
+//! rest of its row group (each row into the ledger, with the cause) and
+//! reading goes on with the next group, so one bad page does not cost the
+//! whole file.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -14,7 +19,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 
 use super::{Chunk, InputError, InputFile, ReadError, Reader, SourceSpec};
 use crate::batch::CoreBuilder;
@@ -65,12 +72,27 @@ pub struct ParquetReader {
     spec: Arc<SourceSpec>,
     batch_bytes: usize,
     progress: Arc<AtomicU64>,
+    /// The open file, its metadata and rows per batch, once opened.
+    opened: Option<(File, ArrowReaderMetadata, usize)>,
+    /// The reader of the current row group.
     reader: Option<ParquetRecordBatchReader>,
+    /// Rows of each row group, as the footer claims.
+    groups: Vec<u64>,
+    /// The next row group to open.
+    next_group: usize,
+    /// 1-based row number just past the current row group.
+    group_end: u64,
     total_rows: u64,
     /// 1-based row number of the next row.
     next_row: u64,
     reported_bytes: u64,
+    /// The first damage met, for the file's status.
+    damage: Option<String>,
 }
+
+/// Rows of one damaged row group listed one by one in the ledger at most;
+/// a footer claiming more is not believed.
+const MAX_LISTED_ROWS: u64 = 1 << 24;
 
 impl ParquetReader {
     pub fn new(
@@ -84,10 +106,15 @@ impl ParquetReader {
             spec,
             batch_bytes,
             progress,
+            opened: None,
             reader: None,
+            groups: Vec::new(),
+            next_group: 0,
+            group_end: 1,
             total_rows: 0,
             next_row: 1,
             reported_bytes: 0,
+            damage: None,
         }
     }
 
@@ -97,23 +124,80 @@ impl ParquetReader {
             path: path.clone(),
             source: e,
         })?;
-        let perr = |e: parquet::errors::ParquetError| ReadError::Parquet {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
-        let meta = builder.metadata().file_metadata();
-        self.total_rows = meta.num_rows().max(0) as u64;
-        let bytes: i64 = builder
-            .metadata()
+        let meta = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| {
+            ReadError::Parquet {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let md = meta.metadata();
+        self.groups = md
             .row_groups()
             .iter()
-            .map(|g| g.total_byte_size())
-            .sum();
+            .map(|g| g.num_rows().max(0) as u64)
+            .collect();
+        self.total_rows = self.groups.iter().sum();
+        let bytes: i64 = md.row_groups().iter().map(|g| g.total_byte_size()).sum();
         let per_row = (bytes.max(1) as u64 / self.total_rows.max(1)).max(1);
         let rows = (self.batch_bytes as u64 / per_row).clamp(1, 65_536) as usize;
-        self.reader = Some(builder.with_batch_size(rows).build().map_err(perr)?);
+        self.opened = Some((file, meta, rows));
         Ok(())
+    }
+
+    /// Opens the next row group's reader; false when none is left.
+    fn open_group(&mut self) -> Result<bool, String> {
+        let Some(&rows) = self.groups.get(self.next_group) else {
+            return Ok(false);
+        };
+        let g = self.next_group;
+        self.next_group += 1;
+        self.next_row = self.group_end;
+        self.group_end = self.next_row + rows;
+        let (file, meta, batch) = self.opened.as_ref().expect("opened");
+        let file = file.try_clone().map_err(|e| e.to_string())?;
+        self.reader = Some(
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+                .with_row_groups(vec![g])
+                .with_batch_size(*batch)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+        Ok(true)
+    }
+
+    /// Rejects the rest of the current row group, each row with the cause.
+    fn reject_rest_of_group(&mut self, error: &str, out: &mut VecDeque<Chunk>) {
+        let group = self.next_group.saturating_sub(1);
+        let detail = format!(
+            "row group {group}: cannot decode rows {} to {}: {error}",
+            self.next_row,
+            self.group_end.saturating_sub(1)
+        );
+        self.damage.get_or_insert_with(|| detail.clone());
+        let n = self.group_end.saturating_sub(self.next_row);
+        if n > MAX_LISTED_ROWS {
+            // A footer that claims this many rows is itself damage: one row
+            // stands for the group, and the rest of the file is not read.
+            out.push_back(Chunk::Rejects(vec![self.spec.reject(
+                &self.file.rel,
+                self.next_row,
+                Reason::ReadError,
+                format!("{detail} (the footer claims {n} rows; not listed one by one)"),
+            )]));
+            self.next_group = self.groups.len();
+        } else {
+            let rows: Vec<_> = (self.next_row..self.group_end)
+                .map(|line| {
+                    self.spec
+                        .reject(&self.file.rel, line, Reason::ReadError, detail.clone())
+                })
+                .collect();
+            if !rows.is_empty() {
+                out.push_back(Chunk::Rejects(rows));
+            }
+        }
+        self.next_row = self.group_end;
+        self.reader = None;
     }
 
     fn report_progress(&mut self) {
@@ -127,7 +211,10 @@ impl ParquetReader {
         let spec = self.spec.clone();
         let schema = rb.schema();
         let col = |name: &str| schema.index_of(name).ok().map(|i| rb.column(i).clone());
-        let text = col(&spec.text_field).expect("checked when planning");
+        // Checked when planning, but the file may have changed since: rows
+        // without the column are rejected, not a panic.
+        let text = col(&spec.text_field)
+            .unwrap_or_else(|| arrow_array::new_null_array(&DataType::Utf8, rb.num_rows()));
         let url = spec.url_field.as_deref().and_then(col);
         let others: Vec<(String, arrow_array::ArrayRef)> = schema
             .fields()
@@ -203,45 +290,49 @@ impl ParquetReader {
 
 impl Reader for ParquetReader {
     fn step(&mut self, out: &mut VecDeque<Chunk>) -> Result<bool, ReadError> {
-        if self.reader.is_none() {
+        if self.opened.is_none() {
             self.open()?;
         }
-        match self.reader.as_mut().expect("opened").next() {
-            Some(Ok(rb)) => {
-                self.convert(&rb, out);
-                self.report_progress();
-                Ok(true)
-            }
-            Some(Err(e)) => {
-                // Rows that could not be decoded are each rejected, so none goes missing.
-                let detail = format!("cannot decode rows from {}: {e}", self.next_row);
-                let rows: Vec<_> = (self.next_row..=self.total_rows)
-                    .map(|line| {
-                        self.spec
-                            .reject(&self.file.rel, line, Reason::ReadError, detail.clone())
-                    })
-                    .collect();
-                if !rows.is_empty() {
-                    out.push_back(Chunk::Rejects(rows));
+        if self.reader.is_none() {
+            match self.open_group() {
+                Ok(true) => {}
+                Ok(false) => {
+                    let status = if self.damage.is_some() {
+                        FileStatus::Truncated
+                    } else {
+                        FileStatus::Complete
+                    };
+                    out.push_back(Chunk::FileEnd {
+                        file: self.file.rel.clone(),
+                        status,
+                        detail: self.damage.take(),
+                    });
+                    self.opened = None;
+                    return Ok(false);
                 }
-                out.push_back(Chunk::FileEnd {
-                    file: self.file.rel.clone(),
-                    status: FileStatus::Truncated,
-                    detail: Some(detail),
-                });
-                self.reader = None;
-                Ok(false)
-            }
-            None => {
-                out.push_back(Chunk::FileEnd {
-                    file: self.file.rel.clone(),
-                    status: FileStatus::Complete,
-                    detail: None,
-                });
-                self.reader = None;
-                Ok(false)
+                Err(e) => {
+                    self.reject_rest_of_group(&e, out);
+                    return Ok(true);
+                }
             }
         }
+        match self.reader.as_mut().expect("opened").next() {
+            Some(Ok(rb)) if self.next_row + rb.num_rows() as u64 <= self.group_end => {
+                self.convert(&rb, out);
+                self.report_progress();
+            }
+            Some(Ok(rb)) => {
+                let e = format!("{} more rows than the footer gives", rb.num_rows());
+                self.reject_rest_of_group(&e, out);
+            }
+            // Rows that could not be decoded are each rejected, so none goes missing.
+            Some(Err(e)) => self.reject_rest_of_group(&e.to_string(), out),
+            None if self.next_row < self.group_end => {
+                self.reject_rest_of_group("the row group ends early", out);
+            }
+            None => self.reader = None,
+        }
+        Ok(true)
     }
 }
 
@@ -279,5 +370,73 @@ fn json_scalar(a: &dyn Array, row: usize) -> Option<String> {
         DataType::Float32 => finite(a.as_primitive::<Float32Type>().value(row) as f64),
         DataType::Float64 => finite(a.as_primitive::<Float64Type>().value(row)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::StringArray;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    #[test]
+    fn a_damaged_page_costs_its_row_group_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.parquet");
+        let texts: Vec<String> = (0..5000).map(|i| format!("document number {i}")).collect();
+        let batch = RecordBatch::try_from_iter([(
+            "text",
+            Arc::new(StringArray::from(texts.clone())) as arrow_array::ArrayRef,
+        )])
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1000))
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), Some(props))
+            .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        // Garble the page header of row group 2's text column.
+        let meta =
+            ArrowReaderMetadata::load(&File::open(&path).unwrap(), Default::default()).unwrap();
+        let at = meta.metadata().row_group(2).column(0).data_page_offset() as usize;
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[at..at + 12] {
+            *b = 0xff;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+
+        let spec = Arc::new(SourceSpec {
+            name: "s".into(),
+            text_field: "text".into(),
+            url_field: None,
+            max_doc_bytes: 1 << 20,
+        });
+        let file = InputFile {
+            path: path.clone(),
+            rel: "d.parquet".into(),
+            size: bytes.len() as u64,
+        };
+        let mut r = ParquetReader::new(file, spec, 1 << 16, Arc::default());
+        let mut q = VecDeque::new();
+        while r.step(&mut q).unwrap() {}
+        let (mut kept, mut rejected, mut status) = (Vec::new(), Vec::new(), None);
+        for c in q {
+            match c {
+                Chunk::Batch(b) => {
+                    let core = crate::batch::Core::of(&b);
+                    kept.extend((0..b.num_rows()).map(|i| core.line.value(i)));
+                }
+                Chunk::Rejects(rows) => rejected.extend(rows.iter().map(|r| r.line)),
+                Chunk::FileEnd { status: s, .. } => status = Some(s),
+                _ => {}
+            }
+        }
+        assert_eq!(kept.len(), 4000);
+        assert_eq!(rejected, (2001..=3000).collect::<Vec<u64>>());
+        assert!(kept.iter().all(|l| !(2001..=3000).contains(l)));
+        assert_eq!(status, Some(FileStatus::Truncated));
     }
 }

@@ -51,6 +51,7 @@ pub fn is_temporary(path: &Path) -> bool {
 /// Syncs a finished temporary file and moves it to its final name.
 pub fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
     File::open(tmp)?.sync_all()?;
+    super::journal::note(path)?;
     fs::rename(tmp, path)
 }
 
@@ -64,7 +65,8 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp = tmp_path(path).into_os_string();
     tmp.push(format!(".{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, bytes)?;
+    super::journal::note(path)?;
+    super::journal::create_output(&tmp)?.write_all(bytes)?;
     commit(&tmp, path)
 }
 
@@ -150,7 +152,7 @@ impl ShardWriter {
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
             }
-            let file = File::create(tmp_path(&path))?;
+            let file = super::journal::create_output(&tmp_path(&path))?;
             match format {
                 OutputFormat::Parquet => {
                     let w = ArrowWriter::try_new(file, schema.clone(), Some(self.props()))

@@ -47,6 +47,8 @@ pub enum Reason {
     /// A WARC record whose framing, gzip member or headers are broken (the
     /// byte offset is in the ledger row).
     MalformedRecord,
+    /// An HTML page nested deeper than the extractor takes (`reader.max_html_depth`).
+    TooDeep,
     // Dropped by a stage.
     /// Nothing left after normalization.
     EmptyAfterNormalize,
@@ -126,7 +128,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for parsing names back.
-    pub const ALL: [Reason; 63] = [
+    pub const ALL: [Reason; 64] = [
         Reason::MalformedJson,
         Reason::MissingTextField,
         Reason::InvalidUtf8,
@@ -135,6 +137,7 @@ impl Reason {
         Reason::TruncatedFile,
         Reason::ReadError,
         Reason::MalformedRecord,
+        Reason::TooDeep,
         Reason::EmptyAfterNormalize,
         Reason::ExactDuplicate,
         Reason::NearDuplicate,
@@ -202,6 +205,7 @@ impl Reason {
             Reason::TruncatedFile => "truncated_file",
             Reason::ReadError => "read_error",
             Reason::MalformedRecord => "malformed_record",
+            Reason::TooDeep => "too_deep",
             Reason::EmptyAfterNormalize => "empty_after_normalize",
             Reason::ExactDuplicate => "exact_duplicate",
             Reason::NearDuplicate => "near_duplicate",
@@ -290,7 +294,8 @@ impl Reason {
             | Reason::EmptyText
             | Reason::TruncatedFile
             | Reason::ReadError
-            | Reason::MalformedRecord => Kind::Rejected,
+            | Reason::MalformedRecord
+            | Reason::TooDeep => Kind::Rejected,
             Reason::PiiRedacted => Kind::Modified,
             _ => Kind::Dropped,
         }
@@ -430,7 +435,7 @@ pub fn write_parquet(
     path: &Path,
     batches: impl IntoIterator<Item = RecordBatch>,
 ) -> Result<(), parquet::errors::ParquetError> {
-    let file = File::create(path)?;
+    let file = crate::io::create_output(path)?;
     let mut w = ArrowWriter::try_new(file, ledger_schema(), Some(writer_props()))?;
     for b in batches {
         if b.num_rows() > 0 {
@@ -502,7 +507,7 @@ pub fn concat_parquet(
     parts: impl IntoIterator<Item = impl AsRef<Path>>,
     path: &Path,
 ) -> Result<(), parquet::errors::ParquetError> {
-    let file = File::create(path)?;
+    let file = crate::io::create_output(path)?;
     let mut w = ArrowWriter::try_new(file, ledger_schema(), Some(writer_props()))?;
     for part in parts {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(part)?)?.build()?;

@@ -94,6 +94,8 @@ pub fn load(path: &Path) -> Result<LoadedManifest, Problems> {
     })?;
     let mut list = Vec::new();
     let mut inputs = Vec::with_capacity(parsed.manifest.sources.len());
+    // Each file once, however it is spelled (absolute and relative, links).
+    let mut identities = std::collections::HashMap::new();
     for (source, spans) in parsed.manifest.sources.iter().zip(&parsed.path_spans) {
         let mut files = Vec::new();
         for (pattern, span) in source.paths.iter().zip(spans) {
@@ -108,7 +110,42 @@ pub fn load(path: &Path) -> Result<LoadedManifest, Problems> {
         }
         files.sort();
         files.dedup();
+        files.retain(|(p, _)| match crate::io::file_identity(p) {
+            None => true,
+            Some(id) => match identities.entry(id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(p.clone());
+                    true
+                }
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    tracing::warn!(
+                        "source `{}`: {} is the same file as {}; it is read once",
+                        source.name,
+                        p.display(),
+                        o.get().display()
+                    );
+                    false
+                }
+            },
+        });
         inputs.push(files);
+    }
+    let out = &parsed.manifest.output.dir;
+    if list.is_empty() && !crate::io::remote::is_url(out) {
+        let patterns: Vec<&str> = parsed
+            .manifest
+            .sources
+            .iter()
+            .flat_map(|s| s.paths.iter().map(String::as_str))
+            .collect();
+        if let Some(why) = crate::io::output_overlap(
+            &super::resolve(&base, out),
+            &base,
+            &patterns,
+            inputs.iter().flatten().map(|(p, _)| p.as_path()),
+        ) {
+            list.push(locate(&text, parsed.output_dir_at, why));
+        }
     }
     if !list.is_empty() {
         return Err(Problems {
@@ -134,6 +171,8 @@ struct Parsed {
     manifest: Manifest,
     /// Span of every `paths` entry, per source, for input errors found later.
     path_spans: Vec<Vec<Range<usize>>>,
+    /// Where `output.dir` is written, for the overlap check against inputs.
+    output_dir_at: usize,
 }
 
 fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
@@ -163,6 +202,7 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
     let mut stages = Vec::new();
     let mut output = None;
     let mut output_at = 0;
+    let mut output_dir_at = 0;
     let mut reader = ReaderConfig::default();
     let mut slurm = crate::cluster::SlurmConfig::default();
 
@@ -214,6 +254,9 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
                 if let Some(o) = c.de::<OutputConfig>(value, "output") {
                     c.check_output(&o, value);
                     output_at = table_key_span(value, "formats")
+                        .unwrap_or(value.span())
+                        .start;
+                    output_dir_at = table_key_span(value, "dir")
                         .unwrap_or(value.span())
                         .start;
                     output = Some(o);
@@ -283,6 +326,7 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
             slurm,
         },
         path_spans,
+        output_dir_at,
     })
 }
 
@@ -337,7 +381,9 @@ impl Checker<'_> {
         earlier: &[SourceConfig],
     ) {
         let span = |key: &str| table_key_span(elem, key).unwrap_or(elem.span()).start;
-        let name_ok = !s.name.is_empty()
+        let name_ok = s
+            .name
+            .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
             && s.name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
@@ -345,7 +391,7 @@ impl Checker<'_> {
             self.at(
                 span("name"),
                 format!(
-                    "source name {:?} must be non-empty ASCII letters, digits, `_`, `-` or `.`",
+                    "source name {:?} must be ASCII letters, digits, `_`, `-` or `.`, starting with a letter, digit or `_` (it names output folders)",
                     s.name
                 ),
             );

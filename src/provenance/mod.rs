@@ -97,6 +97,10 @@ pub struct RunManifest {
     /// The commit forja was built from (`FORJA_GIT_COMMIT` at build time, else `git`).
     pub git_commit: Option<String>,
     pub manifest_path: String,
+    /// The folder the run ran in: relative input paths are relative to it,
+    /// so that `forja verify` finds them from anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
     pub manifest_hash: String,
     /// The manifest as resolved (defaults filled in).
     pub manifest: serde_json::Value,
@@ -282,6 +286,9 @@ pub fn write_run_manifest(
         forja_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: git_commit(),
         manifest_path: m.path.display().to_string(),
+        working_dir: std::env::current_dir()
+            .ok()
+            .map(|d| d.display().to_string()),
         manifest_hash: crate::runner::manifest_hash(m),
         manifest: serde_json::to_value(&m.manifest).expect("manifest serializes"),
         inputs,
@@ -331,7 +338,14 @@ pub fn verify(out: &Path) -> Result<Verified, ProvenanceError> {
         }
     }
     for f in &rm.inputs {
-        check("input", f, Path::new(&f.path), &mut v);
+        let p = Path::new(&f.path);
+        let at = match &rm.working_dir {
+            Some(d) if p.is_relative() && !crate::io::remote::is_url(&f.path) => {
+                Path::new(d).join(p)
+            }
+            _ => p.to_path_buf(),
+        };
+        check("input", f, &at, &mut v);
         v.inputs_checked += 1;
     }
     Ok(v)

@@ -14,6 +14,8 @@
 //! the completed prefix of units and carries on, giving the same bytes as an
 //! uninterrupted run.
 
+pub mod interrupt;
+mod owner;
 mod units;
 
 use std::collections::VecDeque;
@@ -56,6 +58,9 @@ pub struct RunOptions {
     pub mem: usize,
     /// Run only this step (see [`steps`]); all of them when `None`.
     pub phase: Option<String>,
+    /// Write into an output folder that exists, is not empty and holds no
+    /// forja run (forja still deletes nothing there that it did not write).
+    pub force: bool,
 }
 
 impl Default for RunOptions {
@@ -69,6 +74,7 @@ impl Default for RunOptions {
             output: None,
             mem: 2 << 30,
             phase: None,
+            force: false,
         }
     }
 }
@@ -98,10 +104,20 @@ pub enum RunError {
     BadRank { rank: usize, world_size: usize },
     #[error("cannot resume in {dir}: {message}")]
     Resume { dir: String, message: String },
+    #[error("{dir} is in use by another run ({holder}); wait for it to end or use another output folder")]
+    Locked { dir: String, holder: String },
+    #[error("{dir} exists and holds files that no forja run wrote ({list}); use a new output folder, or --force to write there anyway (forja never deletes files it did not write)")]
+    NotOurs { dir: String, list: String },
+    #[error("{0}")]
+    Overlap(String),
     #[error("{0}")]
     Plan(String),
     #[error("documents went missing: {0}")]
     Invariant(String),
+    #[error(
+        "stopped by signal {signal} after the last whole unit; run again with --resume to go on"
+    )]
+    Interrupted { signal: i32 },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
@@ -192,8 +208,9 @@ pub fn finish(
     let all_units = io::plan_units(m)?;
     let mut stages = build_stages(m)?;
     let all_steps = steps(m, &mut stages);
-    let record = RunRecord::new(m, &all_units, world_size);
+    let record = RunRecord::new(m, &all_units, world_size, owner::stamp_inputs(&all_units)?);
     units::Layout::new(&out, &m.manifest, 0, world_size).check_record(&record)?;
+    let _journal = io::journal::Journal::open(&out, "finish").map_err(io_err(&out))?;
     let mut missing = Vec::new();
     for step in &all_steps {
         let ranks = if single_task(step) { 1 } else { world_size };
@@ -341,7 +358,32 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
             )));
         }
     }
-    let record = RunRecord::new(m, &all_units, opts.world_size);
+    let patterns: Vec<&str> = m
+        .manifest
+        .sources
+        .iter()
+        .flat_map(|s| s.paths.iter().map(String::as_str))
+        .collect();
+    let files = m.inputs.iter().flatten().map(|(p, _)| p.as_path());
+    if let Some(why) = io::output_overlap(&out, &m.base, &patterns, files) {
+        return Err(RunError::Overlap(why));
+    }
+    let resuming = opts.resume || opts.phase.as_deref().is_some_and(|p| p != all_steps[0]);
+    if !resuming && !opts.force {
+        if let Some(list) = owner::foreign_contents(&out)? {
+            return Err(RunError::NotOurs {
+                dir: out.display().to_string(),
+                list,
+            });
+        }
+    }
+    let _lock = owner::lock_folder(&out, opts.rank, opts.world_size)?;
+    let record = RunRecord::new(
+        m,
+        &all_units,
+        opts.world_size,
+        owner::stamp_inputs(&all_units)?,
+    );
     let layout = units::Layout::new(&out, &m.manifest, opts.rank, opts.world_size);
     let result = start_and_run(
         m,
@@ -353,8 +395,10 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
         &all_steps,
         started,
     );
-    if let Err(e) = &result {
-        layout.record_failure(&e.to_string());
+    match &result {
+        // A refusal changes nothing in the folder (and another run may hold it).
+        Err(RunError::Resume { .. } | RunError::Locked { .. }) | Ok(_) => {}
+        Err(e) => layout.record_failure(&e.to_string()),
     }
     result
 }
@@ -376,6 +420,9 @@ fn start_and_run(
         layout.check_not_foreign(record)?;
     }
     layout.write_record(record)?;
+    let journal_at = layout.root.join(FORJA_DIR);
+    let _journal = io::journal::Journal::open(&layout.root, &units::journal_tag(opts.rank))
+        .map_err(io_err(&journal_at))?;
     layout.clear_failure()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
@@ -898,6 +945,11 @@ fn read_units(
 ) -> Result<(), RunError> {
     let mut pending = VecDeque::new();
     for u in todo {
+        // A stop asked for by a signal: no new unit; those read are committed.
+        if let Some(signal) = interrupt::requested() {
+            tracing::warn!("signal {signal}: stopping before unit {}", u.index);
+            return Err(RunError::Interrupted { signal });
+        }
         // Input objects are fetched here, one unit ahead of nothing: the
         // copy lives while the unit is read.
         let (u, _cached) = io::localize(u, &sources[u.source])?;
@@ -1098,6 +1150,25 @@ fn process_window(
             })?;
         nanos[si].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
+    // A document one stage changed and a later one dropped is a drop, not
+    // a kept document whose text changed: its `modified` row goes.
+    procs.par_iter_mut().for_each(|p| {
+        if let ProcessedKind::Data { ledger, .. } = &mut p.kind {
+            if ledger
+                .iter()
+                .any(|(_, r)| r.reason.kind() == ledger::Kind::Modified)
+            {
+                let dropped: std::collections::HashSet<String> = ledger
+                    .iter()
+                    .filter(|(_, r)| r.reason.kind() != ledger::Kind::Modified)
+                    .map(|(_, r)| r.id.clone())
+                    .collect();
+                ledger.retain(|(_, r)| {
+                    r.reason.kind() != ledger::Kind::Modified || !dropped.contains(&r.id)
+                });
+            }
+        }
+    });
     // Encode the JSONL output here, in parallel, rather than in the writer.
     if let Some(level) = jsonl_level {
         procs

@@ -29,7 +29,7 @@ use crate::io::{atomic_write, commit, Unit};
 use crate::ledger::{self, LedgerRow, Stats};
 use crate::manifest::{LoadedManifest, Manifest, OutputFormat};
 
-pub const FORJA_DIR: &str = "_forja";
+pub use crate::io::journal::FORJA_DIR;
 
 /// What run an output folder holds; resuming requires the same one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,10 +41,19 @@ pub struct RunRecord {
     /// xxh3 of every input's path and size: a resume over changed inputs is refused.
     pub inputs_hash: String,
     pub world_size: usize,
+    /// Every input's size, mtime and fingerprint when the run started.
+    #[serde(default)]
+    pub inputs: Vec<super::owner::InputStamp>,
 }
 
 impl RunRecord {
-    pub fn new(m: &LoadedManifest, units: &[Unit], world_size: usize) -> Self {
+    /// The record of a run of `m` over `units`, with their stamps.
+    pub fn new(
+        m: &LoadedManifest,
+        units: &[Unit],
+        world_size: usize,
+        inputs: Vec<super::owner::InputStamp>,
+    ) -> Self {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for u in units {
             for f in &u.files {
@@ -60,6 +69,7 @@ impl RunRecord {
             units: units.len(),
             inputs_hash: format!("{:016x}", h.digest()),
             world_size,
+            inputs,
         }
     }
 }
@@ -70,6 +80,13 @@ pub(super) struct Layout {
     sources: Vec<String>,
     rank: usize,
     world: usize,
+    /// The files earlier attempts of this rank wrote here (its journal), read once.
+    owned: std::sync::OnceLock<std::collections::BTreeSet<PathBuf>>,
+}
+
+/// The journal of the files a rank writes (see [`crate::io::journal`]).
+pub(super) fn journal_tag(rank: usize) -> String {
+    format!("rank-{rank:05}")
 }
 
 pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunError> {
@@ -108,7 +125,30 @@ impl Layout {
             sources: m.sources.iter().map(|s| s.name.clone()).collect(),
             rank,
             world,
+            owned: std::sync::OnceLock::new(),
         }
+    }
+
+    fn owned(&self) -> &std::collections::BTreeSet<PathBuf> {
+        self.owned.get_or_init(|| {
+            crate::io::journal::owned_files_of(&self.root, &journal_tag(self.rank)).unwrap_or_else(
+                |e| {
+                    tracing::warn!(
+                        "{}: cannot read what earlier runs wrote: {e}",
+                        self.root.display()
+                    );
+                    Default::default()
+                },
+            )
+        })
+    }
+
+    /// Removes `rel` if an earlier attempt of this run wrote it.
+    fn remove_owned(&self, rel: &Path) -> Result<(), RunError> {
+        if self.owned().contains(rel) {
+            remove_if_exists(&self.root.join(rel))?;
+        }
+        Ok(())
     }
 
     fn record_path(&self) -> PathBuf {
@@ -134,7 +174,7 @@ impl Layout {
         };
         if !path.exists() {
             return Err(fail(
-                "no earlier run there (no _forja/run.json); run without --resume".into(),
+                "no earlier run there (no _forja/run.json) to go on from: run the manifest's first step before the others".into(),
             ));
         }
         let old: RunRecord = read_json(&path)?;
@@ -144,39 +184,43 @@ impl Layout {
                 old.world_size, rec.world_size
             )));
         }
-        if old.manifest_hash != rec.manifest_hash || old.units != rec.units {
-            return Err(fail(
-                "the manifest or its inputs changed since that run; start over without --resume"
-                    .into(),
+        let mut changes = Vec::new();
+        if old.manifest_hash != rec.manifest_hash {
+            changes.push("the manifest changed".to_string());
+        }
+        changes.extend(super::owner::input_changes(&old.inputs, &rec.inputs, 20));
+        if changes.is_empty() && (old.units != rec.units || old.inputs_hash != rec.inputs_hash) {
+            changes.push(format!(
+                "the inputs make {} units, not {}",
+                rec.units, old.units
             ));
+        }
+        if !changes.is_empty() {
+            return Err(fail(format!(
+                "what it was run on changed:\n  {}\nstart over with --restart (deletes what that run wrote), or use a new output folder",
+                changes.join("\n  ")
+            )));
         }
         Ok(())
     }
 
-    /// A fresh run owns the folder: a one-rank run clears what forja wrote
-    /// there before; ranks of a bigger run refuse to mix with another run.
+    /// A fresh run owns the folder: a one-task run deletes what earlier runs
+    /// wrote there (by their journals); tasks of a bigger run refuse to mix
+    /// with another run.
     pub fn check_not_foreign(&self, rec: &RunRecord) -> Result<(), RunError> {
         let path = self.record_path();
-        if !path.exists() {
+        if self.world == 1 {
+            let n = super::owner::clear_owned(&self.root)?;
+            if n > 0 {
+                tracing::info!(
+                    "{}: starting over, deleted {n} files an earlier run wrote",
+                    self.root.display()
+                );
+            }
             return Ok(());
         }
-        if self.world == 1 {
-            for dir in [
-                "parquet",
-                "jsonl",
-                crate::shards::MEGATRON_DIR,
-                "ledger",
-                "stats",
-                FORJA_DIR,
-            ] {
-                let d = self.root.join(dir);
-                if d.exists() {
-                    fs::remove_dir_all(&d).map_err(io_err(&d))?;
-                }
-            }
-            remove_if_exists(&self.root.join(crate::provenance::RUN_MANIFEST))?;
-            remove_if_exists(&self.root.join(crate::report::REPORT))?;
-            return remove_if_exists(&self.root.join("stats.json"));
+        if !path.exists() {
+            return Ok(());
         }
         let old: RunRecord = read_json(&path)?;
         if old != *rec {
@@ -266,15 +310,20 @@ impl Layout {
         }
         let prefix = format!("{:06}-", u.index);
         for f in &self.formats {
-            let dir = self.root.join(f.dir_name()).join(&self.sources[u.source]);
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries {
-                let e = e.map_err(io_err(&dir))?;
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    remove_if_exists(&e.path())?;
-                }
+            let dir = Path::new(f.dir_name()).join(&self.sources[u.source]);
+            let mine: Vec<PathBuf> = self
+                .owned()
+                .range(dir.clone()..)
+                .take_while(|p| p.starts_with(&dir))
+                .filter(|p| {
+                    p.parent() == Some(dir.as_path())
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                })
+                .cloned()
+                .collect();
+            for p in mine {
+                remove_if_exists(&self.root.join(p))?;
             }
         }
         Ok(())
@@ -341,7 +390,17 @@ impl Layout {
             crate::report::REPORT.to_string(),
             format!("{}.tmp", crate::report::REPORT),
         ] {
-            remove_if_exists(&self.root.join(rel))?;
+            self.remove_owned(Path::new(&rel))?;
+        }
+        // Temporaries of killed attempts (`name.tmp.<pid>`), listed too.
+        let tmps: Vec<PathBuf> = self
+            .owned()
+            .iter()
+            .filter(|p| crate::io::is_temporary(p))
+            .cloned()
+            .collect();
+        for p in tmps {
+            remove_if_exists(&self.root.join(p))?;
         }
         Ok(())
     }
@@ -352,7 +411,8 @@ impl Layout {
             .root
             .join("ledger")
             .join(format!("{}.parquet", self.rank_name()));
-        fs::create_dir_all(path.parent().expect("has parent")).map_err(io_err(&self.root))?;
+        let dir = path.parent().expect("has parent");
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
         let tmp = path.with_extension("parquet.tmp");
         let parts = units
             .iter()

@@ -122,7 +122,7 @@ impl IndexedWriter {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let bin_tmp = tmp_path(&bin);
-        let file = File::create(&bin_tmp).map_err(io_err(&bin_tmp))?;
+        let file = crate::io::create_output(&bin_tmp).map_err(io_err(&bin_tmp))?;
         Ok(IndexedWriter {
             prefix: prefix.to_path_buf(),
             bin_tmp,
@@ -235,7 +235,9 @@ impl IndexedWriter {
             out.extend_from_slice(&d.to_le_bytes());
         }
         let idx_tmp = tmp_path(&idx);
-        fs::write(&idx_tmp, &out).map_err(io_err(&idx_tmp))?;
+        crate::io::create_output(&idx_tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &out))
+            .map_err(io_err(&idx_tmp))?;
         commit(&bin_tmp, &bin).map_err(io_err(&bin))?;
         commit(&idx_tmp, &idx).map_err(io_err(&idx))?;
         Ok((n, self.tokens))
@@ -282,11 +284,11 @@ impl IndexedReader {
             )));
         }
         let mut o = 34;
-        let lengths = (0..seqs)
+        let lengths: Vec<i32> = (0..seqs)
             .map(|i| i32::from_le_bytes(bytes[o + i * 4..o + i * 4 + 4].try_into().expect("4")))
             .collect();
         o += seqs * 4;
-        let pointers = (0..seqs)
+        let pointers: Vec<i64> = (0..seqs)
             .map(|i| i64::from_le_bytes(bytes[o + i * 8..o + i * 8 + 8].try_into().expect("8")))
             .collect();
         o += seqs * 8;
@@ -294,6 +296,26 @@ impl IndexedReader {
             .map(|i| i64::from_le_bytes(bytes[o + i * 8..o + i * 8 + 8].try_into().expect("8")))
             .collect();
         let file = File::open(&bin).map_err(io_err(&bin))?;
+        // The index must describe the data file exactly: lengths that are
+        // not negative, pointers that follow one another, and a data file
+        // of the size they add up to (a `.bin` cut short is caught here).
+        let size = dtype.size() as u64;
+        let mut at: u64 = 0;
+        for (i, (&len, &ptr)) in lengths.iter().zip(&pointers).enumerate() {
+            if len < 0 || ptr < 0 || ptr as u64 != at {
+                return Err(bad(format!(
+                    "sequence {i}: length {len} at byte {ptr}, expected byte {at}"
+                )));
+            }
+            at = at.saturating_add((len as u64).saturating_mul(size));
+        }
+        let have = file.metadata().map_err(io_err(&bin))?.len();
+        if have != at {
+            return Err(ShardError::Format {
+                path: bin.display().to_string(),
+                message: format!("{have} bytes, but its index needs {at}"),
+            });
+        }
         Ok(IndexedReader {
             bin,
             file,
@@ -392,6 +414,25 @@ mod tests {
         let mut w = IndexedWriter::create(&dir.path().join("x"), DType::U16).unwrap();
         let e = w.add(&[70_000]).unwrap_err().to_string();
         assert!(e.contains("does not fit uint16"), "{e}");
+    }
+
+    #[test]
+    fn a_data_file_cut_short_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("cut");
+        let mut w = IndexedWriter::create(&prefix, DType::U16).unwrap();
+        for d in [&[1u32, 2, 3][..], &[4, 5], &[6, 7, 8, 9]] {
+            w.add(d).unwrap();
+        }
+        w.finish().unwrap();
+        let bin = prefix.with_extension("bin");
+        let bytes = fs::read(&bin).unwrap();
+        fs::write(&bin, &bytes[..bytes.len() / 2]).unwrap();
+        let e = IndexedReader::open(&prefix)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("index needs 18"), "{e}");
     }
 
     #[test]

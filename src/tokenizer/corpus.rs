@@ -71,11 +71,11 @@ enum Kind {
 }
 
 fn kind(path: &Path) -> Option<Kind> {
-    let name = path.file_name()?.to_str()?;
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
     let base = name
         .strip_suffix(".gz")
         .or_else(|| name.strip_suffix(".zst"))
-        .unwrap_or(name);
+        .unwrap_or(&name);
     if base.ends_with(".jsonl") || base.ends_with(".json") || base.ends_with(".ndjson") {
         Some(Kind::Jsonl)
     } else if base.ends_with(".parquet") {

@@ -109,7 +109,7 @@ fn ranks_split_the_work_and_stats_merge() {
         "--world-size",
         "3",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--world-size 2"));
 }
 

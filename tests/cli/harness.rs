@@ -56,18 +56,25 @@ impl Env {
         let w = world.to_string();
         let children: Vec<_> = (0..world)
             .map(|r| {
+                let log = fs::File::create(self.path(&format!("{out}-rank-{r}.log"))).unwrap();
                 self.cmd()
                     .args(["run", "--quiet", manifest, "--out", out, "--world-size", &w])
                     .args(["--rank", &r.to_string(), "--threads", "1"])
+                    .stderr(log)
                     .spawn()
                     .unwrap()
             })
             .collect();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-        for mut c in children {
+        for (r, mut c) in children.into_iter().enumerate() {
             loop {
                 if let Some(status) = c.try_wait().unwrap() {
-                    assert!(status.success(), "a rank failed");
+                    let log = self.path(&format!("{out}-rank-{r}.log"));
+                    assert!(
+                        status.success(),
+                        "rank {r} failed: {}",
+                        fs::read_to_string(log).unwrap_or_default()
+                    );
                     break;
                 }
                 if std::time::Instant::now() > deadline {
@@ -138,6 +145,10 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if rel == Path::new("run-manifest.json")
                 || rel == Path::new("report.html")
                 || rel == Path::new("_forja/ranks")
+                // Names the run that holds the folder (host, pid, time).
+                || rel == Path::new("_forja/lock")
+                // The journal of files written, in the order threads made them.
+                || (rel.starts_with("_forja") && rel.to_string_lossy().contains("/owned-"))
             {
                 continue;
             }

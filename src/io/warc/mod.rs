@@ -25,21 +25,27 @@ use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::guarded_map::GuardedMap as Mmap;
 use flate2::bufread::GzDecoder;
-use memmap2::Mmap;
 use zstd::zstd_safe;
 
 use super::{Chunk, InputFile, ReadError, Reader, SourceSpec};
 use crate::ledger::{FileStatus, LedgerRow, Reason};
 
+mod depth;
+#[cfg(test)]
+mod framing_tests;
 mod page;
 pub use page::decode_records;
+pub(crate) use page::fuzz_page;
 
 const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// The skippable frame that holds a WARC-zstd file's dictionary
 /// (magic 0x184D2A5D); any other skippable frame is passed over.
 const DICTIONARY_FRAME: u8 = 0x5d;
+/// The largest WARC-zstd dictionary taken (inflated).
+const MAX_DICTIONARY: u64 = 16 << 20;
 /// Room for WARC and HTTP headers on top of `max_doc_bytes` of payload.
 const HEADER_ROOM: u64 = 1 << 20;
 /// Decompressed bytes a stream reads at a time.
@@ -228,6 +234,8 @@ struct Stream {
     base: u64,
     /// Bytes of an oversized record still to pass over.
     skip: u64,
+    /// Where the record being skipped started: once skipped, a record must follow.
+    verify: Option<Place>,
     ended: bool,
     /// Why the content ended early.
     failed: Option<io::Error>,
@@ -242,6 +250,7 @@ impl Stream {
             head: 0,
             base: 0,
             skip: 0,
+            verify: None,
             ended: false,
             failed: None,
         }
@@ -249,6 +258,17 @@ impl Stream {
 
     fn live(&self) -> &[u8] {
         &self.window[self.head..]
+    }
+
+    /// Moves to the next record header in the window after the live
+    /// content's first byte (or keeps a tail that may start one).
+    fn resync_in_window(&mut self) {
+        let live = self.live();
+        match next_header(live) {
+            Some(i) => self.head += i,
+            None if self.ended => self.head = self.window.len(),
+            None => self.head += live.len().saturating_sub(6).max(1),
+        }
     }
 
     /// Where the live content's byte `at` comes from.
@@ -384,8 +404,19 @@ impl WarcReader {
             let payload = &data[8..len];
             // The dictionary may itself be zstd-compressed (the spec allows both).
             dictionary = if payload.starts_with(&ZSTD_MAGIC) {
-                match zstd::stream::decode_all(payload) {
-                    Ok(d) => d,
+                // Bounded: a dictionary is small (zstd trains 110 KB ones);
+                // a frame that inflates past the cap is refused, not held.
+                let mut d = Vec::new();
+                let read = zstd::stream::read::Decoder::new(payload)
+                    .and_then(|dec| dec.take(MAX_DICTIONARY + 1).read_to_end(&mut d));
+                match read {
+                    Ok(_) if d.len() as u64 > MAX_DICTIONARY => {
+                        problem = Some(format!(
+                            "the zstd dictionary inflates past {MAX_DICTIONARY} bytes"
+                        ));
+                        Vec::new()
+                    }
+                    Ok(_) => d,
                     Err(e) => {
                         problem = Some(format!("unreadable zstd dictionary ({e})"));
                         Vec::new()
@@ -453,6 +484,23 @@ impl WarcReader {
                 Member::Large
             }
             Ok(_) => Member::Ok(data.len() - at - rest.len()),
+        }
+    }
+
+    /// For a plain file, whether a record at `place` whose Content-Length
+    /// says `len` bytes is not followed by a record there (or the end):
+    /// checked in the file itself before skipping, so a wrong length over
+    /// the cap cannot swallow the records after it.
+    fn plain_length_lies(&self, place: Place, len: usize) -> bool {
+        let Some(map) = self.map.as_ref().filter(|_| self.codec == Codec::Plain) else {
+            return false;
+        };
+        let from = place.offset as usize;
+        match from.checked_add(len) {
+            Some(end) if end <= map.len() => ends_cleanly(&map[from..], len, true) == Some(false),
+            // Past the end: truncated, or a length that lies; a record
+            // starting inside the claimed span tells which.
+            _ => next_header(&map[from..]).is_some(),
         }
     }
 
@@ -527,9 +575,9 @@ impl WarcReader {
         rejects: &mut Vec<LedgerRow>,
     ) {
         let buf = &out.data[from..];
-        let mut spans = Vec::new();
+        // Records and damaged stretches, in the member's order.
+        let mut found: Vec<Result<(usize, usize), (usize, String)>> = Vec::new();
         let mut at = 0;
-        let mut bad = None;
         loop {
             at += buf[at..]
                 .iter()
@@ -538,42 +586,44 @@ impl WarcReader {
             if at >= buf.len() {
                 break;
             }
-            match record_len(&buf[at..]) {
+            let what = match record_len(&buf[at..]) {
                 Ok(len) if at + len <= buf.len() => {
-                    spans.push((at, at + len));
-                    at += len;
+                    if ends_cleanly(&buf[at..], len, true) == Some(true) {
+                        found.push(Ok((at, at + len)));
+                        at += len;
+                        continue;
+                    }
+                    format!("its Content-Length ends it {len} bytes on, where no record follows")
                 }
-                Ok(len) => {
-                    bad = Some((
-                        at,
-                        format!(
-                            "the record claims {len} bytes but its {} holds {}",
-                            self.codec.member(),
-                            buf.len() - at
-                        ),
-                    ));
-                    break;
-                }
-                Err(e) => {
-                    bad = Some((at, e.to_string()));
-                    break;
-                }
+                Ok(len) => format!(
+                    "the record claims {len} bytes but its {} holds {}",
+                    self.codec.member(),
+                    buf.len() - at
+                ),
+                Err(e) => e.to_string(),
+            };
+            found.push(Err((at, what)));
+            // On to the next record header in the member, if any.
+            match next_header(&buf[at..]) {
+                Some(i) => at += i,
+                None => break,
             }
         }
         let place = |at: usize| Place::inside(offset, at as u64);
-        for (start, end) in spans {
+        for f in found {
             let number = self.next_number();
-            out.records.push(RawRecord {
-                number,
-                place: place(start),
-                start: from + start,
-                end: from + end,
-            });
-        }
-        if let Some((at, what)) = bad {
-            let n = self.next_number();
-            let detail = format!("record {n} at {}: {what}", place(at));
-            rejects.push(self.reject(n, Reason::MalformedRecord, detail));
+            match f {
+                Ok((start, end)) => out.records.push(RawRecord {
+                    number,
+                    place: place(start),
+                    start: from + start,
+                    end: from + end,
+                }),
+                Err((at, what)) => {
+                    let detail = format!("record {number} at {}: {what}", place(at));
+                    rejects.push(self.reject(number, Reason::MalformedRecord, detail));
+                }
+            }
         }
     }
 
@@ -697,6 +747,29 @@ impl WarcReader {
                 s.head += n as usize;
                 s.skip -= n;
             }
+            if s.skip == 0 {
+                if let Some(from) = s.verify {
+                    match ends_cleanly(s.live(), 0, s.ended && s.failed.is_none()) {
+                        None if !s.ended => {
+                            s.fill();
+                            continue;
+                        }
+                        Some(false) => {
+                            // The skipped record's length was wrong and the
+                            // records it covered are gone with it (a plain
+                            // file is checked before skipping instead).
+                            self.open_damage(
+                                s.place(0),
+                                format!("no record follows the oversized record at {from}: its Content-Length was wrong, and what it covered was skipped"),
+                            );
+                            s.verify = None;
+                            s.resync_in_window();
+                            continue;
+                        }
+                        _ => s.verify = None,
+                    }
+                }
+            }
             s.head += s
                 .live()
                 .iter()
@@ -706,28 +779,49 @@ impl WarcReader {
                 true
             } else {
                 let place = s.place(0);
+                let at_end = s.ended && s.failed.is_none();
                 match record_len(s.live()) {
-                    Ok(len) if len as u64 > cap => {
+                    Ok(len) if len as u64 > cap && !self.plain_length_lies(place, len) => {
                         self.close_damage(place, rejects);
                         let n = self.next_number();
                         rejects.push(self.too_large(n, place, len as u64));
                         s.skip = len as u64;
+                        s.verify = Some(place);
                         false
                     }
-                    Ok(len) if len <= s.live().len() => {
-                        self.close_damage(place, rejects);
-                        let number = self.next_number();
-                        let start = out.data.len();
-                        out.data.extend_from_slice(&s.live()[..len]);
-                        out.records.push(RawRecord {
-                            number,
+                    Ok(len) if len as u64 > cap => {
+                        self.open_damage(
                             place,
-                            start,
-                            end: out.data.len(),
-                        });
-                        s.head += len;
+                            format!("its Content-Length claims {len} bytes, but a record starts before that"),
+                        );
+                        s.resync_in_window();
                         false
                     }
+                    Ok(len) if len <= s.live().len() => match ends_cleanly(s.live(), len, at_end) {
+                        None => true,
+                        Some(true) => {
+                            self.close_damage(place, rejects);
+                            let number = self.next_number();
+                            let start = out.data.len();
+                            out.data.extend_from_slice(&s.live()[..len]);
+                            out.records.push(RawRecord {
+                                number,
+                                place,
+                                start,
+                                end: out.data.len(),
+                            });
+                            s.head += len;
+                            false
+                        }
+                        Some(false) => {
+                            self.open_damage(
+                                    place,
+                                    format!("its Content-Length ends it {len} bytes on, where no record follows"),
+                                );
+                            s.resync_in_window();
+                            false
+                        }
+                    },
                     // More content may complete it; or, if the content broke
                     // off, the damage is reported from here.
                     Err(Framing::CutOff)
@@ -737,6 +831,16 @@ impl WarcReader {
                         true
                     }
                     Ok(_) if !s.ended || s.failed.is_some() => true,
+                    // The content ends inside a record that another record
+                    // follows: its Content-Length is wrong, not the file cut.
+                    Ok(len) if next_header(s.live()).is_some() => {
+                        self.open_damage(
+                            place,
+                            format!("its Content-Length claims {len} bytes, but a record starts before that"),
+                        );
+                        s.resync_in_window();
+                        false
+                    }
                     Ok(len) => {
                         // The content ends inside this record.
                         self.close_damage(place, rejects);
@@ -817,6 +921,45 @@ impl WarcReader {
     }
 }
 
+/// Whether a record of `len` bytes at the start of `data` ends where the
+/// next record (or the content) starts: after the record, only line breaks
+/// (or zero padding) up to `WARC/`; or, when something else follows, the
+/// standard's CRLF CRLF and no record header inside the span. `None` when
+/// more bytes are needed to tell. A Content-Length that does not pass this
+/// is not trusted.
+fn ends_cleanly(data: &[u8], len: usize, at_end: bool) -> Option<bool> {
+    let after = data.get(len..)?;
+    let rest = after;
+    let ws = rest
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n' | 0))
+        .count();
+    let rest = &rest[ws..];
+    const NEXT: &[u8] = b"WARC/";
+    if rest.len() < NEXT.len() && NEXT.starts_with(rest) {
+        // Nothing or a prefix of `WARC/` so far.
+        return if at_end {
+            Some(rest.is_empty())
+        } else if ws >= 4096 {
+            Some(true)
+        } else {
+            None
+        };
+    }
+    if rest.starts_with(NEXT) {
+        return Some(true);
+    }
+    // Not followed by a record (the next one may be the damaged one): the
+    // length is still trusted if the record ends as the standard says
+    // (CRLF CRLF) and its span swallows no other record's header.
+    Some(after.starts_with(b"\r\n\r\n") && next_header(&data[..len]).is_none())
+}
+
+/// Where the next record header may start in `data`, after its first byte.
+fn next_header(data: &[u8]) -> Option<usize> {
+    memchr::memmem::find(data.get(1..)?, b"\nWARC/").map(|i| i + 2)
+}
+
 /// The length of the empty line that ends a header block (the parser
 /// stops before it).
 fn blank_line(rest: &[u8]) -> Option<usize> {
@@ -835,7 +978,12 @@ fn record_len(data: &[u8]) -> Result<usize, Framing> {
     match warc::parser::headers(data) {
         Ok((rest, (_, _, content_length))) => {
             let blank = blank_line(rest).ok_or(Framing::CutOff)?;
-            Ok(data.len() - rest.len() + blank + content_length)
+            (data.len() - rest.len() + blank)
+                .checked_add(content_length)
+                .filter(|&n| n < (1usize << 62))
+                .ok_or_else(|| {
+                    Framing::NotAHeader(format!("Content-Length {content_length} is impossible"))
+                })
         }
         Err(e) if e.is_incomplete() => Err(Framing::CutOff),
         Err(_) => {
@@ -854,10 +1002,9 @@ impl Reader for WarcReader {
                 if f.metadata()?.len() == 0 {
                     return Ok(None);
                 }
-                // Safety: the map is read-only and private to this reader; the
-                // input is not written while a run reads it (as with ripgrep's
-                // maps, a file truncated under a running reader is not guarded).
-                Ok(Some(unsafe { Mmap::map(&f)? }))
+                // Guarded: if the file shrinks while it is read, the pages
+                // past its end read as zeros and the map says so (below).
+                Ok(Some(Mmap::new(&f)?))
             };
             match open(&self.file.path).map_err(|e| ReadError::Open {
                 path: self.file.path.display().to_string(),
@@ -892,6 +1039,30 @@ impl Reader for WarcReader {
             Codec::Plain => self.step_plain(&map, &mut records, &mut rejects),
             Codec::Gzip | Codec::Zstd => self.step_members(&map, &mut records, &mut rejects),
         };
+        if map.faulted() {
+            // The file shrank under the reader: what this step framed may
+            // hold zeros read in place of the lost bytes, so none of it is
+            // kept; each record is rejected, and the file ends here.
+            let detail = format!(
+                "the file shrank while it was read (it was {} bytes); what was framed after byte offset {} is not kept",
+                map.len(),
+                records.records.first().map_or(self.pos as u64, |r| r.place.offset)
+            );
+            for r in &records.records {
+                rejects.push(self.reject(r.number, Reason::TruncatedFile, detail.clone()));
+            }
+            let _ = self.end_in_damage(&mut rejects);
+            rejects.sort_by_key(|r| r.line);
+            out.push_back(Chunk::Rejects(rejects));
+            self.stream = None;
+            self.map = None;
+            out.push_back(Chunk::FileEnd {
+                file: self.file.rel.clone(),
+                status: FileStatus::Truncated,
+                detail: Some(detail),
+            });
+            return Ok(false);
+        }
         let done = self.pos >= map.len() && self.stream.is_none();
         self.report_progress();
         if !records.is_empty() {

@@ -196,6 +196,8 @@ fn http_page<'a>(block: &[u8], uri: Option<&str>, spec: &SourceSpec) -> PageResu
             ),
         ));
     }
+    // Nesting is bounded before any parser sees the page (stack and time).
+    super::depth::check(&body).map_err(|why| (Reason::TooDeep, why))?;
     let (html, encoding) = decode_html(&body, content_type);
     // A crawl holds pages no parser's author has seen; a panic in the
     // extractor costs that page, not the run.
@@ -318,6 +320,21 @@ fn meta_charset(head: &[u8]) -> Option<&'static Encoding> {
     None
 }
 
+/// An HTTP response through the page path (for the fuzz targets): the
+/// length of the text extracted, 0 when none or refused.
+pub(crate) fn fuzz_page(http: &[u8]) -> usize {
+    let spec = SourceSpec {
+        name: "fuzz".into(),
+        text_field: "text".into(),
+        url_field: None,
+        max_doc_bytes: 1 << 20,
+    };
+    match http_page(http, Some("http://example.com/"), &spec) {
+        Ok(Some(p)) => p.text.len(),
+        _ => 0,
+    }
+}
+
 /// The page's main text (and title), by Readability, or its visible text
 /// without navigation when Readability finds no article.
 fn html_to_text(html: &str, uri: Option<&str>) -> (String, Option<String>) {
@@ -425,6 +442,34 @@ mod tests {
             url_field: None,
             max_doc_bytes: 1 << 20,
         }
+    }
+
+    #[test]
+    fn hostile_nesting_is_rejected_and_the_deepest_allowed_page_fits_a_worker_stack() {
+        // 20,000 nested elements (the tester's page): rejected, no overflow.
+        let deep = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><body>{}x",
+            "<div>".repeat(20_000)
+        );
+        let Err((reason, detail)) = http_page(deep.as_bytes(), None, &spec()) else {
+            panic!("a 20,000-deep page is rejected");
+        };
+        assert_eq!(reason, Reason::TooDeep, "{detail}");
+        // The deepest page let through is extracted on a thread with the
+        // default 2 MiB stack, as the workers have.
+        let max = format!(
+            "<html><body>{}<p>Deep text here.</p>{}</body></html>",
+            "<div>".repeat(super::super::depth::MAX_DEPTH - 1),
+            "</div>".repeat(super::super::depth::MAX_DEPTH - 1)
+        );
+        assert!(super::super::depth::check(max.as_bytes()).is_ok());
+        let text = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || html_to_text(&max, None).0)
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert!(text.contains("Deep text here."), "{text}");
     }
 
     #[test]

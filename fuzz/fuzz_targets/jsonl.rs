@@ -1,0 +1,8 @@
+//! The jsonl reader on arbitrary bytes: it ends, numbers every document once,
+//! and never panics (see `forja::fuzzing::read`).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    forja::fuzzing::read(data, "f.jsonl.gz", forja::InputFormat::Jsonl, 1000);
+});

@@ -1,0 +1,8 @@
+//! The text reader on arbitrary bytes: it ends, numbers every document once,
+//! and never panics (see `forja::fuzzing::read`).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    forja::fuzzing::read(data, "f.txt", forja::InputFormat::Text, 1000);
+});
