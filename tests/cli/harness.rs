@@ -256,5 +256,20 @@ pub fn assert_accounted(out: &Path) -> serde_json::Value {
     let modified = s["modified"].as_u64().unwrap_or(0);
     assert_eq!(rows.len() as u64, n("dropped") + n("rejected") + modified);
     assert_eq!(kept_texts(out).len() as u64, n("kept"));
+    // From the ledger and the outputs themselves: each document is in one
+    // place only, dropped or rejected once or kept once.
+    let mut gone = std::collections::BTreeSet::new();
+    for r in rows.iter().filter(|r| r.0 != "pii_redacted") {
+        assert!(gone.insert((r.1.clone(), r.2)), "{}:{} in the ledger twice", r.1, r.2);
+    }
+    let mut kept = std::collections::BTreeSet::new();
+    for k in kept_records(out) {
+        let key = (
+            k["file"].as_str().unwrap_or_default().to_string(),
+            k["line"].as_u64().unwrap_or_default(),
+        );
+        assert!(!gone.contains(&key), "{key:?} is both kept and in the ledger");
+        assert!(kept.insert(key.clone()), "{key:?} kept twice");
+    }
     s
 }
