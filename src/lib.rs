@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod dedup;
 mod hash;
 mod io;
+pub mod journal;
 mod ledger;
 pub mod lid;
 pub mod lm;

@@ -9,7 +9,6 @@
 #[doc(hidden)]
 pub mod fuzzing;
 mod guarded_map;
-pub mod journal;
 mod jsonl;
 mod parquet_in;
 pub mod remote;
@@ -30,7 +29,6 @@ use arrow_array::RecordBatch;
 use crate::ledger::{FileStatus, LedgerRow, Reason};
 use crate::manifest::{InputFormat, LoadedManifest, ReaderConfig, SourceConfig};
 
-pub use journal::create_output;
 pub use jsonl::decode_lines;
 pub use walk::output_overlap;
 pub use warc::{decode_records, RawRecords};

@@ -42,7 +42,9 @@ pub fn check_schema(path: &Path, source: &SourceConfig) -> Result<(), InputError
         path: path.display().to_string(),
         source: e,
     })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    let builder = std::panic::catch_unwind(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(|_| bad("the Parquet footer could not be decoded".into()))?
+        .map_err(|e| bad(e.to_string()))?;
     let schema = builder.schema();
     let mut fields = vec![&source.text_field];
     fields.extend(source.url_field.as_ref());
@@ -124,12 +126,17 @@ impl ParquetReader {
             path: path.clone(),
             source: e,
         })?;
-        let meta = ArrowReaderMetadata::load(&file, Default::default()).map_err(|e| {
-            ReadError::Parquet {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let meta =
+            std::panic::catch_unwind(|| ArrowReaderMetadata::load(&file, Default::default()))
+                .unwrap_or_else(|_| {
+                    Err(parquet::errors::ParquetError::General(
+                        "the Parquet footer could not be decoded".into(),
+                    ))
+                })
+                .map_err(|e| ReadError::Parquet {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
         let md = meta.metadata();
         self.groups = md
             .row_groups()
@@ -316,7 +323,22 @@ impl Reader for ParquetReader {
                 }
             }
         }
-        match self.reader.as_mut().expect("opened").next() {
+        // The Parquet decoder can panic on a crafted file (seen by the fuzzer:
+        // "Decoder for dict should have been set"): that costs the row group.
+        let reader = self.reader.as_mut().expect("opened");
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next()))
+            .unwrap_or_else(|p| {
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "the decoder failed".into());
+                Some(Err(parquet::errors::ParquetError::General(format!(
+                    "the Parquet decoder failed: {why}"
+                ))
+                .into()))
+            });
+        match next {
             Some(Ok(rb)) if self.next_row + rb.num_rows() as u64 <= self.group_end => {
                 self.convert(&rb, out);
                 self.report_progress();

@@ -51,7 +51,7 @@ pub fn is_temporary(path: &Path) -> bool {
 /// Syncs a finished temporary file and moves it to its final name.
 pub fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
     File::open(tmp)?.sync_all()?;
-    super::journal::note(path)?;
+    crate::journal::note(path)?;
     fs::rename(tmp, path)
 }
 
@@ -65,8 +65,8 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp = tmp_path(path).into_os_string();
     tmp.push(format!(".{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    super::journal::note(path)?;
-    super::journal::create_output(&tmp)?.write_all(bytes)?;
+    crate::journal::note(path)?;
+    crate::journal::create_output(&tmp)?.write_all(bytes)?;
     commit(&tmp, path)
 }
 
@@ -152,7 +152,7 @@ impl ShardWriter {
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
             }
-            let file = super::journal::create_output(&tmp_path(&path))?;
+            let file = crate::journal::create_output(&tmp_path(&path))?;
             match format {
                 OutputFormat::Parquet => {
                     let w = ArrowWriter::try_new(file, schema.clone(), Some(self.props()))

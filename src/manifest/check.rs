@@ -132,12 +132,7 @@ pub fn load(path: &Path) -> Result<LoadedManifest, Problems> {
     }
     let out = &parsed.manifest.output.dir;
     if list.is_empty() && !crate::io::remote::is_url(out) {
-        let patterns: Vec<&str> = parsed
-            .manifest
-            .sources
-            .iter()
-            .flat_map(|s| s.paths.iter().map(String::as_str))
-            .collect();
+        let patterns = parsed.manifest.patterns();
         if let Some(why) = crate::io::output_overlap(
             &super::resolve(&base, out),
             &base,

@@ -43,6 +43,16 @@ pub struct Manifest {
     pub slurm: crate::cluster::SlurmConfig,
 }
 
+impl Manifest {
+    /// Every source's input patterns, as written, in manifest order.
+    pub fn patterns(&self) -> Vec<&str> {
+        self.sources
+            .iter()
+            .flat_map(|s| s.paths.iter().map(String::as_str))
+            .collect()
+    }
+}
+
 /// One input: a set of files of one format, with licence and provenance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -210,7 +210,7 @@ pub fn finish(
     let all_steps = steps(m, &mut stages);
     let record = RunRecord::new(m, &all_units, world_size, owner::stamp_inputs(&all_units)?);
     units::Layout::new(&out, &m.manifest, 0, world_size).check_record(&record)?;
-    let _journal = io::journal::Journal::open(&out, "finish").map_err(io_err(&out))?;
+    let _journal = crate::journal::Journal::open(&out, "finish").map_err(io_err(&out))?;
     let mut missing = Vec::new();
     for step in &all_steps {
         let ranks = if single_task(step) { 1 } else { world_size };
@@ -358,12 +358,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
             )));
         }
     }
-    let patterns: Vec<&str> = m
-        .manifest
-        .sources
-        .iter()
-        .flat_map(|s| s.paths.iter().map(String::as_str))
-        .collect();
+    let patterns = m.manifest.patterns();
     let files = m.inputs.iter().flatten().map(|(p, _)| p.as_path());
     if let Some(why) = io::output_overlap(&out, &m.base, &patterns, files) {
         return Err(RunError::Overlap(why));
@@ -421,7 +416,7 @@ fn start_and_run(
     }
     layout.write_record(record)?;
     let journal_at = layout.root.join(FORJA_DIR);
-    let _journal = io::journal::Journal::open(&layout.root, &units::journal_tag(opts.rank))
+    let _journal = crate::journal::Journal::open(&layout.root, &units::journal_tag(opts.rank))
         .map_err(io_err(&journal_at))?;
     layout.clear_failure()?;
     let pool = rayon::ThreadPoolBuilder::new()

@@ -9,7 +9,7 @@
 //!   refused with the holder's host, pid and start time, which the holder
 //!   writes into the lock file.
 //! - Starting over deletes only the files the folder's journals list
-//!   ([`crate::io::journal`]) and forja's own `_forja/` state.
+//!   ([`crate::journal`]) and forja's own `_forja/` state.
 //! - Resuming compares the manifest's hash and every input's size, mtime
 //!   and fingerprint with the run record, and refuses any difference.
 
@@ -20,8 +20,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, RunError};
-use crate::io::journal::FORJA_DIR;
 use crate::io::Unit;
+use crate::journal::FORJA_DIR;
 
 /// The lock an output folder's run holds; released when dropped.
 pub struct FolderLock {
@@ -128,7 +128,7 @@ pub fn foreign_contents(root: &Path) -> Result<Option<String>, RunError> {
 /// Deletes what earlier runs wrote: the files the journals list, then
 /// forja's `_forja/` state except the lock this run holds.
 pub fn clear_owned(root: &Path) -> Result<usize, RunError> {
-    let n = crate::io::journal::remove_owned(root).map_err(io_err(root))?;
+    let n = crate::journal::remove_owned(root).map_err(io_err(root))?;
     let dir = root.join(FORJA_DIR);
     if let Ok(entries) = fs::read_dir(&dir) {
         for e in entries {

@@ -29,7 +29,7 @@ use crate::io::{atomic_write, commit, Unit};
 use crate::ledger::{self, LedgerRow, Stats};
 use crate::manifest::{LoadedManifest, Manifest, OutputFormat};
 
-pub use crate::io::journal::FORJA_DIR;
+pub use crate::journal::FORJA_DIR;
 
 /// What run an output folder holds; resuming requires the same one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ pub(super) struct Layout {
     owned: std::sync::OnceLock<std::collections::BTreeSet<PathBuf>>,
 }
 
-/// The journal of the files a rank writes (see [`crate::io::journal`]).
+/// The journal of the files a rank writes (see [`crate::journal`]).
 pub(super) fn journal_tag(rank: usize) -> String {
     format!("rank-{rank:05}")
 }
@@ -131,7 +131,7 @@ impl Layout {
 
     fn owned(&self) -> &std::collections::BTreeSet<PathBuf> {
         self.owned.get_or_init(|| {
-            crate::io::journal::owned_files_of(&self.root, &journal_tag(self.rank)).unwrap_or_else(
+            crate::journal::owned_files_of(&self.root, &journal_tag(self.rank)).unwrap_or_else(
                 |e| {
                     tracing::warn!(
                         "{}: cannot read what earlier runs wrote: {e}",

@@ -122,7 +122,7 @@ impl IndexedWriter {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let bin_tmp = tmp_path(&bin);
-        let file = crate::io::create_output(&bin_tmp).map_err(io_err(&bin_tmp))?;
+        let file = crate::journal::create_output(&bin_tmp).map_err(io_err(&bin_tmp))?;
         Ok(IndexedWriter {
             prefix: prefix.to_path_buf(),
             bin_tmp,
@@ -235,7 +235,7 @@ impl IndexedWriter {
             out.extend_from_slice(&d.to_le_bytes());
         }
         let idx_tmp = tmp_path(&idx);
-        crate::io::create_output(&idx_tmp)
+        crate::journal::create_output(&idx_tmp)
             .and_then(|mut f| std::io::Write::write_all(&mut f, &out))
             .map_err(io_err(&idx_tmp))?;
         commit(&bin_tmp, &bin).map_err(io_err(&bin))?;

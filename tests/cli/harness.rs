@@ -260,7 +260,12 @@ pub fn assert_accounted(out: &Path) -> serde_json::Value {
     // place only, dropped or rejected once or kept once.
     let mut gone = std::collections::BTreeSet::new();
     for r in rows.iter().filter(|r| r.0 != "pii_redacted") {
-        assert!(gone.insert((r.1.clone(), r.2)), "{}:{} in the ledger twice", r.1, r.2);
+        assert!(
+            gone.insert((r.1.clone(), r.2)),
+            "{}:{} in the ledger twice",
+            r.1,
+            r.2
+        );
     }
     let mut kept = std::collections::BTreeSet::new();
     for k in kept_records(out) {
@@ -268,7 +273,10 @@ pub fn assert_accounted(out: &Path) -> serde_json::Value {
             k["file"].as_str().unwrap_or_default().to_string(),
             k["line"].as_u64().unwrap_or_default(),
         );
-        assert!(!gone.contains(&key), "{key:?} is both kept and in the ledger");
+        assert!(
+            !gone.contains(&key),
+            "{key:?} is both kept and in the ledger"
+        );
         assert!(kept.insert(key.clone()), "{key:?} kept twice");
     }
     s

@@ -20,11 +20,8 @@ fn record(i: usize, claim: Option<&str>) -> Vec<u8> {
     r
 }
 
-/// (record numbers framed, (number, reason) rejected, file status).
-fn read(bytes: &[u8], name: &str, cap: u64) -> (Vec<u64>, Vec<(u64, Reason)>, FileStatus) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(name);
-    std::fs::write(&path, bytes).unwrap();
+/// A reader over the file at `path`, documents capped at `cap` bytes.
+fn reader(path: &std::path::Path, size: u64, cap: u64) -> WarcReader {
     let spec = Arc::new(SourceSpec {
         name: "s".into(),
         text_field: "text".into(),
@@ -32,13 +29,15 @@ fn read(bytes: &[u8], name: &str, cap: u64) -> (Vec<u64>, Vec<(u64, Reason)>, Fi
         max_doc_bytes: cap,
     });
     let file = InputFile {
-        path,
-        rel: name.into(),
-        size: bytes.len() as u64,
+        path: path.to_path_buf(),
+        rel: path.file_name().unwrap().to_string_lossy().into(),
+        size,
     };
-    let mut r = WarcReader::new(file, spec, 1 << 16, Arc::new(AtomicU64::new(0)));
-    let mut q = VecDeque::new();
-    while r.step(&mut q).unwrap() {}
+    WarcReader::new(file, spec, 1 << 16, Arc::new(AtomicU64::new(0)))
+}
+
+/// (record numbers framed, (number, reason) rejected, file status) of the chunks.
+fn collect(q: VecDeque<Chunk>) -> (Vec<u64>, Vec<(u64, Reason)>, FileStatus) {
     let (mut records, mut rejects, mut status) = (Vec::new(), Vec::new(), None);
     for c in q {
         match c {
@@ -51,6 +50,17 @@ fn read(bytes: &[u8], name: &str, cap: u64) -> (Vec<u64>, Vec<(u64, Reason)>, Fi
         }
     }
     (records, rejects, status.expect("an end marker"))
+}
+
+/// Reads `bytes` as the file `name` whole.
+fn read(bytes: &[u8], name: &str, cap: u64) -> (Vec<u64>, Vec<(u64, Reason)>, FileStatus) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let mut r = reader(&path, bytes.len() as u64, cap);
+    let mut q = VecDeque::new();
+    while r.step(&mut q).unwrap() {}
+    collect(q)
 }
 
 /// Every number from 1 up is framed or rejected, once.
@@ -192,18 +202,7 @@ fn a_file_cut_while_it_is_read_ends_as_truncated_without_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.warc");
     std::fs::write(&path, &f).unwrap();
-    let spec = Arc::new(SourceSpec {
-        name: "s".into(),
-        text_field: "text".into(),
-        url_field: None,
-        max_doc_bytes: 1 << 20,
-    });
-    let file = InputFile {
-        path: path.clone(),
-        rel: "live.warc".into(),
-        size: f.len() as u64,
-    };
-    let mut r = WarcReader::new(file, spec, 1 << 16, Arc::new(AtomicU64::new(0)));
+    let mut r = reader(&path, f.len() as u64, 1 << 20);
     let mut q = VecDeque::new();
     assert!(r.step(&mut q).unwrap());
     // Another program cuts the file to a third.
@@ -214,18 +213,8 @@ fn a_file_cut_while_it_is_read_ends_as_truncated_without_a_crash() {
         .set_len(f.len() as u64 / 3)
         .unwrap();
     while r.step(&mut q).unwrap() {}
-    let (mut records, mut rejects, mut status) = (Vec::new(), Vec::new(), None);
-    for c in q {
-        match c {
-            Chunk::Records { records: rr, .. } => {
-                records.extend(rr.records.iter().map(|x| x.number))
-            }
-            Chunk::Rejects(rows) => rejects.extend(rows.iter().map(|x| (x.line, x.reason))),
-            Chunk::FileEnd { status: s, .. } => status = Some(s),
-            _ => {}
-        }
-    }
-    assert_eq!(status, Some(FileStatus::Truncated));
+    let (records, rejects, status) = collect(q);
+    assert_eq!(status, FileStatus::Truncated);
     assert!(!records.is_empty() && records.len() < 20_000 / 3 + 1);
     assert!(rejects.iter().any(|r| r.1 == Reason::TruncatedFile));
     conserved(&records, &rejects);
