@@ -16,70 +16,73 @@
 pub const MAX_DEPTH: usize = 512;
 
 /// Most open elements summed over every start tag (the parser's scope walks).
-pub const MAX_WORK: u64 = 100_000_000;
+pub const MAX_WORK: u64 = 25_000_000;
 
 /// Elements that never hold children or that the parser closes by itself
-/// when a sibling starts; they do not add to the depth.
+/// when a sibling starts; they do not add to the depth. (`name` in lower case.)
 fn flat(name: &[u8]) -> bool {
-    const NAMES: &[&[u8]] = &[
-        b"area",
-        b"base",
-        b"br",
-        b"col",
-        b"embed",
-        b"hr",
-        b"img",
-        b"input",
-        b"link",
-        b"meta",
-        b"param",
-        b"source",
-        b"track",
-        b"wbr",
-        b"keygen",
-        b"basefont",
-        b"bgsound",
-        b"frame",
-        b"p",
-        b"li",
-        b"dt",
-        b"dd",
-        b"tr",
-        b"td",
-        b"th",
-        b"option",
-        b"optgroup",
-        b"rb",
-        b"rp",
-        b"rt",
-        b"rtc",
-        b"thead",
-        b"tbody",
-        b"tfoot",
-        b"colgroup",
-        b"caption",
-        b"html",
-        b"head",
-        b"body",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    matches!(
+        name,
+        b"area"
+            | b"base"
+            | b"br"
+            | b"col"
+            | b"embed"
+            | b"hr"
+            | b"img"
+            | b"input"
+            | b"link"
+            | b"meta"
+            | b"param"
+            | b"source"
+            | b"track"
+            | b"wbr"
+            | b"keygen"
+            | b"basefont"
+            | b"bgsound"
+            | b"frame"
+            | b"p"
+            | b"li"
+            | b"dt"
+            | b"dd"
+            | b"tr"
+            | b"td"
+            | b"th"
+            | b"option"
+            | b"optgroup"
+            | b"rb"
+            | b"rp"
+            | b"rt"
+            | b"rtc"
+            | b"thead"
+            | b"tbody"
+            | b"tfoot"
+            | b"colgroup"
+            | b"caption"
+            | b"html"
+            | b"head"
+            | b"body"
+    )
 }
 
-/// Elements whose content is text up to their own end tag.
+/// Elements whose content is text up to their own end tag. (`name` in lower case.)
 fn raw_text(name: &[u8]) -> bool {
-    const NAMES: &[&[u8]] = &[
-        b"script",
-        b"style",
-        b"textarea",
-        b"title",
-        b"xmp",
-        b"iframe",
-        b"noembed",
-        b"noframes",
-        b"plaintext",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    matches!(
+        name,
+        b"script"
+            | b"style"
+            | b"textarea"
+            | b"title"
+            | b"xmp"
+            | b"iframe"
+            | b"noembed"
+            | b"noframes"
+            | b"plaintext"
+    )
 }
+
+/// The longest name [`flat`] and [`raw_text`] know.
+const LONGEST: usize = 9;
 
 /// The nesting of a page, as [`scan`] measures it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,17 +141,28 @@ pub fn scan(html: &[u8]) -> Nesting {
         if name_len == 0 || !rest[name_start].is_ascii_alphabetic() {
             continue;
         }
+        // Lower-cased into a small buffer; longer names are none of the
+        // special ones (they nest like any element).
+        let mut lower = [0u8; LONGEST];
         let name = &rest[name_start..name_start + name_len];
+        let known = if name_len <= LONGEST {
+            for (d, s) in lower.iter_mut().zip(name) {
+                *d = s.to_ascii_lowercase();
+            }
+            &lower[..name_len]
+        } else {
+            &[][..]
+        };
         let close = memchr::memchr(b'>', rest).unwrap_or(rest.len());
         let self_closed = close > 0 && rest.get(close - 1) == Some(&b'/');
         i += close.min(rest.len());
         if end_tag {
-            if !flat(name) {
+            if !flat(known) {
                 depth = depth.saturating_sub(1);
             }
             continue;
         }
-        if raw_text(name) {
+        if raw_text(known) {
             // Skip to `</name`, case-insensitively.
             let body = &html[i..];
             let mut j = 0;
@@ -171,7 +185,7 @@ pub fn scan(html: &[u8]) -> Nesting {
             }
             continue;
         }
-        if self_closed || flat(name) {
+        if self_closed || flat(known) {
             continue;
         }
         out.work += depth as u64;
