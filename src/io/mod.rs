@@ -375,8 +375,11 @@ pub(crate) fn counting<R: Read>(inner: R, counter: Arc<AtomicU64>) -> Counting<R
 /// A compression format, told by a stream's first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
+    /// gzip (magic 1f 8b), every member read.
     Gzip,
+    /// zstd (magic 28 b5 2f fd, or a skippable frame first).
     Zstd,
+    /// Anything else: read as it is.
     Plain,
 }
 

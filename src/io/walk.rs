@@ -19,7 +19,9 @@ const MAX_DEPTH: usize = 256;
 /// A file a pattern found.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Found {
+    /// The file as the walk reached it (the pattern's spelling).
     pub path: PathBuf,
+    /// Its size in bytes.
     pub size: u64,
     /// Device and inode: the file's identity whatever its spelling.
     pub id: (u64, u64),

@@ -153,6 +153,7 @@ pub fn clear_owned(root: &Path) -> Result<usize, RunError> {
 pub struct InputStamp {
     /// As recorded in ids and the ledger.
     pub path: String,
+    /// Its size in bytes.
     pub size: u64,
     /// Modification time in nanoseconds since the epoch (0 when unknown or remote).
     pub mtime_ns: i128,

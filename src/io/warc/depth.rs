@@ -87,7 +87,9 @@ const LONGEST: usize = 9;
 /// The nesting of a page, as [`scan`] measures it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nesting {
+    /// The deepest nesting met (the scan stops once past the limits).
     pub max_depth: usize,
+    /// Open elements summed over every start tag.
     pub work: u64,
 }
 

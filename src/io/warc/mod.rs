@@ -19,9 +19,8 @@
 //! damaged stretch between two good records counts as one record.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -33,14 +32,15 @@ use super::{Chunk, InputFile, ReadError, Reader, SourceSpec};
 use crate::ledger::{FileStatus, LedgerRow, Reason};
 
 mod depth;
+mod frame;
 #[cfg(test)]
 mod framing_tests;
 mod page;
 pub use page::decode_records;
 pub(crate) use page::fuzz_page;
 
-const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+use frame::*;
+
 /// The skippable frame that holds a WARC-zstd file's dictionary
 /// (magic 0x184D2A5D); any other skippable frame is passed over.
 const DICTIONARY_FRAME: u8 = 0x5d;
@@ -48,8 +48,6 @@ const DICTIONARY_FRAME: u8 = 0x5d;
 const MAX_DICTIONARY: u64 = 16 << 20;
 /// Room for WARC and HTTP headers on top of `max_doc_bytes` of payload.
 const HEADER_ROOM: u64 = 1 << 20;
-/// Decompressed bytes a stream reads at a time.
-const STREAM_READ: u64 = 1 << 20;
 /// A member that inflates past this (or the cap, if lower) is read as a
 /// stream: inflating a 64 MiB cap's worth of a WARC compressed whole only to
 /// start again would double its cost, while a single record this large is
@@ -79,227 +77,6 @@ pub struct RawRecord {
     /// The WARC header block and content block: `data[start..end]`.
     pub start: usize,
     pub end: usize,
-}
-
-/// Where a record starts in its file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Place {
-    /// The byte offset in the file (of the gzip member or zstd frame, when
-    /// compressed): where a reader seeks to get the record again.
-    pub offset: u64,
-    /// The record's offset in its member's decompressed content, where it
-    /// is not at the start (a member that holds several records: a WARC
-    /// compressed whole).
-    pub inner: Option<u64>,
-}
-
-impl Place {
-    fn at(offset: usize) -> Place {
-        Place {
-            offset: offset as u64,
-            inner: None,
-        }
-    }
-}
-
-impl Place {
-    fn inside(member: usize, inner: u64) -> Place {
-        Place {
-            offset: member as u64,
-            inner: (inner > 0).then_some(inner),
-        }
-    }
-}
-
-impl fmt::Display for Place {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "byte offset {}", self.offset)?;
-        if let Some(inner) = self.inner {
-            write!(f, " (byte {inner} of the member's decompressed content)")?;
-        }
-        Ok(())
-    }
-}
-
-/// How the file is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Codec {
-    Plain,
-    Gzip,
-    Zstd,
-}
-
-impl Codec {
-    fn sniff(data: &[u8]) -> Codec {
-        if data.starts_with(&GZIP_MAGIC[..2]) {
-            Codec::Gzip
-        } else if data.starts_with(&ZSTD_MAGIC) || skippable_len(data).is_some() {
-            Codec::Zstd
-        } else {
-            Codec::Plain
-        }
-    }
-
-    fn member(self) -> &'static str {
-        match self {
-            Codec::Plain => "record",
-            Codec::Gzip => "gzip member",
-            Codec::Zstd => "zstd frame",
-        }
-    }
-
-    fn magic(self) -> &'static [u8] {
-        match self {
-            Codec::Plain => b"\nWARC/",
-            Codec::Gzip => &GZIP_MAGIC,
-            Codec::Zstd => &ZSTD_MAGIC,
-        }
-    }
-}
-
-/// The length of the zstd skippable frame at the start of `data`, if one
-/// starts there whole.
-fn skippable_len(data: &[u8]) -> Option<usize> {
-    let head = data.get(..8)?;
-    if head[0] & 0xf0 != 0x50 || head[1..4] != [0x2a, 0x4d, 0x18] {
-        return None;
-    }
-    let size = u32::from_le_bytes(head[4..8].try_into().ok()?) as usize;
-    (8 + size <= data.len()).then_some(8 + size)
-}
-
-/// The mapped file from a position on, as a reader that holds the map
-/// itself (a stream lives across steps).
-struct MapReader {
-    map: Arc<Mmap>,
-    pos: usize,
-}
-
-impl Read for MapReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (&self.map[self.pos..]).read(buf)?;
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl BufRead for MapReader {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        Ok(&self.map[self.pos..])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        self.pos = (self.pos + amt).min(self.map.len());
-    }
-}
-
-/// A stream's source of decompressed bytes.
-enum Inflater {
-    Plain(MapReader),
-    Gzip(Box<GzDecoder<MapReader>>),
-    Zstd(Box<zstd::stream::read::Decoder<'static, MapReader>>),
-}
-
-impl Inflater {
-    /// Bytes of the file consumed so far.
-    fn pos(&self) -> usize {
-        match self {
-            Inflater::Plain(r) => r.pos,
-            Inflater::Gzip(d) => d.get_ref().pos,
-            Inflater::Zstd(d) => d.get_ref().pos,
-        }
-    }
-}
-
-impl Read for Inflater {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Inflater::Plain(r) => r.read(buf),
-            Inflater::Gzip(d) => d.read(buf),
-            Inflater::Zstd(d) => d.read(buf),
-        }
-    }
-}
-
-/// Records framed from decompressed content as it arrives: a plain file,
-/// or a member too large to inflate whole.
-struct Stream {
-    input: Inflater,
-    /// Where the stream starts in the file.
-    start: usize,
-    /// Content read and not yet framed: `window[head..]`.
-    window: Vec<u8>,
-    head: usize,
-    /// The content offset of `window[0]`.
-    base: u64,
-    /// Bytes of an oversized record still to pass over.
-    skip: u64,
-    /// Where the record being skipped started: once skipped, a record must follow.
-    verify: Option<Place>,
-    ended: bool,
-    /// Why the content ended early.
-    failed: Option<io::Error>,
-}
-
-impl Stream {
-    fn new(input: Inflater, start: usize) -> Stream {
-        Stream {
-            input,
-            start,
-            window: Vec::new(),
-            head: 0,
-            base: 0,
-            skip: 0,
-            verify: None,
-            ended: false,
-            failed: None,
-        }
-    }
-
-    fn live(&self) -> &[u8] {
-        &self.window[self.head..]
-    }
-
-    /// Moves to the next record header in the window after the live
-    /// content's first byte (or keeps a tail that may start one).
-    fn resync_in_window(&mut self) {
-        let live = self.live();
-        match next_header(live) {
-            Some(i) => self.head += i,
-            None if self.ended => self.head = self.window.len(),
-            None => self.head += live.len().saturating_sub(6).max(1),
-        }
-    }
-
-    /// Where the live content's byte `at` comes from.
-    fn place(&self, at: usize) -> Place {
-        let inner = self.base + (self.head + at) as u64;
-        match self.input {
-            Inflater::Plain(_) => Place::at(self.start + inner as usize),
-            _ => Place::inside(self.start, inner),
-        }
-    }
-
-    /// Reads up to [`STREAM_READ`] more bytes of content; marks the end,
-    /// and why it came early when the compressed data is damaged (what was
-    /// inflated before the damage is kept, to be framed first).
-    fn fill(&mut self) {
-        if self.head > 0 {
-            self.window.drain(..self.head);
-            self.base += self.head as u64;
-            self.head = 0;
-        }
-        match (&mut self.input)
-            .take(STREAM_READ)
-            .read_to_end(&mut self.window)
-        {
-            Ok(n) => self.ended = n == 0,
-            Err(e) => {
-                self.ended = true;
-                self.failed = Some(e);
-            }
-        }
-    }
 }
 
 /// A run of bad bytes not yet reported: reported once reading is back on
@@ -342,22 +119,6 @@ enum Member {
     /// Damaged; `cut` when its data ends early (the file was cut short in
     /// it), so that what came before the cut can still be framed.
     Broken { error: String, cut: bool },
-}
-
-/// Why no record length could be read.
-enum Framing {
-    /// The header is not all there yet.
-    CutOff,
-    NotAHeader(String),
-}
-
-impl fmt::Display for Framing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Framing::CutOff => f.write_str("the record's WARC header is cut off"),
-            Framing::NotAHeader(line) => write!(f, "not a WARC record header ({line:?})"),
-        }
-    }
 }
 
 impl WarcReader {
@@ -921,79 +682,6 @@ impl WarcReader {
     }
 }
 
-/// Whether a record of `len` bytes at the start of `data` ends where the
-/// next record (or the content) starts: after the record, only line breaks
-/// (or zero padding) up to `WARC/`; or, when something else follows, the
-/// standard's CRLF CRLF and no record header inside the span. `None` when
-/// more bytes are needed to tell. A Content-Length that does not pass this
-/// is not trusted.
-fn ends_cleanly(data: &[u8], len: usize, at_end: bool) -> Option<bool> {
-    let after = data.get(len..)?;
-    let rest = after;
-    let ws = rest
-        .iter()
-        .take_while(|b| matches!(b, b'\r' | b'\n' | 0))
-        .count();
-    let rest = &rest[ws..];
-    const NEXT: &[u8] = b"WARC/";
-    if rest.len() < NEXT.len() && NEXT.starts_with(rest) {
-        // Nothing or a prefix of `WARC/` so far.
-        return if at_end {
-            Some(rest.is_empty())
-        } else if ws >= 4096 {
-            Some(true)
-        } else {
-            None
-        };
-    }
-    if rest.starts_with(NEXT) {
-        return Some(true);
-    }
-    // Not followed by a record (the next one may be the damaged one): the
-    // length is still trusted if the record ends as the standard says
-    // (CRLF CRLF) and its span swallows no other record's header.
-    Some(after.starts_with(b"\r\n\r\n") && next_header(&data[..len]).is_none())
-}
-
-/// Where the next record header may start in `data`, after its first byte.
-fn next_header(data: &[u8]) -> Option<usize> {
-    memchr::memmem::find(data.get(1..)?, b"\nWARC/").map(|i| i + 2)
-}
-
-/// The length of the empty line that ends a header block (the parser
-/// stops before it).
-fn blank_line(rest: &[u8]) -> Option<usize> {
-    if rest.starts_with(b"\r\n") {
-        Some(2)
-    } else if rest.starts_with(b"\n") {
-        Some(1)
-    } else {
-        None
-    }
-}
-
-/// The length of the record at the start of `data` (header block, content
-/// block), or why there is none.
-fn record_len(data: &[u8]) -> Result<usize, Framing> {
-    match warc::parser::headers(data) {
-        Ok((rest, (_, _, content_length))) => {
-            let blank = blank_line(rest).ok_or(Framing::CutOff)?;
-            (data.len() - rest.len() + blank)
-                .checked_add(content_length)
-                .filter(|&n| n < (1usize << 62))
-                .ok_or_else(|| {
-                    Framing::NotAHeader(format!("Content-Length {content_length} is impossible"))
-                })
-        }
-        Err(e) if e.is_incomplete() => Err(Framing::CutOff),
-        Err(_) => {
-            let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(&line[..line.len().min(40)]);
-            Err(Framing::NotAHeader(line.trim_end().to_string()))
-        }
-    }
-}
-
 impl Reader for WarcReader {
     fn step(&mut self, out: &mut VecDeque<Chunk>) -> Result<bool, ReadError> {
         if self.map.is_none() {
@@ -1092,41 +780,4 @@ impl Reader for WarcReader {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_codec_comes_from_the_first_bytes() {
-        assert_eq!(Codec::sniff(&[0x1f, 0x8b, 8, 0]), Codec::Gzip);
-        assert_eq!(Codec::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Codec::Zstd);
-        // A WARC-zstd file opens with its dictionary's skippable frame.
-        let dict_frame = [0x5d, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 7, 7];
-        assert_eq!(Codec::sniff(&dict_frame), Codec::Zstd);
-        assert_eq!(skippable_len(&dict_frame), Some(10));
-        // Cut inside its payload, it is no frame.
-        assert_eq!(skippable_len(&dict_frame[..9]), None);
-        assert_eq!(skippable_len(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]), None);
-        assert_eq!(Codec::sniff(b"WARC/1.1\r\n"), Codec::Plain);
-    }
-
-    #[test]
-    fn a_place_inside_a_member_names_both_offsets() {
-        assert_eq!(Place::at(690).to_string(), "byte offset 690");
-        assert_eq!(Place::inside(690, 0).to_string(), "byte offset 690");
-        assert_eq!(
-            Place::inside(0, 5120).to_string(),
-            "byte offset 0 (byte 5120 of the member's decompressed content)"
-        );
-    }
-
-    #[test]
-    fn record_lengths_tell_a_cut_header_from_garbage() {
-        let rec = b"WARC/1.1\r\nWARC-Type: warcinfo\r\nContent-Length: 3\r\n\r\nabc\r\n\r\n";
-        assert_eq!(record_len(rec).ok(), Some(rec.len() - 4));
-        assert!(matches!(record_len(&rec[..20]), Err(Framing::CutOff)));
-        assert!(matches!(
-            record_len(b"<html>\r\n\r\n"),
-            Err(Framing::NotAHeader(l)) if l == "<html>"
-        ));
-    }
-}
+mod tests;
