@@ -15,6 +15,14 @@ use std::sync::Arc;
 use super::{decode, open_unit, Chunk, InputFile, SourceSpec, Unit};
 use crate::manifest::{InputFormat, ReaderConfig};
 
+/// For the fuzz targets: panics that forja catches itself (a page, a row
+/// group) are not crashes, so they print nothing; libfuzzer-sys still
+/// aborts on any panic that escapes a target.
+pub fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+}
+
 /// A per-thread scratch file holding the bytes under `name`.
 fn scratch(bytes: &[u8], name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

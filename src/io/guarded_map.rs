@@ -42,7 +42,7 @@ static PAGE: AtomicUsize = AtomicUsize::new(4096);
 /// A read-only map of a whole file, guarded against the file shrinking.
 pub struct GuardedMap {
     map: Mmap,
-    slot: Option<usize>,
+    slot: usize,
 }
 
 impl GuardedMap {
@@ -52,32 +52,25 @@ impl GuardedMap {
         // SAFETY: a read-only private view; the file shrinking under it is
         // what the registration below guards against.
         let map = unsafe { Mmap::map(file)? };
-        let slot = (0..SLOTS).find(|&i| {
-            REGISTRY[i]
-                .taken
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        });
-        match slot {
-            Some(i) => {
-                let s = &REGISTRY[i];
-                s.faulted.store(false, Ordering::Release);
-                s.start.store(map.as_ptr() as usize, Ordering::Release);
-                s.len.store(map.len(), Ordering::Release);
-            }
-            None => {
-                // More maps than slots: read this one whole instead of
-                // leaving it unguarded.
-                return Err(io::Error::other("too many guarded maps open at once"));
-            }
-        }
+        // More maps than slots: refused rather than left unguarded.
+        let slot = (0..SLOTS)
+            .find(|&i| {
+                REGISTRY[i]
+                    .taken
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            })
+            .ok_or_else(|| io::Error::other("too many guarded maps open at once"))?;
+        let s = &REGISTRY[slot];
+        s.faulted.store(false, Ordering::Release);
+        s.start.store(map.as_ptr() as usize, Ordering::Release);
+        s.len.store(map.len(), Ordering::Release);
         Ok(GuardedMap { map, slot })
     }
 
     /// True once a read hit a page past the file's end (it read zeros).
     pub fn faulted(&self) -> bool {
-        self.slot
-            .is_some_and(|i| REGISTRY[i].faulted.load(Ordering::Acquire))
+        REGISTRY[self.slot].faulted.load(Ordering::Acquire)
     }
 }
 
@@ -90,12 +83,10 @@ impl Deref for GuardedMap {
 
 impl Drop for GuardedMap {
     fn drop(&mut self) {
-        if let Some(i) = self.slot {
-            let s = &REGISTRY[i];
-            s.len.store(0, Ordering::Release);
-            s.start.store(0, Ordering::Release);
-            s.taken.store(false, Ordering::Release);
-        }
+        let s = &REGISTRY[self.slot];
+        s.len.store(0, Ordering::Release);
+        s.start.store(0, Ordering::Release);
+        s.taken.store(false, Ordering::Release);
         // The map (with any zero pages put over it) is unmapped whole next.
     }
 }

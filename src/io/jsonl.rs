@@ -225,9 +225,10 @@ pub fn decode_lines(data: &[u8], file: &str, first_line: u64, spec: &SourceSpec)
         let line = first_line + i as u64;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // A UTF-8 byte-order mark before the first line is not content.
-        let raw = match (line, raw.strip_prefix(b"\xEF\xBB\xBF")) {
-            (1, Some(r)) => r,
-            _ => raw,
+        let raw = if line == 1 {
+            raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
+        } else {
+            raw
         };
         if raw.iter().all(u8::is_ascii_whitespace) {
             out.blank_lines += 1;

@@ -102,16 +102,7 @@ pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<(PathBuf, u64)>,
 /// Device and inode of a local file, to read each file once however it is
 /// spelled (`None` for object storage or when it cannot be read).
 pub fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
+    std::fs::metadata(path).ok().and_then(|m| walk::file_id(&m))
 }
 
 /// One input file of a unit.

@@ -23,23 +23,29 @@ pub struct Found {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
-    /// Device and inode: the file's identity whatever its spelling.
-    pub id: (u64, u64),
 }
 
 fn has_meta(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// Device and inode: a file's identity whatever its spelling (`None` where
+/// the platform does not tell, and nothing is then taken as seen before).
 #[cfg(unix)]
-fn file_id(m: &fs::Metadata) -> (u64, u64) {
+pub(super) fn file_id(m: &fs::Metadata) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    (m.dev(), m.ino())
+    Some((m.dev(), m.ino()))
 }
 
+/// Device and inode are not read on this platform.
 #[cfg(not(unix))]
-fn file_id(_: &fs::Metadata) -> (u64, u64) {
-    (0, 0)
+pub(super) fn file_id(_: &fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+/// True the first time an identity is seen (always, without one).
+fn first_time(seen: &mut HashSet<(u64, u64)>, id: Option<(u64, u64)>) -> bool {
+    id.is_none_or(|id| seen.insert(id))
 }
 
 fn unreadable(p: &Path, e: std::io::Error) -> InputError {
@@ -75,7 +81,6 @@ pub fn walk(full: &Path, pattern: &str) -> Result<Vec<Found>, InputError> {
             Ok(m) if m.is_file() => Ok(vec![Found {
                 path: full.to_path_buf(),
                 size: m.len(),
-                id: file_id(&m),
             }]),
             Ok(_) => Ok(Vec::new()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -109,7 +114,7 @@ pub fn walk(full: &Path, pattern: &str) -> Result<Vec<Found>, InputError> {
     if !meta.is_dir() {
         return Ok(out);
     }
-    seen_dirs.insert(file_id(&meta));
+    first_time(&mut seen_dirs, file_id(&meta));
     let mut stack = vec![(base, 0usize)];
     while let Some((dir, depth)) = stack.pop() {
         let entries = fs::read_dir(here(&dir)).map_err(|e| unreadable(&dir, e))?;
@@ -122,7 +127,7 @@ pub fn walk(full: &Path, pattern: &str) -> Result<Vec<Found>, InputError> {
                 continue;
             };
             if m.is_dir() {
-                if depth + 1 < max_depth && seen_dirs.insert(file_id(&m)) {
+                if depth + 1 < max_depth && first_time(&mut seen_dirs, file_id(&m)) {
                     stack.push((path, depth + 1));
                 }
                 continue;
@@ -138,11 +143,10 @@ pub fn walk(full: &Path, pattern: &str) -> Result<Vec<Found>, InputError> {
                 }
                 continue;
             };
-            if compiled.matches_with(name, opts) && seen_files.insert(file_id(&m)) {
+            if compiled.matches_with(name, opts) && first_time(&mut seen_files, file_id(&m)) {
                 out.push(Found {
                     path,
                     size: m.len(),
-                    id: file_id(&m),
                 });
             }
         }

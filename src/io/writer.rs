@@ -65,7 +65,6 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp = tmp_path(path).into_os_string();
     tmp.push(format!(".{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    crate::journal::note(path)?;
     crate::journal::create_output(&tmp)?.write_all(bytes)?;
     commit(&tmp, path)
 }

@@ -363,8 +363,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     if let Some(why) = io::output_overlap(&out, &m.base, &patterns, files) {
         return Err(RunError::Overlap(why));
     }
-    let resuming = opts.resume || opts.phase.as_deref().is_some_and(|p| p != all_steps[0]);
-    if !resuming && !opts.force {
+    if !goes_on(opts, &all_steps) && !opts.force {
         if let Some(list) = owner::foreign_contents(&out)? {
             return Err(RunError::NotOurs {
                 dir: out.display().to_string(),
@@ -398,6 +397,12 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
     result
 }
 
+/// True when this task goes on from an earlier one in the folder: with
+/// `--resume`, or running a step after the manifest's first.
+fn goes_on(opts: &RunOptions, all_steps: &[String]) -> bool {
+    opts.resume || opts.phase.as_deref().is_some_and(|p| p != all_steps[0])
+}
+
 #[allow(clippy::too_many_arguments)]
 fn start_and_run(
     m: &LoadedManifest,
@@ -409,7 +414,7 @@ fn start_and_run(
     all_steps: &[String],
     started: Instant,
 ) -> Result<RunSummary, RunError> {
-    if opts.resume || opts.phase.as_deref().is_some_and(|p| p != all_steps[0]) {
+    if goes_on(opts, all_steps) {
         layout.check_record(record)?;
     } else {
         layout.check_not_foreign(record)?;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use flate2::bufread::GzDecoder;
 
 use crate::io::guarded_map::GuardedMap as Mmap;
+pub(super) use crate::io::Codec;
 
 /// A gzip member's first bytes (deflate).
 pub(super) const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
@@ -57,25 +58,10 @@ impl fmt::Display for Place {
     }
 }
 
-/// How the file is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Codec {
-    Plain,
-    Gzip,
-    Zstd,
-}
-
+/// What a WARC file's unit of compression is called, and the bytes that
+/// start one (to resync on after damage); the codec itself is sniffed by
+/// [`Codec::sniff`], as for every other input.
 impl Codec {
-    pub(super) fn sniff(data: &[u8]) -> Codec {
-        if data.starts_with(&GZIP_MAGIC[..2]) {
-            Codec::Gzip
-        } else if data.starts_with(&ZSTD_MAGIC) || skippable_len(data).is_some() {
-            Codec::Zstd
-        } else {
-            Codec::Plain
-        }
-    }
-
     pub(super) fn member(self) -> &'static str {
         match self {
             Codec::Plain => "record",
