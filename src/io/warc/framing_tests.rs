@@ -219,3 +219,15 @@ fn a_file_cut_while_it_is_read_ends_as_truncated_without_a_crash() {
     assert!(rejects.iter().any(|r| r.1 == Reason::TruncatedFile));
     conserved(&records, &rejects);
 }
+
+#[test]
+fn a_warc_compressed_whole_with_a_long_zstd_window_is_read() {
+    let f: Vec<u8> = (0..50).flat_map(|i| record(i, None)).collect();
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    enc.long_distance_matching(true).unwrap();
+    enc.window_log(31).unwrap();
+    std::io::Write::write_all(&mut enc, &f).unwrap();
+    let (records, rejects, status) = read(&enc.finish().unwrap(), "long.warc.zst", 1 << 20);
+    assert_eq!(records.len(), 50, "{rejects:?}");
+    assert_eq!(status, FileStatus::Complete);
+}

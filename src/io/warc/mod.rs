@@ -189,6 +189,10 @@ impl WarcReader {
             self.pos = len;
         }
         let mut dctx = zstd_safe::DCtx::create();
+        // Windows as large as any other input may use (`zstd --long=31`).
+        let _ = dctx.set_parameter(zstd_safe::DParameter::WindowLogMax(
+            crate::io::ZSTD_WINDOW_LOG_MAX,
+        ));
         if !dictionary.is_empty() {
             if let Err(code) = dctx.load_dictionary(&dictionary) {
                 problem = Some(format!(
@@ -276,11 +280,12 @@ impl WarcReader {
             Codec::Gzip => Inflater::Gzip(Box::new(GzDecoder::new(input))),
             Codec::Zstd => {
                 let dictionary = self.zstd.as_ref().map_or(&[][..], |z| &z.dictionary);
-                let dec = if dictionary.is_empty() {
+                let mut dec = if dictionary.is_empty() {
                     zstd::stream::read::Decoder::with_buffer(input)?
                 } else {
                     zstd::stream::read::Decoder::with_dictionary(input, dictionary)?
                 };
+                dec.window_log_max(crate::io::ZSTD_WINDOW_LOG_MAX)?;
                 Inflater::Zstd(Box::new(dec.single_frame()))
             }
         };
@@ -625,15 +630,7 @@ impl WarcReader {
                     }
                     Err(e) => {
                         self.open_damage(place, e.to_string());
-                        // On to the next line that starts a record; keep a
-                        // tail that may be the start of one.
-                        let live = s.live();
-                        let next = b"\nWARC/";
-                        match memchr::memmem::find(&live[1..], next) {
-                            Some(i) => s.head += i + 2,
-                            None if s.ended => s.head = s.window.len(),
-                            None => s.head += live.len().saturating_sub(next.len()).max(1),
-                        }
+                        s.resync_in_window();
                         false
                     }
                 }
