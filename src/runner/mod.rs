@@ -358,10 +358,14 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
             )));
         }
     }
-    let patterns = m.manifest.patterns();
-    let files = m.inputs.iter().flatten().map(|(p, _)| p.as_path());
-    if let Some(why) = io::output_overlap(&out, &m.base, &patterns, files) {
-        return Err(RunError::Overlap(why));
+    // Loading the manifest checked its own `output.dir`; `--out` and a
+    // staging folder for object storage are checked here.
+    if opts.output.is_some() || m.output_url().is_some() {
+        let patterns = m.manifest.patterns();
+        let files = m.inputs.iter().flatten().map(|(p, _)| p.as_path());
+        if let Some(why) = io::output_overlap(&out, &m.base, &patterns, files) {
+            return Err(RunError::Overlap(why));
+        }
     }
     if !goes_on(opts, &all_steps) && !opts.force {
         if let Some(list) = owner::foreign_contents(&out)? {
