@@ -634,7 +634,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { manifest } => match forja::load_manifest(&manifest) {
             Ok(m) => {
-                let units = forja::plan_units(&m)?;
+                let units = m.units()?;
                 // Stages load their models and data here, so a bad path fails now.
                 let mut stages = forja::build_stages(&m)?;
                 println!(
@@ -730,7 +730,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     print_mixture(dir, &forja::shards::blend::Families::load(dir)?);
                     println!();
                 }
-                let report = summary.output_dir.join(forja::report::REPORT);
+                let report = summary.output_dir.join(forja::REPORT);
                 match &summary.merged {
                     Some(_) if report.is_file() => println!(
                         "output: {}\nreport: {}",

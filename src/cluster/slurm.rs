@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::provenance::rank_record;
+use crate::files::rank_record;
 
 /// `[slurm]` in a manifest: how its jobs are submitted. None of it changes
 /// what a run writes, so it is not part of the run's manifest hash.
@@ -234,7 +234,7 @@ pub fn plan(spec: &RunSpec, cfg: &SlurmConfig) -> Vec<Job> {
         }
         stage += 1;
     }
-    let finished = spec.out.join(crate::provenance::RUN_MANIFEST).is_file();
+    let finished = spec.out.join(crate::files::RUN_MANIFEST).is_file();
     if !jobs.is_empty() || !finished {
         jobs.push(job(spec, cfg, FINISH, vec![0], 0, stage));
     }
@@ -277,7 +277,7 @@ fn job(
     let finish = step == FINISH;
     let cpus = if finish { 1 } else { res.cpus.unwrap_or(1) };
     let file_step = step.replace(':', "-");
-    let slurm_dir = spec.out.join(crate::runner::FORJA_DIR).join("slurm");
+    let slurm_dir = spec.out.join(crate::files::FORJA_DIR).join("slurm");
     let logs = slurm_dir.join("logs");
     let name = format!("forja-{}-{file_step}", spec.name);
     let mut s = String::from("#!/bin/bash\n");
@@ -355,7 +355,7 @@ fn job(
         // units it (or an earlier attempt) finished.
         let record = sh(&spec
             .out
-            .join(crate::runner::FORJA_DIR)
+            .join(crate::files::FORJA_DIR)
             .join("run.json")
             .display()
             .to_string());
@@ -391,7 +391,7 @@ pub fn write_scripts(jobs: &[Job]) -> Result<(), SlurmError> {
         if let Some(logs) = j.file.parent().map(|p| p.join("logs")) {
             std::fs::create_dir_all(&logs).map_err(io)?;
         }
-        crate::io::atomic_write(&j.file, j.script.as_bytes()).map_err(io)?;
+        crate::files::atomic_write(&j.file, j.script.as_bytes()).map_err(io)?;
     }
     Ok(())
 }

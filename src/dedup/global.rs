@@ -40,6 +40,10 @@ pub const TAG_EDGES: u32 = 0x4544_4745;
 pub const TAG_CHAIN: u32 = 0x4348_4149;
 pub const TAG_DECISIONS: u32 = 0x4445_4349;
 pub const TAG_FREQUENT: u32 = 0x4652_4551;
+/// A unit's word counts (the tokenizer-training scan).
+pub const TAG_WORDS: u32 = 0x5743_0001;
+/// A unit's perplexity scores (the perplexity scan).
+pub const TAG_SCORES: u32 = 0x5050_4c01;
 
 fn keys_tag<K: Key>() -> u32 {
     if K::BYTES == 8 {
@@ -52,15 +56,7 @@ fn keys_tag<K: Key>() -> u32 {
 /// Opens a unit's keys file, whatever its key width.
 fn open_keys(path: &Path) -> Result<Sections, DedupError> {
     // A tokenizer-training scan writes word counts in the same sectioned file.
-    Sections::open_any(
-        path,
-        &[
-            TAG_KEYS64,
-            TAG_KEYS128,
-            crate::stages::train_tokenizer::TAG_WORDS,
-            crate::stages::perplexity::TAG_SCORES,
-        ],
-    )
+    Sections::open_any(path, &[TAG_KEYS64, TAG_KEYS128, TAG_WORDS, TAG_SCORES])
 }
 
 /// Appends a `(u32, string)` record: a document-table entry (score, id) or
@@ -157,7 +153,7 @@ impl GlobalDir {
         };
         let mut bytes = serde_json::to_vec_pretty(&m).expect("marker serializes");
         bytes.push(b'\n');
-        crate::io::atomic_write(path, &bytes).map_err(|source| DedupError::Io {
+        crate::files::atomic_write(path, &bytes).map_err(|source| DedupError::Io {
             path: path.display().to_string(),
             source,
         })

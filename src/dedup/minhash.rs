@@ -30,7 +30,7 @@ fn mod_p(x: u128) -> u64 {
 /// The shingle hashes of a text: xxh3 of each run of `n` words.
 pub fn shingles(text: &str, n: usize) -> Vec<u64> {
     let lower = text.to_lowercase();
-    let words: Vec<u64> = crate::words(&lower)
+    let words: Vec<u64> = crate::text::words(&lower)
         .into_iter()
         .filter(|w| w.chars().any(char::is_alphanumeric))
         .map(|w| xxh3_64(w.as_bytes()))

@@ -18,7 +18,9 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserializer;
 use serde_json::value::RawValue;
 
-use super::{open_decompressed, Chunk, Decoded, InputFile, ReadError, Reader, SourceSpec};
+use crate::files::open_decompressed;
+
+use super::{Chunk, Decoded, InputFile, ReadError, Reader, SourceSpec};
 use crate::batch::CoreBuilder;
 use crate::ledger::{FileStatus, Reason};
 

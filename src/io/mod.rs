@@ -6,8 +6,7 @@
 //! turns a unit into [`Chunk`]s with bounded memory; decoding a chunk into a
 //! batch is pure and runs in parallel.
 
-#[doc(hidden)]
-pub mod fuzzing;
+mod config;
 mod guarded_map;
 mod jsonl;
 mod parquet_in;
@@ -19,22 +18,21 @@ mod writer;
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 
 use crate::ledger::{FileStatus, LedgerRow, Reason};
-use crate::manifest::{InputFormat, LoadedManifest, ReaderConfig, SourceConfig};
 
+pub use config::{InputFormat, OutputConfig, OutputFormat, ReaderConfig, SourceConfig};
 pub use jsonl::decode_lines;
 pub use walk::output_overlap;
+pub(crate) use warc::fuzz_page;
 pub use warc::{decode_records, RawRecords};
-pub use writer::{
-    atomic_write, commit, for_documents, is_temporary, jsonl_frame, tmp_path, ShardWriter,
-};
+pub use writer::{for_documents, jsonl_frame, ShardWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -55,7 +53,7 @@ pub enum InputError {
 /// Expands one `paths` entry into the sorted files it names, with their
 /// sizes, checking that each one opens.
 pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<(PathBuf, u64)>, InputError> {
-    if remote::is_url(pattern) {
+    if crate::files::is_url(pattern) {
         let found = remote::list(pattern)?;
         if found.is_empty() {
             return Err(InputError::NoMatch {
@@ -68,7 +66,7 @@ pub fn expand_pattern(base: &Path, pattern: &str) -> Result<Vec<(PathBuf, u64)>,
             .map(|(url, size)| (PathBuf::from(url), size))
             .collect());
     }
-    let full = crate::manifest::resolve(base, pattern);
+    let full = crate::files::resolve(base, pattern);
     let mut out = Vec::new();
     for f in walk::walk(&full, pattern)? {
         File::open(&f.path).map_err(|e| InputError::Unreadable {
@@ -128,15 +126,21 @@ impl Unit {
     }
 }
 
-/// Lists every unit of every source, in manifest order, from the inputs the
-/// manifest's loading found (checking that Parquet files have the configured
-/// columns).
-pub fn plan_units(m: &LoadedManifest) -> Result<Vec<Unit>, InputError> {
+/// Lists every unit of every source, in manifest order, from the inputs
+/// that loading the manifest found (`found[i]`: source `i`'s files and
+/// sizes; names recorded relative to `base`), checking that Parquet files
+/// have the configured columns.
+pub fn plan_units(
+    sources: &[SourceConfig],
+    found: &[Vec<(PathBuf, u64)>],
+    base: &Path,
+    reader: &ReaderConfig,
+) -> Result<Vec<Unit>, InputError> {
     let mut units = Vec::new();
-    for (si, source) in m.manifest.sources.iter().enumerate() {
-        let mut inputs = Vec::with_capacity(m.inputs[si].len());
-        for (path, size) in &m.inputs[si] {
-            let url = path.to_str().filter(|p| remote::is_url(p));
+    for (si, source) in sources.iter().enumerate() {
+        let mut inputs = Vec::with_capacity(found[si].len());
+        for (path, size) in &found[si] {
+            let url = path.to_str().filter(|p| crate::files::is_url(p));
             // A remote Parquet file's columns are checked once it is
             // downloaded, before its unit is read (`localize`).
             if source.format == InputFormat::Parquet && url.is_none() {
@@ -146,14 +150,14 @@ pub fn plan_units(m: &LoadedManifest) -> Result<Vec<Unit>, InputError> {
                 path: path.clone(),
                 rel: match url {
                     Some(u) => u.into(),
-                    None => crate::manifest::relative_to(path, &m.base).into(),
+                    None => crate::files::relative_to(path, base).into(),
                 },
                 size: *size,
             });
         }
         match source.format {
             InputFormat::Text => {
-                for group in inputs.chunks(m.manifest.reader.text_files_per_unit) {
+                for group in inputs.chunks(reader.text_files_per_unit) {
                     units.push(Unit {
                         index: units.len(),
                         source: si,
@@ -269,7 +273,7 @@ pub fn localize(unit: &Unit, source: &SourceConfig) -> Result<(Unit, remote::Cac
         let Some(url) = f
             .path
             .to_str()
-            .filter(|p| remote::is_url(p))
+            .filter(|p| crate::files::is_url(p))
             .map(String::from)
         else {
             continue;
@@ -342,142 +346,5 @@ pub fn decode(chunk: Chunk, spec: &SourceSpec) -> Decoded {
             ..Default::default()
         },
         Chunk::FileEnd { .. } => Decoded::default(),
-    }
-}
-
-/// Counts bytes read from the underlying file for the progress bar.
-pub(crate) struct Counting<R> {
-    inner: R,
-    counter: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.counter.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-pub(crate) fn counting<R: Read>(inner: R, counter: Arc<AtomicU64>) -> Counting<R> {
-    Counting { inner, counter }
-}
-
-/// A compression format, told by a stream's first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// gzip (magic 1f 8b), every member read.
-    Gzip,
-    /// zstd (magic 28 b5 2f fd, or a skippable frame first).
-    Zstd,
-    /// Anything else: read as it is.
-    Plain,
-}
-
-impl Codec {
-    /// The codec whose magic `head` starts with (zstd's skippable frames too).
-    pub fn sniff(head: &[u8]) -> Codec {
-        match head {
-            [0x1f, 0x8b, ..] => Codec::Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Codec::Zstd,
-            [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50 => Codec::Zstd,
-            _ => Codec::Plain,
-        }
-    }
-
-    /// The codec a file name suggests (any letter case).
-    pub fn by_name(path: &Path) -> Codec {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        if name.ends_with(".gz") || name.ends_with(".gzip") {
-            Codec::Gzip
-        } else if name.ends_with(".zst") || name.ends_with(".zstd") {
-            Codec::Zstd
-        } else {
-            Codec::Plain
-        }
-    }
-}
-
-/// zstd windows up to 2 GiB (`zstd --long=31`); the window is allocated as
-/// the frame asks, and output is bounded by the readers' own caps.
-pub(crate) const ZSTD_WINDOW_LOG_MAX: u32 = 31;
-
-/// Opens `path`, counting the bytes read from disk into `progress`, and
-/// decompresses it by its first bytes (gzip, all members; zstd; else
-/// plain). The name is only a hint: a mismatch is logged.
-pub(crate) fn open_decompressed(
-    path: &Path,
-    progress: Arc<AtomicU64>,
-) -> io::Result<Box<dyn Read + Send>> {
-    use std::io::BufRead;
-    let mut raw = io::BufReader::with_capacity(1 << 20, counting(File::open(path)?, progress));
-    let codec = Codec::sniff(raw.fill_buf()?);
-    let named = Codec::by_name(path);
-    if codec != named {
-        tracing::warn!(
-            "{}: the name says {named:?} but the bytes are {codec:?}; read as {codec:?}",
-            path.display()
-        );
-    }
-    Ok(match codec {
-        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-        Codec::Zstd => {
-            let mut d = zstd::stream::read::Decoder::with_buffer(raw)?;
-            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
-            Box::new(d)
-        }
-        Codec::Plain => Box::new(raw),
-    })
-}
-
-#[cfg(test)]
-mod codec_tests {
-    use super::*;
-    use std::io::Write;
-
-    fn read(path: &Path) -> Vec<u8> {
-        let mut out = Vec::new();
-        open_decompressed(path, Arc::default())
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
-
-    #[test]
-    fn the_bytes_decide_not_the_name() {
-        let t = tempfile::tempdir().unwrap();
-        let text = b"{\"text\":\"hi\"}\n".repeat(100);
-        let zst = zstd::encode_all(&text[..], 3).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&text).unwrap();
-        let gz = gz.finish().unwrap();
-        for (name, bytes) in [
-            ("zstd-named.gz", &zst),
-            ("gzip-named.zst", &gz),
-            ("plain-named.jsonl.gz", &text),
-            ("UPPER.JSONL.GZ", &gz),
-        ] {
-            let p = t.path().join(name);
-            std::fs::write(&p, bytes).unwrap();
-            assert_eq!(read(&p), text, "{name}");
-        }
-    }
-
-    #[test]
-    fn long_window_zstd_is_read() {
-        let t = tempfile::tempdir().unwrap();
-        let text: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
-        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
-        enc.long_distance_matching(true).unwrap();
-        enc.window_log(31).unwrap();
-        enc.write_all(&text).unwrap();
-        let z = enc.finish().unwrap();
-        let p = t.path().join("long.jsonl.zst");
-        std::fs::write(&p, z).unwrap();
-        assert_eq!(read(&p), text);
     }
 }

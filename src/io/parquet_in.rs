@@ -23,10 +23,10 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
 
+use super::SourceConfig;
 use super::{Chunk, InputError, InputFile, ReadError, Reader, SourceSpec};
 use crate::batch::CoreBuilder;
 use crate::ledger::{FileStatus, Reason};
-use crate::manifest::SourceConfig;
 
 fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)

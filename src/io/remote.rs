@@ -51,11 +51,6 @@ fn err(url: &str, message: impl std::fmt::Display) -> RemoteError {
     }
 }
 
-/// True for a path that names an object (`s3://...`), not a local file.
-pub fn is_url(p: &str) -> bool {
-    p.starts_with("s3://")
-}
-
 /// Bucket and key of `s3://bucket/key`.
 pub fn split(url: &str) -> Result<(&str, &str), RemoteError> {
     let rest = url
@@ -139,7 +134,7 @@ pub fn head(url: &str) -> Result<(u64, String), RemoteError> {
 pub fn download(url: &str, dest: &Path) -> Result<u64, RemoteError> {
     let (_, key) = split(url)?;
     let s = store(url)?;
-    let tmp = crate::io::tmp_path(dest);
+    let tmp = crate::files::tmp_path(dest);
     let local = |e: std::io::Error| err(url, format!("writing {}: {e}", tmp.display()));
     if let Some(d) = dest.parent() {
         std::fs::create_dir_all(d).map_err(local)?;
@@ -225,7 +220,7 @@ pub fn publish(
     // One client (and its connections) for the whole folder.
     let s = store(url)?;
     let base = url.trim_end_matches('/');
-    let notes = root.join(crate::runner::FORJA_DIR).join("published");
+    let notes = root.join(crate::files::FORJA_DIR).join("published");
     block_on(async {
         let mut sent = 0;
         for (rel, xxh3) in files {
@@ -234,7 +229,7 @@ pub fn publish(
                 continue;
             }
             upload_to(s.as_ref(), &root.join(rel), &format!("{base}/{rel}")).await?;
-            crate::io::atomic_write(&note, xxh3.as_bytes())
+            crate::files::atomic_write(&note, xxh3.as_bytes())
                 .map_err(|e| err(url, format!("writing {}: {e}", note.display())))?;
             sent += 1;
         }
@@ -280,7 +275,6 @@ mod tests {
 
     #[test]
     fn urls_split_into_bucket_and_key() {
-        assert!(is_url("s3://b/k") && !is_url("/data/s3://x"));
         assert_eq!(split("s3://b/a/c.jsonl").unwrap(), ("b", "a/c.jsonl"));
         assert_eq!(split("s3://b").unwrap(), ("b", ""));
         assert!(split("s3:///k").is_err());

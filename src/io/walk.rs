@@ -177,10 +177,10 @@ pub fn output_overlap<'a>(
         }
     }
     for pat in patterns {
-        if super::remote::is_url(pat) || !pat.contains("**") {
+        if crate::files::is_url(pat) || !pat.contains("**") {
             continue;
         }
-        let full = crate::manifest::resolve(base, pat);
+        let full = crate::files::resolve(base, pat);
         let fixed: PathBuf = full
             .components()
             .take_while(|c| !has_meta(&c.as_os_str().to_string_lossy()))

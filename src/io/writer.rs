@@ -22,52 +22,13 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::OutputFormat;
 use crate::batch;
-use crate::manifest::OutputFormat;
+use crate::files::{commit, tmp_path};
 use crate::shards::UnitParts;
 
 /// Row groups are flushed at this much buffered data, bounding writer memory.
 const ROW_GROUP_BYTES: usize = 128 << 20;
-
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-/// True for a file still being written under [`tmp_path`]'s name (and
-/// [`atomic_write`]'s `.tmp.<pid>`): another task may rename it any moment.
-pub fn is_temporary(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    name.ends_with(".tmp")
-        || name
-            .rsplit_once(".tmp.")
-            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Syncs a finished temporary file and moves it to its final name.
-pub fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
-    File::open(tmp)?.sync_all()?;
-    crate::journal::note(path)?;
-    fs::rename(tmp, path)
-}
-
-/// Writes a whole small file atomically.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    // Ranks may write the same small file (the run record) at once: each
-    // its own temporary name, and the last rename wins whole.
-    let mut tmp = tmp_path(path).into_os_string();
-    tmp.push(format!(".{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    crate::journal::create_output(&tmp)?.write_all(bytes)?;
-    commit(&tmp, path)
-}
 
 struct OpenShard {
     text_bytes: u64,
@@ -151,7 +112,7 @@ impl ShardWriter {
             if let Some(dir) = path.parent() {
                 fs::create_dir_all(dir)?;
             }
-            let file = crate::journal::create_output(&tmp_path(&path))?;
+            let file = crate::files::journal::create_output(&tmp_path(&path))?;
             match format {
                 OutputFormat::Parquet => {
                     let w = ArrowWriter::try_new(file, schema.clone(), Some(self.props()))
@@ -342,15 +303,6 @@ fn json_cell(a: &dyn Array, row: usize, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::batch::CoreBuilder;
-
-    #[test]
-    fn temporary_names_are_recognised() {
-        let p = Path::new("out/stats.json");
-        assert!(is_temporary(&tmp_path(p)));
-        assert!(is_temporary(Path::new("out/stats.json.tmp.4242")));
-        assert!(!is_temporary(p));
-        assert!(!is_temporary(Path::new("out/a.tmp.json")));
-    }
 
     #[test]
     fn json_lines_embed_metadata_and_escape_text() {

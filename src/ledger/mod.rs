@@ -435,7 +435,7 @@ pub fn write_parquet(
     path: &Path,
     batches: impl IntoIterator<Item = RecordBatch>,
 ) -> Result<(), parquet::errors::ParquetError> {
-    let file = crate::journal::create_output(path)?;
+    let file = crate::files::journal::create_output(path)?;
     let mut w = ArrowWriter::try_new(file, ledger_schema(), Some(writer_props()))?;
     for b in batches {
         if b.num_rows() > 0 {
@@ -507,7 +507,7 @@ pub fn concat_parquet(
     parts: impl IntoIterator<Item = impl AsRef<Path>>,
     path: &Path,
 ) -> Result<(), parquet::errors::ParquetError> {
-    let file = crate::journal::create_output(path)?;
+    let file = crate::files::journal::create_output(path)?;
     let mut w = ArrowWriter::try_new(file, ledger_schema(), Some(writer_props()))?;
     for part in parts {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(part)?)?.build()?;

@@ -181,7 +181,7 @@ impl GroupModel {
                 out.extend_from_slice(&p.to_le_bytes());
             }
         }
-        crate::io::atomic_write(path, &out)
+        crate::files::atomic_write(path, &out)
     }
 
     pub fn load(path: &Path) -> Result<Self, ModelError> {

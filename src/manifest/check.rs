@@ -131,10 +131,10 @@ pub fn load(path: &Path) -> Result<LoadedManifest, Problems> {
         inputs.push(files);
     }
     let out = &parsed.manifest.output.dir;
-    if list.is_empty() && !crate::io::remote::is_url(out) {
+    if list.is_empty() && !crate::files::is_url(out) {
         let patterns = parsed.manifest.patterns();
         if let Some(why) = crate::io::output_overlap(
-            &super::resolve(&base, out),
+            &crate::files::resolve(&base, out),
             &base,
             &patterns,
             inputs.iter().flatten().map(|(p, _)| p.as_path()),
@@ -491,7 +491,7 @@ impl Checker<'_> {
         let span = |key: &str| table_key_span(value, key).unwrap_or(value.span()).start;
         if o.dir.trim().is_empty() {
             self.at(span("dir"), "output.dir is empty".into());
-        } else if crate::io::remote::is_url(&o.dir) {
+        } else if crate::files::is_url(&o.dir) {
             if let Err(e) = crate::io::remote::split(&o.dir) {
                 self.at(span("dir"), format!("output.dir: {e}"));
             }

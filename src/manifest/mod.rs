@@ -7,10 +7,12 @@
 
 mod check;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::io::{InputFormat, OutputConfig, OutputFormat, ReaderConfig, SourceConfig};
+pub use crate::shards::MegatronConfig;
 use crate::stages::StageConfig;
 
 pub use check::{load, parse, Problem, Problems};
@@ -53,189 +55,6 @@ impl Manifest {
     }
 }
 
-/// One input: a set of files of one format, with licence and provenance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Unique name; part of every document id, so renaming a source changes ids.
-    pub name: String,
-    /// Glob patterns, relative to the manifest's folder unless absolute.
-    pub paths: Vec<String>,
-    pub format: InputFormat,
-    /// JSON field or Parquet column holding the text.
-    #[serde(default = "default_text_field")]
-    pub text_field: String,
-    /// JSON field or Parquet column holding the URL, if any.
-    #[serde(default)]
-    pub url_field: Option<String>,
-    /// SPDX identifier or free text; recorded with every document.
-    #[serde(alias = "license")]
-    pub licence: String,
-    /// Where the data came from (a URL or a package name).
-    #[serde(default)]
-    pub origin: Option<String>,
-    /// Expected language (ISO 639-1), a hint for later stages.
-    #[serde(default)]
-    pub language: Option<String>,
-    /// Sampling weight used by the mixture step.
-    #[serde(default = "default_weight")]
-    pub weight: f64,
-}
-
-/// Input file formats. Compression of JSON Lines is taken from the extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InputFormat {
-    /// One JSON object per line; `.gz` and `.zst` are decompressed on the fly.
-    Jsonl,
-    /// Parquet files, e.g. a Hugging Face dataset's `data/*.parquet`.
-    Parquet,
-    /// Every matched file is one document of UTF-8 text.
-    Text,
-    /// WARC or WET files (plain, gzip or zstd per record, or compressed
-    /// whole): WET text records and HTML responses become documents.
-    Warc,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputConfig {
-    /// Output folder, relative to the manifest's folder unless absolute.
-    pub dir: String,
-    /// Formats for kept documents.
-    #[serde(default = "default_formats")]
-    pub formats: Vec<OutputFormat>,
-    /// A shard is closed once this many bytes of text went into it.
-    #[serde(default = "default_shard_bytes")]
-    pub shard_bytes: u64,
-    /// zstd level for Parquet pages and JSONL.zst shards.
-    #[serde(default = "default_zstd_level")]
-    pub zstd_level: i32,
-    /// Token shards, splits and the mixture, for the `megatron` format.
-    #[serde(default)]
-    pub megatron: MegatronConfig,
-}
-
-/// Training shards: Megatron-LM / NeMo indexed datasets, one family per
-/// split and language (and source, with `by_source`), mixed by a blend file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MegatronConfig {
-    /// A shard is closed at the first document boundary at or past this many tokens.
-    #[serde(default = "default_shard_tokens")]
-    pub shard_tokens: u64,
-    /// Percent of documents in train, validation and test.
-    #[serde(default = "default_split")]
-    pub split: [f64; 3],
-    /// Seed of the per-document split draw (a hash of the document id).
-    #[serde(default)]
-    pub split_seed: u64,
-    /// One family per language and source, so that source weights apply;
-    /// otherwise the sources of a language share its shards.
-    #[serde(default)]
-    pub by_source: bool,
-    /// Sampling factor per language (`lang` column, else the source's
-    /// `language`, else `und`); 1 when not listed. The blend weights are
-    /// tokens x language factor x source weight, normalised to sum to 1.
-    #[serde(default)]
-    pub factors: std::collections::BTreeMap<String, f64>,
-}
-
-impl Default for MegatronConfig {
-    fn default() -> Self {
-        MegatronConfig {
-            shard_tokens: default_shard_tokens(),
-            split: default_split(),
-            split_seed: 0,
-            by_source: false,
-            factors: Default::default(),
-        }
-    }
-}
-
-fn default_shard_tokens() -> u64 {
-    1 << 30
-}
-fn default_split() -> [f64; 3] {
-    [98.0, 1.0, 1.0]
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputFormat {
-    Parquet,
-    JsonlZst,
-    /// Token ids as Megatron `.bin`/`.idx` shards (needs a `tokenize` stage).
-    Megatron,
-}
-
-impl OutputFormat {
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            OutputFormat::Parquet => "parquet",
-            OutputFormat::JsonlZst => "jsonl",
-            OutputFormat::Megatron => "megatron",
-        }
-    }
-    pub fn extension(self) -> &'static str {
-        match self {
-            OutputFormat::Parquet => "parquet",
-            OutputFormat::JsonlZst => "jsonl.zst",
-            OutputFormat::Megatron => "bin",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReaderConfig {
-    /// Documents larger than this are rejected as `too_large` without being
-    /// held in memory.
-    #[serde(default = "default_max_doc_bytes")]
-    pub max_doc_bytes: u64,
-    /// Target bytes of raw input per batch.
-    #[serde(default = "default_batch_bytes")]
-    pub batch_bytes: usize,
-    /// Most text files of a `text` source grouped into one unit of work.
-    #[serde(default = "default_files_per_unit")]
-    pub text_files_per_unit: usize,
-}
-
-impl Default for ReaderConfig {
-    fn default() -> Self {
-        ReaderConfig {
-            max_doc_bytes: default_max_doc_bytes(),
-            batch_bytes: default_batch_bytes(),
-            text_files_per_unit: default_files_per_unit(),
-        }
-    }
-}
-
-fn default_text_field() -> String {
-    "text".into()
-}
-fn default_weight() -> f64 {
-    1.0
-}
-fn default_formats() -> Vec<OutputFormat> {
-    vec![OutputFormat::Parquet, OutputFormat::JsonlZst]
-}
-fn default_shard_bytes() -> u64 {
-    256 << 20
-}
-fn default_zstd_level() -> i32 {
-    3
-}
-fn default_max_doc_bytes() -> u64 {
-    64 << 20
-}
-fn default_batch_bytes() -> usize {
-    4 << 20
-}
-fn default_files_per_unit() -> usize {
-    1000
-}
-
 /// A manifest together with the folder its relative paths are resolved from.
 #[derive(Debug, Clone)]
 pub struct LoadedManifest {
@@ -251,9 +70,19 @@ pub struct LoadedManifest {
 }
 
 impl LoadedManifest {
+    /// Every unit of work of every source, in manifest order.
+    pub fn units(&self) -> Result<Vec<crate::io::Unit>, crate::io::InputError> {
+        crate::io::plan_units(
+            &self.manifest.sources,
+            &self.inputs,
+            &self.base,
+            &self.manifest.reader,
+        )
+    }
+
     /// Resolves a path written in the manifest.
     pub fn resolve(&self, p: &str) -> PathBuf {
-        resolve(&self.base, p)
+        crate::files::resolve(&self.base, p)
     }
 
     /// The local output folder. With `dir = "s3://bucket/prefix"` it is a
@@ -272,58 +101,17 @@ impl LoadedManifest {
     /// `output.dir` when it names object storage.
     pub fn output_url(&self) -> Option<&str> {
         let d = self.manifest.output.dir.as_str();
-        crate::io::remote::is_url(d).then_some(d.trim_end_matches('/'))
+        crate::files::is_url(d).then_some(d.trim_end_matches('/'))
     }
 }
 
-pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
-    let path = Path::new(p);
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base.join(path)
-    };
-    lexical_clean(&joined)
-}
-
-/// `path` relative to the folder `base`, whichever folder forja runs from.
-///
-/// This is the file name recorded in document ids and the ledger, so it must
-/// not depend on the current directory or on how the manifest was named.
-pub(crate) fn relative_to(path: &Path, base: &Path) -> String {
-    let abs = |p: &Path| lexical_clean(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
-    let (p, b) = (abs(path), abs(base));
-    let pc: Vec<_> = p.components().collect();
-    let bc: Vec<_> = b.components().collect();
-    let common = pc.iter().zip(&bc).take_while(|(x, y)| x == y).count();
-    let mut rel = PathBuf::new();
-    for _ in common..bc.len() {
-        rel.push("..");
-    }
-    for c in &pc[common..] {
-        rel.push(c);
-    }
-    rel.to_string_lossy().into_owned()
-}
-
-/// Removes `.` and `name/..` pairs without touching the file system, so
-/// `manifests/../out` is shown as `out`.
-pub(crate) fn lexical_clean(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out: Vec<Component> = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    if out.is_empty() {
-        return PathBuf::from(".");
-    }
-    out.iter().collect()
+/// Hash of the resolved manifest: comments and formatting do not count.
+pub fn manifest_hash(m: &LoadedManifest) -> String {
+    // How the run is submitted does not change what it writes.
+    let mut what = m.manifest.clone();
+    what.slurm = Default::default();
+    let canonical = toml::to_string(&what).unwrap_or_else(|_| m.text.clone());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(canonical.as_bytes()))
 }
 
 #[cfg(test)]
@@ -388,30 +176,6 @@ max_doc_bytes = 100
         let text = toml::to_string(&m).unwrap();
         let back: Manifest = toml::from_str(&text).unwrap();
         assert_eq!(m, back);
-    }
-
-    #[test]
-    fn relative_paths_resolve_from_the_manifest_folder() {
-        let base = Path::new("manifests");
-        assert_eq!(resolve(base, "../out/demo"), PathBuf::from("out/demo"));
-        assert_eq!(resolve(base, "./x/../y"), PathBuf::from("manifests/y"));
-        assert_eq!(resolve(Path::new("."), "../a"), PathBuf::from("../a"));
-        assert_eq!(resolve(base, "/abs/p"), PathBuf::from("/abs/p"));
-    }
-
-    #[test]
-    fn recorded_paths_are_relative_to_the_manifest_folder() {
-        let cwd = std::env::current_dir().unwrap();
-        let file = cwd.join("data/demo/a.jsonl");
-        assert_eq!(
-            relative_to(&file, Path::new("manifests")),
-            "../data/demo/a.jsonl"
-        );
-        assert_eq!(
-            relative_to(Path::new("data/demo/a.jsonl"), &cwd.join("manifests")),
-            "../data/demo/a.jsonl"
-        );
-        assert_eq!(relative_to(Path::new("m/in/x"), Path::new("m")), "in/x");
     }
 
     #[test]

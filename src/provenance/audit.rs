@@ -12,9 +12,10 @@ use arrow_array::cast::AsArray;
 use serde::Serialize;
 
 use super::ProvenanceError;
+use crate::files::MEGATRON_DIR;
 use crate::ledger::Kind;
 use crate::shards::parts::{with_suffix, DocOrigin, SHARD_DOCS_SUFFIX};
-use crate::shards::{IndexedReader, MEGATRON_DIR};
+use crate::shards::IndexedReader;
 
 /// A token's place: its shard, its document there and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -15,14 +15,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::{rank_record, ranks_dir, FORJA_DIR, RUN_MANIFEST};
 use crate::io::Unit;
 use crate::ledger::Stats;
 use crate::manifest::LoadedManifest;
-use crate::runner::{RunOptions, RunSummary, FORJA_DIR};
 
 pub mod audit;
-
-pub const RUN_MANIFEST: &str = "run-manifest.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvenanceError {
@@ -54,7 +52,7 @@ pub struct FileSum {
 /// storage (`s3://`), its size and `etag:` its ETag, which the store keeps
 /// and which changes with its content, instead of reading it again.
 pub fn checksum(path: &Path) -> Result<(u64, String), ProvenanceError> {
-    if let Some(url) = path.to_str().filter(|p| crate::io::remote::is_url(p)) {
+    if let Some(url) = path.to_str().filter(|p| crate::files::is_url(p)) {
         let (size, etag) = crate::io::remote::head(url).map_err(|e| ProvenanceError::Bad {
             path: url.to_string(),
             message: e.message,
@@ -126,40 +124,13 @@ impl RunManifest {
     }
 }
 
-fn ranks_dir(out: &Path) -> PathBuf {
-    out.join(FORJA_DIR).join("ranks")
-}
-
 /// Records this task's part of the run (`_forja/ranks/`), one file per
 /// rank and phase, for the run manifest.
-pub fn record_rank(
-    out: &Path,
-    opts: &RunOptions,
-    summary: &RunSummary,
-    stages: &[(String, f64)],
-) -> Result<(), ProvenanceError> {
-    let r = RankRun {
-        rank: opts.rank,
-        world_size: opts.world_size,
-        threads: opts.threads,
-        phase: opts.phase.clone(),
-        steps: summary.steps.clone(),
-        seconds: summary.elapsed.as_secs_f64(),
-        stage_seconds: stages.iter().cloned().collect(),
-    };
+pub fn record_rank(out: &Path, r: &RankRun) -> Result<(), ProvenanceError> {
     write_json(
-        &rank_record(out, opts.rank, opts.world_size, opts.phase.as_deref()),
-        &r,
+        &rank_record(out, r.rank, r.world_size, r.phase.as_deref()),
+        r,
     )
-}
-
-/// Where a task of rank `rank` (and `--phase`, if it ran one step) records
-/// what it did; its presence says the task succeeded.
-pub(crate) fn rank_record(out: &Path, rank: usize, world: usize, phase: Option<&str>) -> PathBuf {
-    let step = phase
-        .map(|p| format!(".{}", p.replace(':', "-")))
-        .unwrap_or_default();
-    ranks_dir(out).join(format!("rank-{rank:05}-of-{world:05}{step}.json"))
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), ProvenanceError> {
@@ -168,7 +139,7 @@ fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), ProvenanceError> {
     }
     let mut bytes = serde_json::to_vec_pretty(v).expect("serializes");
     bytes.push(b'\n');
-    crate::io::atomic_write(path, &bytes).map_err(io_err(path))
+    crate::files::atomic_write(path, &bytes).map_err(io_err(path))
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ProvenanceError> {
@@ -221,15 +192,15 @@ fn output_files(out: &Path) -> Result<Vec<PathBuf>, ProvenanceError> {
     files_under(out, |rel| {
         rel == Path::new(FORJA_DIR)
             || rel == Path::new(RUN_MANIFEST)
-            || rel == Path::new(crate::report::REPORT)
-            || crate::io::is_temporary(rel)
+            || rel == Path::new(crate::files::REPORT)
+            || crate::files::is_temporary(rel)
     })
 }
 
 /// The files of `dir` (and below) whose name ends with `suffix`, with their
 /// full paths, sorted.
 pub(crate) fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ProvenanceError> {
-    Ok(files_under(dir, crate::io::is_temporary)?
+    Ok(files_under(dir, crate::files::is_temporary)?
         .into_iter()
         .filter(|p| p.to_str().is_some_and(|s| s.ends_with(suffix)))
         .map(|p| dir.join(p))
@@ -289,7 +260,7 @@ pub fn write_run_manifest(
         working_dir: std::env::current_dir()
             .ok()
             .map(|d| d.display().to_string()),
-        manifest_hash: crate::runner::manifest_hash(m),
+        manifest_hash: crate::manifest::manifest_hash(m),
         manifest: serde_json::to_value(&m.manifest).expect("manifest serializes"),
         inputs,
         outputs,
@@ -340,9 +311,7 @@ pub fn verify(out: &Path) -> Result<Verified, ProvenanceError> {
     for f in &rm.inputs {
         let p = Path::new(&f.path);
         let at = match &rm.working_dir {
-            Some(d) if p.is_relative() && !crate::io::remote::is_url(&f.path) => {
-                Path::new(d).join(p)
-            }
+            Some(d) if p.is_relative() && !crate::files::is_url(&f.path) => Path::new(d).join(p),
             _ => p.to_path_buf(),
         };
         check("input", f, &at, &mut v);

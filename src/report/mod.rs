@@ -25,10 +25,9 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
+use crate::files::{REPORT, RUN_MANIFEST};
 use crate::ledger::{Kind, Reason, Stats};
-use crate::provenance::{files_ending, read_json, RunManifest, RUN_MANIFEST};
-
-pub const REPORT: &str = "report.html";
+use crate::provenance::{files_ending, read_json, RunManifest};
 
 /// Values kept per language and measure for the quantiles.
 pub const SAMPLE: usize = 100_000;
@@ -261,7 +260,7 @@ pub fn gather(out: &Path) -> Result<Report, ReportError> {
 pub fn write(out: &Path) -> Result<PathBuf, ReportError> {
     let r = gather(out)?;
     let path = out.join(REPORT);
-    crate::io::atomic_write(&path, html::render(&r).as_bytes()).map_err(|source| {
+    crate::files::atomic_write(&path, html::render(&r).as_bytes()).map_err(|source| {
         ReportError::Io {
             path: path.display().to_string(),
             source,
@@ -273,7 +272,7 @@ pub fn write(out: &Path) -> Result<PathBuf, ReportError> {
 /// Tokens per language of the training split, before and after the
 /// mixture's factors, from the Megatron families; `None` without them.
 fn tokens(out: &Path) -> Result<Option<Vec<LangTokens>>, ReportError> {
-    let dir = out.join(crate::shards::MEGATRON_DIR);
+    let dir = out.join(crate::files::MEGATRON_DIR);
     if !dir.join(crate::shards::blend::Families::FILE).is_file() {
         return Ok(None);
     }

@@ -21,8 +21,8 @@ pub(super) fn complete_run(
             .map(|f| (f.path.clone(), f.xxh3.clone()))
             .collect();
         let (_, h) = crate::provenance::checksum(&report)?;
-        files.push((crate::report::REPORT.to_string(), h));
-        let n = crate::io::remote::publish(root, url, &files, crate::provenance::RUN_MANIFEST)?;
+        files.push((crate::files::REPORT.to_string(), h));
+        let n = crate::io::remote::publish(root, url, &files, crate::files::RUN_MANIFEST)?;
         tracing::info!("published {n} files to {url}");
     }
     Ok(())
@@ -45,12 +45,12 @@ pub fn finish(
 ) -> Result<Finished, RunError> {
     use crate::cluster::slurm::{rank_done, single_task};
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| m.output_dir());
-    let all_units = io::plan_units(m)?;
+    let all_units = m.units()?;
     let mut stages = build_stages(m)?;
     let all_steps = steps(m, &mut stages);
     let record = RunRecord::new(m, &all_units, world_size, owner::stamp_inputs(&all_units)?);
     units::Layout::new(&out, &m.manifest, 0, world_size).check_record(&record)?;
-    let _journal = crate::journal::Journal::open(&out, "finish").map_err(io_err(&out))?;
+    let _journal = crate::files::journal::Journal::open(&out, "finish").map_err(io_err(&out))?;
     let mut missing = Vec::new();
     for step in &all_steps {
         let ranks = if single_task(step) { 1 } else { world_size };
@@ -79,7 +79,7 @@ pub fn finish(
     }
     if megatron_on(m) {
         let fams = out
-            .join(crate::shards::MEGATRON_DIR)
+            .join(crate::files::MEGATRON_DIR)
             .join(crate::shards::blend::Families::FILE);
         if !fams.is_file() {
             return Err(RunError::Plan(format!(

@@ -16,6 +16,8 @@
 
 mod complete;
 pub mod interrupt;
+#[cfg(test)]
+mod near_dedup_tests;
 mod owner;
 mod stream;
 mod units;
@@ -36,7 +38,6 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::batch;
 use crate::dedup::{GlobalDir, Plan};
@@ -267,7 +268,7 @@ pub fn run(m: &LoadedManifest, opts: &RunOptions) -> Result<RunSummary, RunError
         });
     }
     let out = opts.output.clone().unwrap_or_else(|| m.output_dir());
-    let all_units = io::plan_units(m)?;
+    let all_units = m.units()?;
     let mut stages = build_stages(m)?;
     let all_steps = steps(m, &mut stages);
     if let Some(p) = &opts.phase {
@@ -345,8 +346,9 @@ fn start_and_run(
     }
     layout.write_record(record)?;
     let journal_at = layout.root.join(FORJA_DIR);
-    let _journal = crate::journal::Journal::open(&layout.root, &units::journal_tag(opts.rank))
-        .map_err(io_err(&journal_at))?;
+    let _journal =
+        crate::files::journal::Journal::open(&layout.root, &units::journal_tag(opts.rank))
+            .map_err(io_err(&journal_at))?;
     layout.clear_failure()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
@@ -370,7 +372,16 @@ fn start_and_run(
         .zip(&ctx.stage_nanos)
         .map(|(s, n)| (s.name().to_string(), n.load(Ordering::Relaxed) as f64 / 1e9))
         .collect();
-    crate::provenance::record_rank(&layout.root, opts, &summary, &timings)?;
+    let rank_run = crate::provenance::RankRun {
+        rank: opts.rank,
+        world_size: opts.world_size,
+        threads: opts.threads,
+        phase: opts.phase.clone(),
+        steps: summary.steps.clone(),
+        seconds: summary.elapsed.as_secs_f64(),
+        stage_seconds: timings.iter().cloned().collect(),
+    };
+    crate::provenance::record_rank(&layout.root, &rank_run)?;
     // Whichever task finds the run complete writes the run manifest; a task
     // that ends after it (another rank's last families) writes it again,
     // so that every rank's record is in it.
@@ -379,7 +390,7 @@ fn start_and_run(
     } else {
         summary.merged.is_some()
     };
-    if complete || layout.root.join(crate::provenance::RUN_MANIFEST).exists() {
+    if complete || layout.root.join(crate::files::RUN_MANIFEST).exists() {
         complete_run(&layout.root, m, all_units)?;
     }
     Ok(summary)
@@ -448,7 +459,7 @@ fn megatron_step(ctx: &Ctx) -> Result<Option<PathBuf>, RunError> {
         .map(|u| (layout.parts_dir(u.index), m.sources[u.source].name.as_str()))
         .collect();
     let plans = family::plan(&units, cfg.by_source)?;
-    let dir = layout.root.join(crate::shards::MEGATRON_DIR);
+    let dir = layout.root.join(crate::files::MEGATRON_DIR);
     let (w, rank) = (ctx.opts.world_size, ctx.opts.rank);
     let mine: Vec<usize> = (rank..plans.len()).step_by(w).collect();
     tracing::info!(
@@ -496,7 +507,7 @@ fn megatron_step(ctx: &Ctx) -> Result<Option<PathBuf>, RunError> {
     }) {
         let bytes = std::fs::read(&tok).map_err(io_err(&tok))?;
         let to = dir.join("tokenizer.json");
-        io::atomic_write(&to, &bytes).map_err(io_err(&to))?;
+        crate::files::atomic_write(&to, &bytes).map_err(io_err(&to))?;
     }
     Ok(Some(dir))
 }
@@ -708,15 +719,6 @@ fn check_columns(stages: &[Box<dyn Stage>]) -> Result<(), RunError> {
         }
     }
     Ok(())
-}
-
-/// Hash of the resolved manifest: comments and formatting do not count.
-pub fn manifest_hash(m: &LoadedManifest) -> String {
-    // How the run is submitted does not change what it writes.
-    let mut what = m.manifest.clone();
-    what.slurm = Default::default();
-    let canonical = toml::to_string(&what).unwrap_or_else(|_| m.text.clone());
-    format!("{:016x}", xxh3_64(canonical.as_bytes()))
 }
 
 #[derive(Debug, Serialize, Deserialize)]

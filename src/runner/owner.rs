@@ -20,8 +20,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, RunError};
+use crate::files::FORJA_DIR;
 use crate::io::Unit;
-use crate::journal::FORJA_DIR;
 
 /// The lock an output folder's run holds; released when dropped.
 pub struct FolderLock {
@@ -128,7 +128,7 @@ pub fn foreign_contents(root: &Path) -> Result<Option<String>, RunError> {
 /// Deletes what earlier runs wrote: the files the journals list, then
 /// forja's `_forja/` state except the lock this run holds.
 pub fn clear_owned(root: &Path) -> Result<usize, RunError> {
-    let n = crate::journal::remove_owned(root).map_err(io_err(root))?;
+    let n = crate::files::journal::remove_owned(root).map_err(io_err(root))?;
     let dir = root.join(FORJA_DIR);
     if let Ok(entries) = fs::read_dir(&dir) {
         for e in entries {
@@ -166,7 +166,7 @@ const EDGE: u64 = 64 << 10;
 
 /// Size, mtime and edge fingerprint of a local file.
 fn stamp_file(path: &Path, rel: &str, size: u64) -> std::io::Result<InputStamp> {
-    if crate::io::remote::is_url(rel) {
+    if crate::files::is_url(rel) {
         return Ok(InputStamp {
             path: rel.into(),
             size,

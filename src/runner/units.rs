@@ -24,12 +24,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, manifest_hash, RunError, UnitMarker};
-use crate::io::{atomic_write, commit, Unit};
+use super::{io_err, RunError, UnitMarker};
+use crate::files::{atomic_write, commit};
+use crate::io::Unit;
 use crate::ledger::{self, LedgerRow, Stats};
+use crate::manifest::manifest_hash;
 use crate::manifest::{LoadedManifest, Manifest, OutputFormat};
 
-pub use crate::journal::FORJA_DIR;
+pub use crate::files::FORJA_DIR;
 
 /// What run an output folder holds; resuming requires the same one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,15 +133,14 @@ impl Layout {
 
     fn owned(&self) -> &std::collections::BTreeSet<PathBuf> {
         self.owned.get_or_init(|| {
-            crate::journal::owned_files_of(&self.root, &journal_tag(self.rank)).unwrap_or_else(
-                |e| {
+            crate::files::journal::owned_files_of(&self.root, &journal_tag(self.rank))
+                .unwrap_or_else(|e| {
                     tracing::warn!(
                         "{}: cannot read what earlier runs wrote: {e}",
                         self.root.display()
                     );
                     Default::default()
-                },
-            )
+                })
         })
     }
 
@@ -385,10 +386,10 @@ impl Layout {
             "stats.json".to_string(),
             "stats.json.tmp".to_string(),
             // The run is not complete again until its last task says so.
-            crate::provenance::RUN_MANIFEST.to_string(),
-            format!("{}.tmp", crate::provenance::RUN_MANIFEST),
-            crate::report::REPORT.to_string(),
-            format!("{}.tmp", crate::report::REPORT),
+            crate::files::RUN_MANIFEST.to_string(),
+            format!("{}.tmp", crate::files::RUN_MANIFEST),
+            crate::files::REPORT.to_string(),
+            format!("{}.tmp", crate::files::REPORT),
         ] {
             self.remove_owned(Path::new(&rel))?;
         }
@@ -396,7 +397,7 @@ impl Layout {
         let tmps: Vec<PathBuf> = self
             .owned()
             .iter()
-            .filter(|p| crate::io::is_temporary(p))
+            .filter(|p| crate::files::is_temporary(p))
             .cloned()
             .collect();
         for p in tmps {

@@ -75,7 +75,7 @@ impl Families {
         let path = dir.join(Self::FILE);
         let mut bytes = serde_json::to_vec_pretty(self).expect("families serialize");
         bytes.push(b'\n');
-        crate::io::atomic_write(&path, &bytes).map_err(|source| ShardError::Io {
+        crate::files::atomic_write(&path, &bytes).map_err(|source| ShardError::Io {
             path: path.display().to_string(),
             source,
         })
@@ -281,7 +281,7 @@ impl Blend {
             ));
         }
         for (path, text) in &files {
-            crate::io::atomic_write(path, text.as_bytes())?;
+            crate::files::atomic_write(path, text.as_bytes())?;
         }
         Ok(files.into_iter().map(|(p, _)| p).collect())
     }

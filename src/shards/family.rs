@@ -204,7 +204,7 @@ fn finish(w: IndexedWriter, root: &Path, docs: &mut Vec<u8>) -> Result<ShardInfo
     let (documents, tokens) = w.finish()?;
     let path = with_suffix(&prefix, SHARD_DOCS_SUFFIX);
     let packed = zstd::encode_all(&docs[..], 3).map_err(io_err(&path))?;
-    crate::io::atomic_write(&path, &packed).map_err(io_err(&path))?;
+    crate::files::atomic_write(&path, &packed).map_err(io_err(&path))?;
     docs.clear();
     let rel = prefix.strip_prefix(root).unwrap_or(&prefix);
     Ok(ShardInfo {
@@ -285,7 +285,13 @@ mod tests {
         // Each shard's provenance lists its own documents, in order.
         let mut ids = Vec::new();
         for s in &fam.shards {
-            let origins = crate::provenance::audit::shard_origins(&root.join(&s.prefix)).unwrap();
+            let docs = with_suffix(&root.join(&s.prefix), SHARD_DOCS_SUFFIX);
+            let raw = zstd::decode_all(&std::fs::read(docs).unwrap()[..]).unwrap();
+            let origins: Vec<crate::shards::parts::DocOrigin> = raw
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
             assert_eq!(origins.len() as u64, s.documents);
             ids.extend(origins.into_iter().map(|o| o.id));
         }

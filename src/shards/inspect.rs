@@ -7,7 +7,7 @@ use tokenizers::Tokenizer;
 
 use super::blend::Families;
 use super::megatron::{IndexedReader, ShardError};
-use super::MEGATRON_DIR;
+use crate::files::MEGATRON_DIR;
 
 /// `x`, `x.bin` or `x.idx` as the shard prefix `x`.
 pub fn shard_prefix(path: &Path) -> PathBuf {

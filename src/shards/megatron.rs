@@ -18,7 +18,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::io::{commit, tmp_path};
+use crate::files::{commit, tmp_path};
 
 pub const MAGIC: &[u8; 9] = b"MMIDIDX\x00\x00";
 
@@ -122,7 +122,7 @@ impl IndexedWriter {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let bin_tmp = tmp_path(&bin);
-        let file = crate::journal::create_output(&bin_tmp).map_err(io_err(&bin_tmp))?;
+        let file = crate::files::journal::create_output(&bin_tmp).map_err(io_err(&bin_tmp))?;
         Ok(IndexedWriter {
             prefix: prefix.to_path_buf(),
             bin_tmp,
@@ -235,7 +235,7 @@ impl IndexedWriter {
             out.extend_from_slice(&d.to_le_bytes());
         }
         let idx_tmp = tmp_path(&idx);
-        crate::journal::create_output(&idx_tmp)
+        crate::files::journal::create_output(&idx_tmp)
             .and_then(|mut f| std::io::Write::write_all(&mut f, &out))
             .map_err(io_err(&idx_tmp))?;
         commit(&bin_tmp, &bin).map_err(io_err(&bin))?;

@@ -7,13 +7,16 @@
 //! ([`family`]) and writes the blend and the language shares ([`blend`]).
 
 pub mod blend;
+mod config;
 pub mod family;
 pub mod inspect;
 pub mod megatron;
 pub mod parts;
 
-/// The output folder's subfolder for shards and blend files.
-pub const MEGATRON_DIR: &str = "megatron";
+/// The `token_ids` field's metadata key for the tokenizer's vocabulary
+/// size (the tokenize stage sets it; the shards' dtype follows from it).
+pub const VOCAB_SIZE: &str = "forja.vocab_size";
 
+pub use config::MegatronConfig;
 pub use megatron::{DType, IndexedReader, IndexedWriter, ShardError};
 pub use parts::{Split, Splitter, UnitParts};

@@ -14,9 +14,9 @@ use arrow_array::{Array, RecordBatch};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::megatron::{paths, DType, IndexedWriter, ShardError};
+use super::MegatronConfig;
+use super::VOCAB_SIZE;
 use crate::batch;
-use crate::manifest::MegatronConfig;
-use crate::stages::tokenize::VOCAB_SIZE;
 
 /// Training, validation or test: every document goes to exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -221,7 +221,7 @@ impl UnitParts {
                     let prefix = self.dir.join(split.name()).join(lang);
                     let (bin, idx) = paths(&prefix);
                     let docs = with_suffix(&prefix, DOCS_SUFFIX);
-                    crate::io::atomic_write(&docs, &part.docs).map_err(|e| ShardError::Io {
+                    crate::files::atomic_write(&docs, &part.docs).map_err(|e| ShardError::Io {
                         path: docs.display().to_string(),
                         source: e,
                     })?;

@@ -176,7 +176,7 @@ impl BannedWords {
                 }
             }
             Some(dir) => {
-                let dir = crate::manifest::resolve(&ctx.base, dir);
+                let dir = crate::files::resolve(&ctx.base, dir);
                 let entries = std::fs::read_dir(&dir)
                     .map_err(|e| fail(format!("cannot read {}: {e}", dir.display())))?;
                 for e in entries {

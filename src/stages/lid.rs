@@ -122,7 +122,7 @@ impl Lid {
             (Backend::Lingua, _) => lingua_backend(&config.languages).map_err(fail)?,
             (Backend::Fasttext, None) => Box::new(FastTextLid::builtin()),
             (Backend::Fasttext, Some(model)) => {
-                let path = crate::manifest::resolve(&ctx.base, model);
+                let path = crate::files::resolve(&ctx.base, model);
                 Box::new(FastTextLid::load(&path).map_err(|e| fail(e.to_string()))?)
             }
         };
@@ -131,7 +131,7 @@ impl Lid {
         } else {
             let groups = match &config.groups {
                 None => GroupModel::builtin(),
-                Some(g) => GroupModel::load(&crate::manifest::resolve(&ctx.base, g))
+                Some(g) => GroupModel::load(&crate::files::resolve(&ctx.base, g))
                     .map_err(|e| fail(e.to_string()))?,
             };
             Box::new(Refined {

@@ -26,14 +26,12 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{BuildContext, Drop, Global, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
+use crate::dedup::global::TAG_SCORES;
 use crate::dedup::global::{GlobalDir, Plan};
 use crate::dedup::sections::{io as io_err, SectionWriter, Sections};
 use crate::dedup::DedupError;
 use crate::ledger::Reason;
 use crate::lm::{DocScore, LmDevice, Model, Precision, ScoreOptions};
-
-/// Tag of a unit's scores file (read by the runner's plan like keys).
-pub const TAG_SCORES: u32 = 0x5050_4c01;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,7 +381,7 @@ fn load_model(
     ctx: &BuildContext,
     path: &str,
 ) -> Result<Arc<Model>, StageError> {
-    let p: PathBuf = crate::manifest::resolve(&ctx.base, path);
+    let p: PathBuf = crate::files::resolve(&ctx.base, path);
     let m = Model::load(&p, config.precision, config.device).map_err(|e| StageError::Failed {
         stage: "perplexity".into(),
         message: e.to_string(),
@@ -825,7 +823,7 @@ impl Global for Perplexity {
             std::fs::create_dir_all(p).map_err(io_err(p))?;
         }
         let bytes = serde_json::to_vec_pretty(&found).expect("cut-offs serialize");
-        crate::io::atomic_write(&out, &bytes).map_err(io_err(&out))?;
+        crate::files::atomic_write(&out, &bytes).map_err(io_err(&out))?;
         Ok(BTreeMap::from([(
             "languages".into(),
             found.languages.len() as u64,
@@ -844,7 +842,7 @@ impl Global for Perplexity {
         let path = plan.dir.summary();
         let mut bytes = serde_json::to_vec_pretty(&all).expect("cut-offs serialize");
         bytes.push(b'\n');
-        crate::io::atomic_write(&path, &bytes).map_err(io_err(&path))?;
+        crate::files::atomic_write(&path, &bytes).map_err(io_err(&path))?;
         for (l, c) in &all.languages {
             tracing::info!(
                 "perplexity: {l}: {} documents, cut-offs {:.2} and {:.2}",

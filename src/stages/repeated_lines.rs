@@ -315,7 +315,7 @@ impl Stage for RepeatedLines {
                         detail: format!("all {count} units repeated"),
                     });
                 } else if self.config.min_words > 0 {
-                    let words = crate::words(&stripped).len();
+                    let words = crate::text::words(&stripped).len();
                     if words < self.config.min_words {
                         drops.push(Drop {
                             row,

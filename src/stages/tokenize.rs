@@ -61,7 +61,8 @@ pub struct Tokenize {
 }
 
 /// Metadata keys of the `token_ids` field.
-pub const VOCAB_SIZE: &str = "forja.vocab_size";
+pub use crate::shards::VOCAB_SIZE;
+/// The tokenizer's name, in the `token_ids` field's metadata.
 pub const TOKENIZER: &str = "forja.tokenizer";
 
 /// The item field of the `token_ids` lists.
@@ -80,7 +81,7 @@ impl Tokenize {
             stage: "tokenize".into(),
             message,
         };
-        let path: PathBuf = crate::manifest::resolve(&ctx.base, &config.tokenizer);
+        let path: PathBuf = crate::files::resolve(&ctx.base, &config.tokenizer);
         if !path.is_file() {
             return Err(fail(format!("{}: no such tokenizer file", path.display())));
         }

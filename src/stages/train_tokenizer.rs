@@ -18,13 +18,11 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Global, Mode, Stage, StageError, StageOutput};
 use crate::batch::Core;
+use crate::dedup::global::TAG_WORDS;
 use crate::dedup::global::{GlobalDir, Plan};
 use crate::dedup::sections::{io as io_err, SectionWriter, Sections};
 use crate::dedup::DedupError;
 use crate::tokenizer::train::{self, Segmenter, TrainConfig, WordCounts};
-
-/// Tag of a unit's word-counts file (read by the runner's plan like keys).
-pub const TAG_WORDS: u32 = 0x5743_0001;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,7 +206,7 @@ impl Global for TrainTokenizer {
         }
         let mut bytes = Vec::new();
         sum.write_to(&mut bytes).map_err(io_err(&out))?;
-        crate::io::atomic_write(&out, &bytes).map_err(io_err(&out))?;
+        crate::files::atomic_write(&out, &bytes).map_err(io_err(&out))?;
         Ok(BTreeMap::from([(
             "distinct_words".into(),
             sum.distinct() as u64,

@@ -356,7 +356,7 @@ pub struct UrlFilter {
 
 impl UrlFilter {
     pub fn new(config: UrlFilterConfig, ctx: &BuildContext) -> Result<Self, StageError> {
-        let dir = crate::manifest::resolve(&ctx.base, &config.lists);
+        let dir = crate::files::resolve(&ctx.base, &config.lists);
         let lists = Blocklists::load(&dir, config.categories.as_deref()).map_err(|message| {
             StageError::Failed {
                 stage: "url_filter".into(),

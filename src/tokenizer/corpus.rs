@@ -195,7 +195,7 @@ fn read_file(
         spec.default_lang.as_deref().unwrap_or("und").into()
     };
     let mut r =
-        crate::io::open_decompressed(path, bytes_read.clone()).map_err(|e| CorpusError::Io {
+        crate::files::open_decompressed(path, bytes_read.clone()).map_err(|e| CorpusError::Io {
             path: path.display().to_string(),
             source: e,
         })?;

@@ -191,7 +191,7 @@ impl WarcReader {
         let mut dctx = zstd_safe::DCtx::create();
         // Windows as large as any other input may use (`zstd --long=31`).
         let _ = dctx.set_parameter(zstd_safe::DParameter::WindowLogMax(
-            crate::io::ZSTD_WINDOW_LOG_MAX,
+            crate::files::ZSTD_WINDOW_LOG_MAX,
         ));
         if !dictionary.is_empty() {
             if let Err(code) = dctx.load_dictionary(&dictionary) {
@@ -285,7 +285,7 @@ impl WarcReader {
                 } else {
                     zstd::stream::read::Decoder::with_dictionary(input, dictionary)?
                 };
-                dec.window_log_max(crate::io::ZSTD_WINDOW_LOG_MAX)?;
+                dec.window_log_max(crate::files::ZSTD_WINDOW_LOG_MAX)?;
                 Inflater::Zstd(Box::new(dec.single_frame()))
             }
         };

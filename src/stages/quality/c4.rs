@@ -8,8 +8,8 @@
 
 use serde::Deserialize;
 
-use super::text::{sentences, splitlines, strip, whitespace_words};
 use crate::ledger::Reason;
+use crate::text::{sentences, splitlines, strip, whitespace_words};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,8 +10,8 @@
 
 use serde::Deserialize;
 
-use super::text::{chars, is_terminal};
 use crate::ledger::Reason;
+use crate::text::{chars, is_terminal};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

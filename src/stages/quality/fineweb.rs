@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::text::{chars, is_terminal, strip};
 use super::Verdict;
 use crate::ledger::Reason;
+use crate::text::{chars, is_terminal, strip};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,8 +111,8 @@ impl Fineweb {
 
 #[cfg(test)]
 mod tests {
-    use super::super::text::words;
     use super::*;
+    use crate::text::words;
 
     fn fw() -> Fineweb {
         Fineweb::new(FinewebParams {

@@ -10,10 +10,10 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3Builder};
 
-use super::text::{chars, is_punct, splitlines, strip};
 use super::Verdict;
 use crate::hash::{sequence_key, PassThroughState};
 use crate::ledger::Reason;
+use crate::text::{chars, is_punct, splitlines, strip};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -364,8 +364,8 @@ fn split_paragraphs(text: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::text::words;
     use super::*;
+    use crate::text::words;
 
     fn quality() -> GopherQuality {
         let p = GopherQualityParams {

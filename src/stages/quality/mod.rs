@@ -16,7 +16,6 @@ mod curate;
 mod fineweb;
 mod gopher;
 mod oscar;
-pub mod text;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -308,7 +307,7 @@ impl Quality {
         let mut spans: Option<Vec<std::ops::Range<usize>>> = None;
         let word_spans = |t: &str| -> Vec<std::ops::Range<usize>> {
             let base = t.as_ptr() as usize;
-            text::words(t)
+            crate::text::words(t)
                 .into_iter()
                 .map(|w| {
                     let start = w.as_ptr() as usize - base;

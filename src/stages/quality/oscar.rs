@@ -9,8 +9,8 @@
 
 use serde::Deserialize;
 
-use super::text::chars;
 use crate::ledger::Reason;
+use crate::text::chars;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

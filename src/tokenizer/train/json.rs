@@ -203,8 +203,8 @@ impl Vocabulary {
         let json =
             serde_json::to_vec_pretty(&self.tokenizer_json()).map_err(std::io::Error::other)?;
         let path = dir.join("tokenizer.json");
-        crate::io::atomic_write(&path, &json)?;
-        crate::io::atomic_write(
+        crate::files::atomic_write(&path, &json)?;
+        crate::files::atomic_write(
             &dir.join("tokenizer.vocab"),
             self.vocab_listing().as_bytes(),
         )?;

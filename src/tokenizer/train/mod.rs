@@ -340,6 +340,6 @@ pub fn train_to_dir(
         config: cfg.clone(),
     };
     let json = serde_json::to_vec_pretty(&report).map_err(|e| io(std::io::Error::other(e)))?;
-    crate::io::atomic_write(&dir.join("training.json"), &json).map_err(io)?;
+    crate::files::atomic_write(&dir.join("training.json"), &json).map_err(io)?;
     Ok((vocab, report))
 }

@@ -2,8 +2,8 @@
 //! only that.
 //!
 //! A run registers its output folder with [`Journal::open`]; from then on,
-//! every file the output helpers ([`create_output`], [`crate::io::atomic_write`],
-//! [`crate::io::commit`]) create under that folder is appended, by its path
+//! every file the output helpers ([`create_output`], [`atomic_write`](super::atomic_write),
+//! [`commit`](super::commit)) create under that folder is appended, by its path
 //! relative to the folder, to `_forja/owned-<rank>.txt` *before* the file
 //! exists. A later run that starts over, or a resumed unit that is redone,
 //! deletes exactly the files those lists name (see [`owned_files`]) and
@@ -19,8 +19,7 @@ use std::io::{self, BufRead, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// The folder of forja's own working state inside an output folder.
-pub const FORJA_DIR: &str = "_forja";
+use super::paths::FORJA_DIR;
 
 const PREFIX: &str = "owned-";
 

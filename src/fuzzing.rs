@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::{decode, open_unit, Chunk, InputFile, SourceSpec, Unit};
-use crate::manifest::{InputFormat, ReaderConfig};
+use crate::io::{decode, open_unit, Chunk, InputFile, SourceSpec, Unit};
+use crate::io::{InputFormat, ReaderConfig};
 
 /// For the fuzz targets: panics that forja catches itself (a page, a row
 /// group) are not crashes, so they print nothing; libfuzzer-sys still
@@ -149,7 +149,7 @@ pub fn read(bytes: &[u8], name: &str, format: InputFormat, max_doc_bytes: u64) -
 pub fn html(bytes: &[u8]) -> usize {
     let mut http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n".to_vec();
     http.extend_from_slice(bytes);
-    super::warc::fuzz_page(&http)
+    crate::io::fuzz_page(&http)
 }
 
 /// Parses manifest text; returns the number of problems found (0 when it
