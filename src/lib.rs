@@ -3,49 +3,81 @@
 //! A manifest names sources, stages and outputs; [`run`] streams documents
 //! through the stages as Arrow record batches and accounts for every one of
 //! them: kept in the output shards, or dropped or rejected with a reason in
-//! the ledger. Modules stay private; this file is the public surface.
+//! the ledger. Modules stay private; this file is the public surface: what
+//! the `forja` command line and the tests use, re-exported flat.
+
+#![warn(missing_docs)]
 
 mod batch;
-pub mod cluster;
-pub mod dedup;
+mod cluster;
+mod dedup;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;
 mod io;
 mod ledger;
-pub mod lid;
-pub mod lm;
+mod lid;
+mod lm;
 mod manifest;
-pub mod provenance;
-pub mod report;
+mod provenance;
+mod report;
 mod runner;
-pub mod shards;
+mod shards;
 mod stages;
 mod text;
-pub mod tokenizer;
+mod tokenizer;
 
-pub use batch::{core_fields, core_schema, doc_id, Core, CoreBuilder};
-pub use files::{atomic_write, journal, FORJA_DIR, MEGATRON_DIR, REPORT, RUN_MANIFEST};
-pub use io::{decode_lines, expand_pattern, InputError, ReadError, Unit};
-pub use ledger::{
-    read_parquet as read_ledger, FileStats, FileStatus, Kind, LedgerRow, Reason, SourceCounts,
-    StageCounts, Stats,
-};
+// Manifests, and running them.
 pub use manifest::{
     load as load_manifest, manifest_hash, parse as parse_manifest, InputFormat, LoadedManifest,
-    Manifest, MegatronConfig, OutputConfig, OutputFormat, Problem, Problems, ReaderConfig,
-    SourceConfig, MANIFEST_VERSION,
+    Manifest, Problem, Problems, MANIFEST_VERSION,
 };
-pub use runner::interrupt;
+pub use runner::interrupt::install as install_signal_handlers;
 pub use runner::{
     build_stages, collect_stats, finish, progress_bar, run, steps, Finished, RunError, RunOptions,
-    RunRecord, RunStats, RunSummary,
+    RunStats, RunSummary,
 };
-pub use stages::{
-    apply, normalize_text, Applied, BuildContext, Drop, ExactDedupConfig, Global, LengthConfig,
-    Lid, LidBackend, LidConfig, Mode, NearDedupConfig, NormalizeConfig, PerplexityConfig,
-    PerplexityFilter, PiiConfig, PiiKind, PiiMode, Position, Quality, QualityConfig, QualityRule,
-    RepeatedLinesConfig, Scope, Stage, StageConfig, StageError, StageOutput, TextUnit,
+
+// What a run writes: document ids, the ledger, the output folder's names.
+pub use batch::doc_id;
+pub use files::{atomic_write, REPORT};
+pub use ledger::{read_parquet as read_ledger, Stats};
+
+// Language identification, as the `lid` stage builds it.
+pub use lid::eval::{
+    evaluate as evaluate_lid, read_samples as read_lid_samples, Report as LidReport,
 };
-pub use text::words;
+pub use lid::groups::{describe as describe_groups, GroupModel};
+pub use lid::SALAMANDRA;
+pub use stages::{BuildContext, Lid, LidBackend, LidConfig, Mode};
+
+// Language models (the perplexity stage's).
+pub use lm::{shape as model_shape, DocScore, Llama, LmDevice, Model, Precision, ScoreOptions};
+
+// Megatron shards, the mixture and `forja inspect`.
+pub use shards::blend::{blend, Families, Share};
+pub use shards::inspect::{
+    check_families, decode as decode_tokens, find_tokenizer, load_tokenizer, megatron_dir,
+    shard_prefix, summary as shard_summary,
+};
+pub use shards::{IndexedReader, Split};
+
+// Provenance, verification and the report.
+pub use provenance::audit::{doc_fate, licences, token_origin};
+pub use provenance::verify;
+pub use report::write as write_report;
+
+// Tokenizer training and fertility.
+pub use tokenizer::corpus::{list_files as list_corpus_files, CorpusSpec};
+pub use tokenizer::fertility::measure as measure_fertility;
+pub use tokenizer::train::{
+    count_files as count_words, train_to_dir as train_tokenizer, Device as TrainDevice,
+    TrainConfig, WordCounts,
+};
+
+// Slurm job arrays.
+pub use cluster::slurm::{
+    array_spec, plan as plan_slurm_jobs, single_task, submit as submit_slurm_jobs,
+    write_scripts as write_slurm_scripts, RunSpec,
+};

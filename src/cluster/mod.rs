@@ -4,4 +4,4 @@
 
 pub mod slurm;
 
-pub use slurm::{Job, Resources, RunSpec, SlurmConfig, SlurmError};
+pub use slurm::SlurmConfig;

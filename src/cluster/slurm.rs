@@ -186,11 +186,17 @@ pub struct Job {
 
 /// What `forja slurm` needs to know about a run.
 pub struct RunSpec<'a> {
+    /// The run's name (the jobs' name prefix).
     pub name: &'a str,
+    /// The manifest, as an absolute path.
     pub manifest: &'a Path,
+    /// The output folder, as an absolute path.
     pub out: &'a Path,
+    /// Every step of the run, in order.
     pub steps: &'a [String],
+    /// Ranks of every step.
     pub world_size: usize,
+    /// The forja binary the jobs run.
     pub forja: &'a Path,
 }
 

@@ -7,12 +7,16 @@
 //! This in-memory form clusters one task's documents; the phased form
 //! writes the same band keys to bucket files.
 
+#[cfg(test)]
 use std::collections::HashMap;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+#[cfg(test)]
 use super::minhash::{jaccard, MinHasher};
+#[cfg(test)]
 use super::union_find::UnionFind;
+#[cfg(test)]
 use crate::hash::PassThroughState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +71,8 @@ fn band_key(rows: &[u64], band: u64) -> u64 {
 }
 
 /// Every pair of documents that share a band key (the LSH candidates),
-/// as (earlier, later) indices.
+/// as (earlier, later) indices: the tests' reference.
+#[cfg(test)]
 pub fn candidate_pairs(
     docs: &[Vec<u64>],
     hasher: &MinHasher,
@@ -95,20 +100,19 @@ pub fn candidate_pairs(
     pairs
 }
 
-/// What clustering found.
+/// What in-memory clustering found.
+#[cfg(test)]
 pub struct Clusters {
     pub sets: UnionFind,
-    /// Candidate pairs compared by exact Jaccard.
-    pub verified: usize,
-    /// Of those, pairs at or above the threshold (the edges joined).
-    pub joined: usize,
 }
 
-/// Clusters documents given as shingle-hash lists.
+/// Clusters documents given as shingle-hash lists, in memory: the tests'
+/// reference for the phased steps.
 ///
 /// With `verify = Some(t)`, a candidate pair is joined only if its exact
 /// Jaccard is at least `t`; each document is compared with the members of
 /// its buckets, earliest first, until one passes (`max_checks` at most).
+#[cfg(test)]
 pub fn cluster(
     docs: &[Vec<u64>],
     hasher: &MinHasher,
@@ -124,7 +128,6 @@ pub fn cluster(
     let mut buckets: Vec<HashMap<u64, Vec<u32>, PassThroughState>> =
         (0..banding.bands).map(|_| HashMap::default()).collect();
     let mut sets = UnionFind::new(docs.len());
-    let (mut verified, mut joined) = (0, 0);
     let mut sig = Vec::new();
     for (i, sh) in docs.iter().enumerate() {
         if sh.is_empty() {
@@ -146,23 +149,17 @@ pub fn cluster(
                             continue;
                         }
                         checks += 1;
-                        verified += 1;
                         jaccard(&docs[j as usize], sh) >= t
                     }
                 };
                 if ok {
-                    joined += 1;
                     sets.union(i, j);
                 }
             }
             members.push(i);
         }
     }
-    Clusters {
-        sets,
-        verified,
-        joined,
-    }
+    Clusters { sets }
 }
 
 #[cfg(test)]
@@ -282,7 +279,7 @@ pub(crate) mod tests {
         }
         let mut results = Vec::new();
         for banding in [Banding::FINEWEB, Banding { bands: 20, rows: 5 }] {
-            let hasher = MinHasher::new(banding.hashes(), 5, 1);
+            let hasher = MinHasher::new(banding.hashes(), 1);
             // Pairwise, as an LSH index is queried: candidates, then verified.
             let cands = candidate_pairs(&docs, &hasher, banding);
             let hit = cands.iter().filter(|p| truth.contains(p)).count();

@@ -6,11 +6,14 @@
 //! `h_i(x) = (a_i x + b_i) mod p`, p = 2^61 - 1, whose modulo is two shifts
 //! and an add, so the inner loop is a multiply, a fold and a min.
 
+#[cfg(test)]
 use std::collections::HashSet;
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use crate::hash::{sequence_key, PassThroughState};
+use crate::hash::sequence_key;
+#[cfg(test)]
+use crate::hash::PassThroughState;
 
 const P: u64 = (1 << 61) - 1;
 
@@ -43,6 +46,7 @@ pub fn shingles(text: &str, n: usize) -> Vec<u64> {
 }
 
 /// Jaccard similarity of two shingle lists (as sets).
+#[cfg(test)]
 pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     let sa: HashSet<u64, PassThroughState> = a.iter().copied().collect();
     let sb: HashSet<u64, PassThroughState> = b.iter().copied().collect();
@@ -58,30 +62,22 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
 pub struct MinHasher {
     a: Vec<u64>,
     b: Vec<u64>,
-    shingle: usize,
 }
 
 impl MinHasher {
-    pub fn new(k: usize, shingle: usize, seed: u64) -> Self {
+    /// `k` hash functions drawn from `seed`.
+    pub fn new(k: usize, seed: u64) -> Self {
         let draw = |i: u64, salt: u64| xxh3_64_with_seed(&i.to_le_bytes(), seed ^ salt) % P;
         MinHasher {
             // a must be non-zero for a permutation of Z_p.
             a: (0..k as u64).map(|i| draw(i, 0xA).max(1)).collect(),
             b: (0..k as u64).map(|i| draw(i, 0xB)).collect(),
-            shingle,
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.a.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.a.is_empty()
-    }
-
-    pub fn shingle_size(&self) -> usize {
-        self.shingle
     }
 
     /// The signature of a set of shingle hashes; all `u64::MAX` for an empty set.
@@ -96,9 +92,11 @@ impl MinHasher {
         }
     }
 
-    pub fn signature(&self, text: &str) -> Vec<u64> {
+    /// The signature of a text's `n`-word shingles.
+    #[cfg(test)]
+    pub fn signature(&self, text: &str, n: usize) -> Vec<u64> {
         let mut out = Vec::new();
-        self.signature_of(&shingles(text, self.shingle), &mut out);
+        self.signature_of(&shingles(text, n), &mut out);
         out
     }
 }
@@ -127,12 +125,12 @@ mod tests {
         let b = a
             .replace("compulsory", "obligatory")
             .replace("higher education", "university education");
-        let m = MinHasher::new(256, 5, 7);
-        let (sa, sb) = (m.signature(a), m.signature(&b));
+        let m = MinHasher::new(256, 7);
+        let (sa, sb) = (m.signature(a, 5), m.signature(&b, 5));
         let est = sa.iter().zip(&sb).filter(|(x, y)| x == y).count() as f64 / 256.0;
         let truth = jaccard(&shingles(a, 5), &shingles(&b, 5));
         assert!((est - truth).abs() < 0.1, "estimate {est} vs {truth}");
-        assert_eq!(m.signature(a), sa, "deterministic");
+        assert_eq!(m.signature(a, 5), sa, "deterministic");
         assert!(
             jaccard(
                 &shingles(a, 5),

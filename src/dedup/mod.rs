@@ -15,10 +15,9 @@ pub mod minhash;
 pub mod sections;
 pub mod union_find;
 
-pub use global::{GlobalDir, Keep, Plan};
-pub use lsh::{cluster, Banding, Clusters};
-pub use minhash::{jaccard, shingles, MinHasher};
-pub use union_find::UnionFind;
+pub use global::{GlobalDir, Plan};
+pub use lsh::Banding;
+pub use minhash::{shingles, MinHasher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DedupError {

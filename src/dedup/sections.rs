@@ -244,6 +244,7 @@ impl Sections {
         &self.path
     }
 
+    #[cfg(test)]
     pub fn count(&self) -> usize {
         self.entries.len()
     }

@@ -20,14 +20,6 @@ impl UnionFind {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.parent.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parent.is_empty()
-    }
-
     /// The representative of `x`'s set (path halving).
     pub fn find(&mut self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {

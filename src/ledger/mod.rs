@@ -24,7 +24,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-pub use stats::{FileStats, FileStatus, SourceCounts, StageCounts, Stats};
+pub use stats::{FileStats, FileStatus, Stats};
 
 /// Why a document did not reach the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -11,22 +11,32 @@ use serde::{Deserialize, Serialize};
 
 use super::{Kind, LedgerRow, Reason};
 
+/// The funnel of a run (or of one unit or rank): what was read, kept,
+/// dropped and rejected, per source, per stage and per file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Documents read from the inputs.
     pub documents_read: u64,
+    /// Bytes of text read.
     pub bytes_read: u64,
+    /// Documents kept (in the outputs).
     pub kept: u64,
+    /// Bytes of text kept.
     pub kept_bytes: u64,
+    /// Documents a stage dropped, with a reason in the ledger.
     pub dropped: u64,
+    /// Documents a reader rejected, with a reason in the ledger.
     pub rejected: u64,
     /// Kept documents whose text a stage changed (PII redaction), counted
     /// once per stage that changed them; not part of `read = kept + dropped +
     /// rejected`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub modified: u64,
+    /// The same counts per source.
     pub sources: BTreeMap<String, SourceCounts>,
     /// `read` first, then every stage in manifest order.
     pub stages: Vec<StageCounts>,
+    /// Every input file read, with its documents and how its reading ended.
     pub files: Vec<FileStats>,
     /// What global stages found for the whole run (e.g. the perplexity
     /// stage's per-language cut-offs), by their folder under `_forja/global`.

@@ -46,19 +46,26 @@ pub struct LangResult {
     pub confused_with: BTreeMap<String, u64>,
 }
 
+/// How a language identifier did on labelled text.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Per language: documents, correct ones and confusions.
     pub languages: BTreeMap<String, LangResult>,
+    /// Documents evaluated.
     pub documents: u64,
+    /// Bytes of text evaluated.
     pub bytes: u64,
+    /// Seconds spent identifying (one thread).
     pub seconds: f64,
 }
 
 impl Report {
+    /// The share of a language's documents identified correctly.
     pub fn accuracy(r: &LangResult) -> f64 {
         r.correct as f64 / r.total.max(1) as f64
     }
 
+    /// The mean of the languages' accuracies.
     pub fn macro_accuracy(&self) -> f64 {
         let n = self.languages.len().max(1) as f64;
         self.languages.values().map(Self::accuracy).sum::<f64>() / n
@@ -73,6 +80,8 @@ impl Report {
     }
 }
 
+/// Identifies every sample with `backend` (lines below `line_threshold`
+/// count as unidentified) and tallies the results per language.
 pub fn evaluate(backend: &dyn Identify, samples: &[Sample], line_threshold: f64) -> Report {
     let mut languages: BTreeMap<String, LangResult> = BTreeMap::new();
     let start = Instant::now();

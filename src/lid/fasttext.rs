@@ -338,6 +338,7 @@ impl FastText {
     }
 
     /// The top `k` labels of one line of text, with their probabilities.
+    #[cfg(test)]
     pub fn predict(&self, text: &str, k: usize) -> Vec<(&str, f32)> {
         self.predict_indices(text, k)
             .into_iter()

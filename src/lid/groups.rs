@@ -65,6 +65,8 @@ struct LangModel {
     logp: HashMap<u32, f32>,
 }
 
+/// The close-group model: character n-gram profiles that tell apart
+/// languages a first identifier confuses (bs/hr/sr, no/nn/da, gl/pt, ...).
 pub struct GroupModel {
     groups: Vec<Vec<String>>,
     langs: Vec<LangModel>,
@@ -111,6 +113,7 @@ impl GroupModel {
         GroupModel { groups, langs }
     }
 
+    /// The languages the model knows.
     pub fn languages(&self) -> Vec<&str> {
         self.langs.iter().map(|l| l.code.as_str()).collect()
     }
@@ -154,6 +157,7 @@ impl GroupModel {
         Some((models[best].code.as_str(), ((s - max).exp() / z) as f32))
     }
 
+    /// Writes the model to `path`.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let mut out = Vec::new();
         let s = |out: &mut Vec<u8>, v: &str| {
@@ -184,6 +188,7 @@ impl GroupModel {
         crate::files::atomic_write(path, &out)
     }
 
+    /// Reads a model written by [`GroupModel::save`].
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         load_model(path, "forja language-group model", Self::from_bytes)
     }

@@ -77,6 +77,7 @@ pub(crate) struct Layer {
 
 /// A loaded model, shared read-only by every worker.
 pub struct Llama {
+    /// The model's shape (layers, heads, vocabulary, context).
     pub config: LlamaConfig,
     /// Activations' type: f32, or bf16/f16 for half-precision checkpoints.
     pub dtype: DType,
@@ -129,6 +130,7 @@ impl Llama {
         })
     }
 
+    /// The device the weights are on.
     pub fn device(&self) -> &Device {
         self.embed.device()
     }

@@ -46,7 +46,7 @@ impl LmError {
 }
 
 /// The number type of weights and activations.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// f32 on the CPU (its matrix products are several times faster than
@@ -57,8 +57,11 @@ pub enum Precision {
     /// GGUF blocks stay quantized (Q4/Q8 matmul) on any device: a quarter
     /// of f32's memory. Hugging Face checkpoints: as `auto`.
     Quantized,
+    /// 32-bit floats.
     F32,
+    /// bfloat16.
     Bf16,
+    /// 16-bit floats.
     F16,
 }
 
@@ -77,9 +80,10 @@ impl Precision {
 }
 
 /// Where the model runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum LmDevice {
+    /// The CPU.
     #[default]
     Cpu,
     /// The first NVIDIA GPU; needs a build with the `lm-cuda` feature.
@@ -87,6 +91,7 @@ pub enum LmDevice {
 }
 
 impl LmDevice {
+    /// Opens the device (CUDA device 0 for `Cuda`).
     pub fn open(self) -> Result<Device, LmError> {
         match self {
             LmDevice::Cpu => Ok(Device::Cpu),
@@ -125,6 +130,7 @@ impl Default for ScoreOptions {
 }
 
 impl ScoreOptions {
+    /// Problems with the options, each with the option's name.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut p = Vec::new();
         if self.context < 2 {
@@ -152,12 +158,15 @@ pub struct DocScore {
 }
 
 impl DocScore {
+    /// `exp(-logprob / tokens)`; `None` without a scored token.
     pub fn perplexity(&self) -> Option<f64> {
         (self.tokens > 0).then(|| (-self.logprob / self.tokens as f64).exp())
     }
+    /// Mean natural-log probability per scored token.
     pub fn per_token(&self) -> Option<f64> {
         (self.tokens > 0).then(|| self.logprob / self.tokens as f64)
     }
+    /// Natural-log probability per byte of the scored text.
     pub fn per_byte(&self) -> Option<f64> {
         (self.tokens > 0 && self.bytes > 0).then(|| self.logprob / self.bytes as f64)
     }
@@ -178,6 +187,7 @@ struct Window {
 }
 
 impl Model {
+    /// Loads a Hugging Face folder or a `.gguf` file onto `device`.
     pub fn load(path: &Path, precision: Precision, device: LmDevice) -> Result<Self, LmError> {
         let dev = device.open()?;
         Ok(Model {
@@ -185,18 +195,22 @@ impl Model {
         })
     }
 
+    /// The model's shape.
     pub fn config(&self) -> &LlamaConfig {
         &self.inner.llama.config
     }
 
+    /// The number type the weights are computed in.
     pub fn dtype(&self) -> DType {
         self.inner.llama.dtype
     }
 
+    /// What was loaded, for logs: file, shape, type and device.
     pub fn describe(&self) -> &str {
         &self.inner.description
     }
 
+    /// The forward pass.
     pub fn llama(&self) -> &Llama {
         &self.inner.llama
     }

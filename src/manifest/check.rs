@@ -23,15 +23,20 @@ use crate::stages::StageConfig;
 /// One problem in a manifest, located in its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Line, from 1 (0 when the problem concerns the whole file).
     pub line: usize,
+    /// Column, from 1.
     pub column: usize,
+    /// What is wrong.
     pub message: String,
 }
 
 /// Every problem found in one manifest file.
 #[derive(Debug, Clone)]
 pub struct Problems {
+    /// The manifest file.
     pub file: PathBuf,
+    /// Every problem, in text order.
     pub list: Vec<Problem>,
 }
 
@@ -149,6 +154,7 @@ pub fn load(path: &Path) -> Result<LoadedManifest, Problems> {
         });
     }
     Ok(LoadedManifest {
+        warnings: parsed.warnings,
         manifest: parsed.manifest,
         path: path.to_path_buf(),
         base,
@@ -168,6 +174,8 @@ struct Parsed {
     path_spans: Vec<Vec<Range<usize>>>,
     /// Where `output.dir` is written, for the overlap check against inputs.
     output_dir_at: usize,
+    /// Located warnings (see [`LoadedManifest::warnings`]).
+    warnings: Vec<Problem>,
 }
 
 fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
@@ -187,7 +195,13 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
     let mut c = Checker {
         text,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
+    // The columns a batch has at each stage, and who added each.
+    let mut columns: Vec<(String, String)> = crate::batch::core_fields()
+        .iter()
+        .map(|f| (f.name().clone(), "every document has it".to_string()))
+        .collect();
     let doc = doc.into_inner();
 
     let mut version = None;
@@ -241,6 +255,7 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
                                 .start;
                             c.at(at, format!("{what} ({}): {message}", s.type_name()));
                         }
+                        c.check_columns(&s, elem, &what, &mut columns);
                         stages.push(s);
                     }
                 }
@@ -322,17 +337,69 @@ fn parse_spanned(text: &str) -> Result<Parsed, Vec<Problem>> {
         },
         path_spans,
         output_dir_at,
+        warnings: c.warnings,
     })
 }
 
 struct Checker<'t> {
     text: &'t str,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Checker<'_> {
     fn at(&mut self, offset: usize, message: String) {
         self.problems.push(locate(self.text, offset, message));
+    }
+
+    fn warn(&mut self, offset: usize, message: String) {
+        self.warnings.push(locate(self.text, offset, message));
+    }
+
+    /// What a stage reads must be there (added by an earlier stage, or a
+    /// column of every document); what it adds must not be there yet.
+    fn check_columns(
+        &mut self,
+        s: &StageConfig,
+        elem: &Spanned<DeValue<'_>>,
+        what: &str,
+        columns: &mut Vec<(String, String)>,
+    ) {
+        let name = s.type_name();
+        for r in s.reads() {
+            if columns.iter().any(|(c, _)| *c == r.column) {
+                continue;
+            }
+            let at = r
+                .field
+                .and_then(|f| table_key_span(elem, f))
+                .unwrap_or(elem.span())
+                .start;
+            let message = format!(
+                "{what} ({name}) reads `{}`, which no earlier stage adds{}: {}",
+                r.column,
+                if r.column == "lang" {
+                    " (a `lid` stage does)"
+                } else {
+                    ""
+                },
+                r.without
+            );
+            if r.required {
+                self.at(at, message);
+            } else {
+                self.warn(at, message);
+            }
+        }
+        for column in s.adds() {
+            match columns.iter().find(|(c, _)| c == column) {
+                Some((_, who)) => {
+                    let message = format!("{what} ({name}) adds `{column}`, but {who}");
+                    self.at(elem.span().start, message);
+                }
+                None => columns.push((column.to_string(), format!("{what} ({name}) adds it"))),
+            }
+        }
     }
 
     /// Deserializes one spanned value, recording a located problem on failure.

@@ -6,6 +6,8 @@
 //! its line and column before a single input byte is read.
 
 mod check;
+#[cfg(test)]
+mod stage_tests;
 
 use std::path::PathBuf;
 
@@ -58,6 +60,7 @@ impl Manifest {
 /// A manifest together with the folder its relative paths are resolved from.
 #[derive(Debug, Clone)]
 pub struct LoadedManifest {
+    /// The parsed and checked manifest.
     pub manifest: Manifest,
     /// The manifest file as given.
     pub path: PathBuf,
@@ -67,6 +70,9 @@ pub struct LoadedManifest {
     pub text: String,
     /// Per source: every file its patterns match, sorted, once, with its size.
     pub inputs: Vec<Vec<(PathBuf, u64)>>,
+    /// What is allowed but likely not meant (a stage that reads a column no
+    /// earlier stage adds, and works from a fallback), located like problems.
+    pub warnings: Vec<Problem>,
 }
 
 impl LoadedManifest {

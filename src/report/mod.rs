@@ -12,6 +12,7 @@
 //! the report is the same whatever order the files are read in, and exact
 //! for smaller runs; counts, means, minima and maxima are always exact.
 
+mod format;
 mod html;
 mod svg;
 
@@ -210,7 +211,6 @@ pub struct ReasonRow {
 /// What the report shows.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub out: PathBuf,
     pub stats: Stats,
     pub run: Option<RunManifest>,
     pub licences: BTreeMap<String, String>,
@@ -243,7 +243,6 @@ pub fn gather(out: &Path) -> Result<Report, ReportError> {
     let (clusters, reasons) = ledger(&out.join("ledger"))?;
     let (measures, missing_measures, parquet_files) = distributions(&out.join("parquet"))?;
     Ok(Report {
-        out: out.to_path_buf(),
         stats,
         run,
         licences,

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::html::esc;
+use super::format::esc;
 
 const WIDTH: f64 = 880.0;
 const LABEL: f64 = 190.0;

@@ -30,7 +30,9 @@ pub(super) fn complete_run(
 
 /// What [`finish`] wrote.
 pub struct Finished {
+    /// The whole run's funnel, every rank merged.
     pub stats: Stats,
+    /// Where the outputs are.
     pub output_dir: PathBuf,
 }
 

@@ -13,19 +13,29 @@
 //! temporary names and writes the unit's marker last; a resumed run keeps
 //! the completed prefix of units and carries on, giving the same bytes as an
 //! uninterrupted run.
+//!
+//! The rooms: the stream (`stream.rs`: reader, window, process, decide),
+//! the sink (`sink.rs`: the writer thread's units), the phases of global
+//! stages and their barriers (`phases.rs`), the run's end (`complete.rs`:
+//! stats, provenance, report), markers and layout (`units.rs`), and the
+//! output folder's ownership (`owner.rs`).
 
 mod complete;
 pub mod interrupt;
 #[cfg(test)]
 mod near_dedup_tests;
 mod owner;
+mod phases;
+mod sink;
 mod stream;
 mod units;
 
 use complete::complete_run;
 pub use complete::{finish, Finished};
+use phases::{dedup_err, global_steps};
+use sink::Sink;
 pub use stream::progress_bar;
-use stream::{stream, Sink};
+use stream::stream;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -53,7 +63,9 @@ pub use units::{collect_stats, RunRecord, RunStats, FORJA_DIR};
 pub struct RunOptions {
     /// Worker threads for decoding and stages (the reader and writer have their own).
     pub threads: usize,
+    /// This task's rank in `0..world_size`.
     pub rank: usize,
+    /// Tasks the run is split across.
     pub world_size: usize,
     /// Continue a killed run from its completed units.
     pub resume: bool,
@@ -87,45 +99,87 @@ impl Default for RunOptions {
     }
 }
 
+/// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// An input pattern or file could not be planned.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// An input could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// A stage failed.
     #[error(transparent)]
     Stage(#[from] StageError),
+    /// Megatron shards could not be written.
     #[error(transparent)]
     Shard(#[from] crate::shards::ShardError),
+    /// The run manifest could not be written.
     #[error(transparent)]
     Provenance(#[from] crate::provenance::ProvenanceError),
+    /// The report could not be written.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// Object storage failed.
     #[error(transparent)]
     Remote(#[from] crate::io::remote::RemoteError),
+    /// A file could not be written or read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// The error.
         source: std::io::Error,
     },
+    /// `--rank` is not below `--world-size`.
     #[error("--rank {rank} is not below --world-size {world_size}")]
-    BadRank { rank: usize, world_size: usize },
+    BadRank {
+        /// The rank given.
+        rank: usize,
+        /// The world size given.
+        world_size: usize,
+    },
+    /// `--resume` refused: the manifest, an input or the world size changed.
     #[error("cannot resume in {dir}: {message}")]
-    Resume { dir: String, message: String },
+    Resume {
+        /// The output folder.
+        dir: String,
+        /// What changed.
+        message: String,
+    },
+    /// Another run holds the output folder.
     #[error("{dir} is in use by another run ({holder}); wait for it to end or use another output folder")]
-    Locked { dir: String, holder: String },
+    Locked {
+        /// The output folder.
+        dir: String,
+        /// Host, pid, rank and start time of the run that holds it.
+        holder: String,
+    },
+    /// The output folder holds files no forja run wrote.
     #[error("{dir} exists and holds files that no forja run wrote ({list}); use a new output folder, or --force to write there anyway (forja never deletes files it did not write)")]
-    NotOurs { dir: String, list: String },
+    NotOurs {
+        /// The output folder.
+        dir: String,
+        /// Some of the files.
+        list: String,
+    },
+    /// The output folder is or holds an input.
     #[error("{0}")]
     Overlap(String),
+    /// A step's predecessor is not complete, or another rank failed.
     #[error("{0}")]
     Plan(String),
+    /// The counts do not add up: a document went missing.
     #[error("documents went missing: {0}")]
     Invariant(String),
     #[error(
         "stopped by signal {signal} after the last whole unit; run again with --resume to go on"
     )]
-    Interrupted { signal: i32 },
+    /// SIGINT or SIGTERM stopped the run at a unit boundary.
+    Interrupted {
+        /// The signal's number.
+        signal: i32,
+    },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
@@ -140,13 +194,17 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '
 pub struct RunSummary {
     /// This rank's funnel (empty when only an earlier step ran).
     pub stats: Stats,
+    /// Where the outputs are.
     pub output_dir: PathBuf,
+    /// Units of this rank.
     pub units_total: usize,
     /// Units taken from an earlier, interrupted run.
     pub units_resumed: usize,
     /// The merged funnel, once every rank of the run has finished.
     pub merged: Option<Stats>,
+    /// Wall time of this task.
     pub elapsed: Duration,
+    /// Bytes of input this task read.
     pub input_bytes: u64,
     /// The steps this task ran, in order.
     pub steps: Vec<String>,
@@ -210,49 +268,6 @@ impl Ctx<'_> {
     /// True if this task runs `step` (all of them without `--phase`).
     fn runs(&self, step: &str) -> bool {
         self.opts.phase.as_deref().is_none_or(|p| p == step)
-    }
-
-    /// Waits until `missing` is empty: the barrier between steps. Without
-    /// `--phase` the other ranks are running too; with it, the earlier step
-    /// must already be complete.
-    fn barrier(&self, what: &str, missing: impl Fn() -> Vec<String>) -> Result<(), RunError> {
-        let mut delay = Duration::from_millis(20);
-        let mut last_log = Instant::now();
-        loop {
-            let miss = missing();
-            if miss.is_empty() {
-                return Ok(());
-            }
-            if self.opts.phase.is_some() {
-                return Err(RunError::Plan(format!(
-                    "{what} is not complete ({} parts missing, e.g. {}); run that step first",
-                    miss.len(),
-                    miss[0]
-                )));
-            }
-            if let Some(f) = self.layout.failure_since(self.started) {
-                return Err(RunError::Plan(format!("stopped waiting for {what}: {f}")));
-            }
-            if last_log.elapsed() > Duration::from_secs(30) {
-                tracing::info!(
-                    "waiting for {what}: {} parts missing, e.g. {}",
-                    miss.len(),
-                    miss[0]
-                );
-                last_log = Instant::now();
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
-    }
-}
-
-fn dedup_err(stage: &str) -> impl FnOnce(crate::dedup::DedupError) -> RunError + '_ {
-    move |source| {
-        RunError::Stage(StageError::Dedup {
-            stage: stage.into(),
-            source,
-        })
     }
 }
 
@@ -510,133 +525,6 @@ fn megatron_step(ctx: &Ctx) -> Result<Option<PathBuf>, RunError> {
         crate::files::atomic_write(&to, &bytes).map_err(io_err(&to))?;
     }
     Ok(Some(dir))
-}
-
-/// The scan, reduce and cluster steps of the global stage `g`; afterwards
-/// the stage applies its decisions in every later pass.
-fn global_steps(
-    ctx: &Ctx,
-    stages: &mut [Box<dyn Stage>],
-    g: usize,
-) -> Result<Vec<String>, RunError> {
-    let name = stages[g].name();
-    let dir = GlobalDir::new(
-        ctx.layout
-            .root
-            .join(FORJA_DIR)
-            .join("global")
-            .join(format!("{g:02}-{name}")),
-        ctx.run_id.clone(),
-    );
-    let parts = stages[g].global().expect("a global stage").partitions();
-    let unit_ids: Vec<usize> = ctx.all_units.iter().map(|u| u.index).collect();
-    let (w, rank) = (ctx.opts.world_size, ctx.opts.rank);
-    let mut ran = Vec::new();
-    let step = |s: &str| format!("{name}:{s}");
-    let position = |s: &str| ctx.steps.iter().position(|x| x == s).expect("a known step");
-    // The scanned units' sizes; read once, by the reduce or the cluster step.
-    let load_plan = || Plan::load(&dir, &unit_ids, parts, ctx.opts.mem).map_err(dedup_err(name));
-    let mut reduced_plan = None;
-    // Steps after this stage's cluster step need its decisions.
-    let needs_decisions = ctx
-        .opts
-        .phase
-        .as_deref()
-        .is_none_or(|p| position(p) > position(&step("cluster")));
-
-    if ctx.runs(&step("scan")) {
-        tracing::info!("{}: hashing this rank's documents", step("scan"));
-        stages[g]
-            .global()
-            .expect("a global stage")
-            .begin_scan(&dir, ctx.opts.mem / 2);
-        let todo: Vec<Unit> = ctx
-            .mine()
-            .into_iter()
-            .filter(|u| !(ctx.opts.resume && dir.marker_ok(&dir.scan_marker(u.index))))
-            .collect();
-        stream(
-            ctx,
-            &mut stages[..=g],
-            &todo,
-            &Sink::Scan(&dir),
-            &step("scan"),
-        )?;
-        ran.push(step("scan"));
-    }
-    if ctx.runs(&step("reduce")) {
-        ctx.barrier(&step("scan"), || {
-            unit_ids
-                .iter()
-                .filter(|&&u| !dir.marker_ok(&dir.scan_marker(u)))
-                .map(|&u| format!("unit {u}"))
-                .collect()
-        })?;
-        let plan = load_plan()?;
-        let mine: Vec<usize> = (rank..parts).step_by(w).collect();
-        tracing::info!(
-            "{}: {} documents, {} of {parts} partitions on this rank",
-            step("reduce"),
-            plan.total,
-            mine.len()
-        );
-        let global: &dyn crate::stages::Global = stages[g].global().expect("a global stage");
-        for p in mine {
-            if ctx.opts.resume && dir.marker_ok(&dir.reduce_marker(p)) {
-                continue;
-            }
-            let counts = ctx
-                .pool
-                .install(|| global.reduce(&plan, p))
-                .map_err(dedup_err(name))?;
-            dir.write_marker(&dir.reduce_marker(p), counts)
-                .map_err(dedup_err(name))?;
-        }
-        ran.push(step("reduce"));
-        reduced_plan = Some(plan);
-    }
-    let cluster_here = match &ctx.opts.phase {
-        None => rank == 0,
-        Some(p) => *p == step("cluster"),
-    };
-    if cluster_here {
-        ctx.barrier(&step("reduce"), || {
-            (0..parts)
-                .filter(|&p| !dir.marker_ok(&dir.reduce_marker(p)))
-                .map(|p| format!("partition {p}"))
-                .collect()
-        })?;
-        if !(ctx.opts.resume && dir.marker_ok(&dir.cluster_marker())) {
-            let plan = match reduced_plan.take() {
-                Some(p) => p,
-                None => load_plan()?,
-            };
-            let global: &dyn crate::stages::Global = stages[g].global().expect("a global stage");
-            let counts = ctx
-                .pool
-                .install(|| global.cluster(&plan))
-                .map_err(dedup_err(name))?;
-            tracing::info!("{}: {counts:?}", step("cluster"));
-            dir.write_marker(&dir.cluster_marker(), counts)
-                .map_err(dedup_err(name))?;
-        }
-        ran.push(step("cluster"));
-    }
-    if needs_decisions {
-        ctx.barrier(&step("cluster"), || {
-            if dir.marker_ok(&dir.cluster_marker()) {
-                Vec::new()
-            } else {
-                vec!["the cluster step".into()]
-            }
-        })?;
-        stages[g]
-            .global()
-            .expect("a global stage")
-            .begin_apply(&dir)
-            .map_err(dedup_err(name))?;
-    }
-    Ok(ran)
 }
 
 /// The last pass: every stage, output shards, ledger and funnel.

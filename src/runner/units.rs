@@ -438,7 +438,9 @@ impl Layout {
 
 /// An output folder's funnel, merged over the ranks that have finished.
 pub struct RunStats {
+    /// The funnel, every finished rank merged.
     pub stats: Stats,
+    /// Tasks the run was split across.
     pub world_size: usize,
     /// Ranks that have not written their funnel yet.
     pub missing: Vec<usize>,

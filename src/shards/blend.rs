@@ -50,11 +50,14 @@ impl Mixture {
 /// `megatron/families.json`: the families of a finished run and its mixture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Families {
+    /// The factors and weights the blend was made with.
     pub mixture: Mixture,
+    /// Every family of shards.
     pub families: Vec<Family>,
 }
 
 impl Families {
+    /// The file name, in the `megatron` folder.
     pub const FILE: &'static str = "families.json";
 
     /// Reads `dir/families.json`.
@@ -85,10 +88,15 @@ impl Families {
 /// One row of the share table (training split).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Share {
+    /// The language.
     pub lang: String,
+    /// The source, with `by_source`.
     pub source: Option<String>,
+    /// Documents in the training split.
     pub documents: u64,
+    /// Tokens in the training split.
     pub tokens: u64,
+    /// The language's sampling factor.
     pub factor: f64,
     /// Share of the training tokens as they are.
     pub natural: f64,

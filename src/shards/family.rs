@@ -229,7 +229,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ShardError + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shards::DType;
+    use crate::shards::megatron::DType;
 
     /// A part and its provenance lines, each document named by its first token.
     fn part(path: &Path, docs: &[Vec<u32>]) {

@@ -26,6 +26,7 @@ pub struct ShardSummary {
     pub max_len: u64,
 }
 
+/// A shard's document and token counts and its document lengths.
 pub fn summary(r: &IndexedReader) -> ShardSummary {
     let lens = r.lengths.iter().map(|&l| l as u64);
     ShardSummary {
@@ -50,6 +51,7 @@ pub fn find_tokenizer(prefix: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Loads the `tokenizer.json` that decodes a shard's ids.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, ShardError> {
     Tokenizer::from_file(path).map_err(|e| ShardError::Format {
         path: path.display().to_string(),

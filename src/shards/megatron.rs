@@ -138,10 +138,6 @@ impl IndexedWriter {
         self.tokens
     }
 
-    pub fn documents(&self) -> usize {
-        self.lengths.len()
-    }
-
     /// The path prefix the shard will have.
     pub fn prefix(&self) -> &Path {
         &self.prefix
@@ -248,13 +244,18 @@ impl IndexedWriter {
 pub struct IndexedReader {
     bin: PathBuf,
     file: File,
+    /// The token type (`u16` or `i32`, by vocabulary size).
     pub dtype: DType,
+    /// Each document's length in tokens.
     pub lengths: Vec<i32>,
+    /// Each document's byte offset in the `.bin` file.
     pub pointers: Vec<i64>,
+    /// Megatron's document index (document boundaries; `0..=len`).
     pub doc_index: Vec<i64>,
 }
 
 impl IndexedReader {
+    /// Opens `prefix.idx` and `prefix.bin`, checking their sizes and offsets.
     pub fn open(prefix: &Path) -> Result<Self, ShardError> {
         let (bin, idx) = paths(prefix);
         let bytes = fs::read(&idx).map_err(io_err(&idx))?;
@@ -326,14 +327,17 @@ impl IndexedReader {
         })
     }
 
+    /// Documents in the shard.
     pub fn len(&self) -> usize {
         self.lengths.len()
     }
 
+    /// True for a shard without documents.
     pub fn is_empty(&self) -> bool {
         self.lengths.is_empty()
     }
 
+    /// Tokens in the shard.
     pub fn tokens(&self) -> u64 {
         self.lengths.iter().map(|&l| l as u64).sum()
     }

@@ -18,5 +18,5 @@ pub mod parts;
 pub const VOCAB_SIZE: &str = "forja.vocab_size";
 
 pub use config::MegatronConfig;
-pub use megatron::{DType, IndexedReader, IndexedWriter, ShardError};
-pub use parts::{Split, Splitter, UnitParts};
+pub use megatron::{IndexedReader, ShardError};
+pub use parts::{Split, UnitParts};

@@ -21,14 +21,19 @@ use crate::batch;
 /// Training, validation or test: every document goes to exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Split {
+    /// Training data.
     Train,
+    /// Validation data.
     Valid,
+    /// Test data.
     Test,
 }
 
 impl Split {
+    /// Every split, in order.
     pub const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Test];
 
+    /// The split's folder name (`train`, `valid`, `test`).
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -37,6 +42,7 @@ impl Split {
         }
     }
 
+    /// The split of a folder name.
     pub fn from_name(s: &str) -> Option<Split> {
         Split::ALL.into_iter().find(|x| x.name() == s)
     }

@@ -23,7 +23,7 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::ledger::Reason;
 
@@ -165,7 +165,7 @@ pub struct BannedWords {
 impl BannedWords {
     pub fn new(config: BannedWordsConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         let fail = |message: String| StageError::Failed {
-            stage: "banned_words".into(),
+            stage: <BannedWordsConfig as StageSpec>::TYPE.into(),
             message,
         };
         let mut raw: Vec<(String, List)> = Vec::new();
@@ -223,7 +223,7 @@ impl BannedWords {
 
 impl Stage for BannedWords {
     fn name(&self) -> &'static str {
-        "banned_words"
+        <BannedWordsConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -278,6 +278,40 @@ impl Stage for BannedWords {
             drops,
             ..Default::default()
         })
+    }
+}
+
+impl StageSpec for BannedWordsConfig {
+    const TYPE: &'static str = "banned_words";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        BannedWordsConfig::problems(self)
+    }
+
+    fn reads(&self) -> Vec<Reads> {
+        let without = if self.with_english {
+            "only the English list applies"
+        } else {
+            "no list applies"
+        };
+        vec![Reads::lang(None, !self.with_english, without)]
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["banned_words", "banned_word_ratio"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        Ok(Box::new(BannedWords::new(self.clone(), ctx)?))
+    }
+
+    fn example() -> Self {
+        BannedWordsConfig {
+            mode: Mode::Filter,
+            max_ratio: 0.05,
+            with_english: false,
+            lists: Some("lists".into()),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::{drop_decided, Global, Mode, Stage, StageError, StageOutput};
+use super::{drop_decided, BuildContext, Global, Mode, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan};
 use crate::dedup::DedupError;
@@ -95,14 +95,14 @@ impl ExactDedup {
 
 fn fail(e: DedupError) -> StageError {
     StageError::Dedup {
-        stage: "exact_dedup".into(),
+        stage: <ExactDedupConfig as StageSpec>::TYPE.into(),
         source: e,
     }
 }
 
 impl Stage for ExactDedup {
     fn name(&self) -> &'static str {
-        "exact_dedup"
+        <ExactDedupConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -197,5 +197,30 @@ impl Global for ExactDedup {
 
     fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
         global::cluster(plan, Keep::First)
+    }
+}
+
+impl StageSpec for ExactDedupConfig {
+    const TYPE: &'static str = "exact_dedup";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        ExactDedupConfig::problems(self)
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["text_hash", "dup_of"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        let _ = ctx;
+        Ok(Box::new(ExactDedup::new(self.clone())))
+    }
+
+    fn example() -> Self {
+        ExactDedupConfig {
+            mode: Mode::Annotate,
+            scope: Scope::Source,
+            partitions: 7,
+        }
     }
 }

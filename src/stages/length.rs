@@ -10,7 +10,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
-use super::{Drop, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::ledger::Reason;
 
@@ -74,7 +74,7 @@ impl Length {
 
 impl Stage for Length {
     fn name(&self) -> &'static str {
-        "length"
+        <LengthConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -113,6 +113,31 @@ impl Stage for Length {
             drops,
             scratch: None,
         })
+    }
+}
+
+impl StageSpec for LengthConfig {
+    const TYPE: &'static str = "length";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        LengthConfig::problems(self)
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["n_chars", "n_words"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        let _ = ctx;
+        Ok(Box::new(Length::new(self.clone())))
+    }
+
+    fn example() -> Self {
+        LengthConfig {
+            min_chars: Some(5),
+            max_words: Some(10),
+            ..Default::default()
+        }
     }
 }
 

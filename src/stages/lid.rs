@@ -14,13 +14,14 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
-use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::{self, Core};
 use crate::ledger::Reason;
 use crate::lid::groups::{GroupModel, Refined};
 use crate::lid::{document_language, DocLanguage, FastTextLid, Identify, WhatlangLid};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which language identifier runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     /// fastText lid.176 (knows all 35 languages), compiled in unless `model` says otherwise.
@@ -33,11 +34,15 @@ pub enum Backend {
     Lingua,
 }
 
+/// `[[stage]] type = "lid"`: language identification by lines, and a
+/// filter on languages and on mixed-language documents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LidConfig {
+    /// Annotate or filter.
     #[serde(default)]
     pub mode: Mode,
+    /// Which identifier.
     #[serde(default)]
     pub backend: Backend,
     /// Another fastText model, relative to the manifest's folder (default:
@@ -69,6 +74,24 @@ pub struct LidConfig {
     pub top: usize,
 }
 
+impl Default for LidConfig {
+    /// The settings of a `[[stage]] type = "lid"` table with no fields.
+    fn default() -> Self {
+        LidConfig {
+            mode: Mode::default(),
+            backend: Backend::default(),
+            model: None,
+            second_opinion: yes(),
+            groups: None,
+            line_threshold: default_line_threshold(),
+            doc_threshold: default_doc_threshold(),
+            languages: Vec::new(),
+            code_sources: Vec::new(),
+            top: default_top(),
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -83,6 +106,7 @@ fn default_top() -> usize {
 }
 
 impl LidConfig {
+    /// Problems with the parameters, each with the field it concerns.
     pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
         let mut p = Vec::new();
         if self.groups.is_some() && !self.second_opinion {
@@ -106,15 +130,17 @@ impl LidConfig {
     }
 }
 
+/// The `lid` stage.
 pub struct Lid {
     config: LidConfig,
     backend: Box<dyn Identify>,
 }
 
 impl Lid {
+    /// Builds the identifier the config names (loading its model).
     pub fn new(config: LidConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         let fail = |message: String| StageError::Failed {
-            stage: "lid".into(),
+            stage: <LidConfig as StageSpec>::TYPE.into(),
             message,
         };
         let backend: Box<dyn Identify> = match (config.backend, &config.model) {
@@ -154,6 +180,7 @@ impl Lid {
 }
 
 impl Lid {
+    /// The stage's parameters.
     pub fn config(&self) -> &LidConfig {
         &self.config
     }
@@ -246,7 +273,7 @@ fn record_path(metadata: &StringArray, row: usize) -> Option<String> {
 
 impl Stage for Lid {
     fn name(&self) -> &'static str {
-        "lid"
+        <LidConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -367,6 +394,37 @@ impl Stage for Lid {
             drops,
             scratch: None,
         })
+    }
+}
+
+impl StageSpec for LidConfig {
+    const TYPE: &'static str = "lid";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        LidConfig::problems(self)
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["lang", "lang_score", "lang_share", "lang_shares", "code_language"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        Ok(Box::new(Lid::new(self.clone(), ctx)?))
+    }
+
+    fn example() -> Self {
+        LidConfig {
+            mode: Mode::Annotate,
+            backend: Backend::Whatlang,
+            model: Some("m.ftz".into()),
+            second_opinion: true,
+            groups: Some("g.bin".into()),
+            line_threshold: 0.5,
+            doc_threshold: 0.7,
+            languages: vec!["ca".into(), "code".into()],
+            code_sources: vec!["github".into()],
+            top: 2,
+        }
     }
 }
 

@@ -6,22 +6,15 @@
 //! which the runner calls on batches strictly in input order. That split is
 //! what keeps outputs byte-identical whatever the thread count.
 //!
-//! To add a stage: one file here with its config, code and tests, one
-//! variant in [`StageConfig`], one arm in [`StageConfig::build`].
-
-mod banned_words;
-mod exact_dedup;
-mod length;
-mod lid;
-mod near_dedup;
-mod normalize;
-pub mod perplexity;
-mod pii;
-pub mod quality;
-mod repeated_lines;
-pub mod tokenize;
-pub mod train_tokenizer;
-pub mod url_filter;
+//! Algorithms live in `lid/`, `lm/`, `dedup/` and `tokenizer/`; the files
+//! here are the thin adapters that turn them into stages: a config, the
+//! columns it reads and adds, and `process`/`decide` over a batch.
+//!
+//! To add a stage: one file here (or a folder, for a big one) with its
+//! config, its [`StageSpec`] (type name, checks, columns, build, an
+//! example) and its tests, and one line in the [`registry!`] list below.
+//! The config enum, its dispatch, and the round-trip and check tests over
+//! every stage all come from that list.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,19 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{self, Core};
 use crate::ledger::{Kind, LedgerRow, Reason};
 
-pub use banned_words::{BannedWords, BannedWordsConfig};
-pub use exact_dedup::{ExactDedup, ExactDedupConfig, Scope};
-pub use length::{Length, LengthConfig};
-pub use lid::{Backend as LidBackend, Lid, LidConfig};
-pub use near_dedup::{NearDedup, NearDedupConfig};
-pub use normalize::{normalize_text, Normalize, NormalizeConfig};
-pub use perplexity::{Perplexity, PerplexityConfig, PerplexityFilter};
-pub use pii::{Pii, PiiConfig, PiiKind, PiiMode};
-pub use quality::{Quality, QualityConfig, Rule as QualityRule};
-pub use repeated_lines::{Position, RepeatedLines, RepeatedLinesConfig, TextUnit};
-pub use tokenize::{Tokenize, TokenizeConfig};
-pub use train_tokenizer::{TrainTokenizer, TrainTokenizerConfig};
-pub use url_filter::{UrlFilter, UrlFilterConfig};
+pub use lid::{Backend as LidBackend, Lid};
 
 use crate::dedup::global::{DocRole, GlobalDir, Plan};
 use crate::dedup::DedupError;
@@ -174,25 +155,6 @@ fn drop_decided(
     Arc::new(dup_of.finish())
 }
 
-/// The `[[stage]]` entries of a manifest, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StageConfig {
-    Normalize(NormalizeConfig),
-    ExactDedup(ExactDedupConfig),
-    NearDedup(NearDedupConfig),
-    RepeatedLines(RepeatedLinesConfig),
-    Length(LengthConfig),
-    Lid(LidConfig),
-    Quality(QualityConfig),
-    Perplexity(PerplexityConfig),
-    Pii(PiiConfig),
-    UrlFilter(UrlFilterConfig),
-    BannedWords(BannedWordsConfig),
-    Tokenize(TokenizeConfig),
-    TrainTokenizer(TrainTokenizerConfig),
-}
-
 /// What building a stage may need from outside its own parameters.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
@@ -200,60 +162,146 @@ pub struct BuildContext {
     pub base: std::path::PathBuf,
 }
 
-impl StageConfig {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            StageConfig::Normalize(_) => "normalize",
-            StageConfig::ExactDedup(_) => "exact_dedup",
-            StageConfig::NearDedup(_) => "near_dedup",
-            StageConfig::RepeatedLines(_) => "repeated_lines",
-            StageConfig::Length(_) => "length",
-            StageConfig::Lid(_) => "lid",
-            StageConfig::Quality(_) => "quality",
-            StageConfig::Perplexity(_) => "perplexity",
-            StageConfig::Pii(_) => "pii",
-            StageConfig::UrlFilter(_) => "url_filter",
-            StageConfig::BannedWords(_) => "banned_words",
-            StageConfig::Tokenize(_) => "tokenize",
-            StageConfig::TrainTokenizer(_) => "train_tokenizer",
-        }
-    }
-
+/// What a stage's config tells the registry: its type name, checks, the
+/// columns it reads and adds, how it is built, and an example.
+pub trait StageSpec: Sized {
+    /// The `type` of its `[[stage]]` table, and the stage's name in stats,
+    /// the ledger and errors.
+    const TYPE: &'static str;
     /// Problems with the parameters, each with the field it concerns.
-    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
-        match self {
-            StageConfig::Normalize(_) | StageConfig::ExactDedup(_) => Vec::new(),
-            StageConfig::Length(c) => c.problems(),
-            StageConfig::NearDedup(c) => c.problems(),
-            StageConfig::RepeatedLines(c) => c.problems(),
-            StageConfig::Lid(c) => c.problems(),
-            StageConfig::Quality(c) => c.problems(),
-            StageConfig::Perplexity(c) => c.problems(),
-            StageConfig::Pii(c) => c.problems(),
-            StageConfig::UrlFilter(c) => c.problems(),
-            StageConfig::BannedWords(c) => c.problems(),
-            StageConfig::Tokenize(c) => c.problems(),
-            StageConfig::TrainTokenizer(c) => c.problems(),
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        Vec::new()
+    }
+    /// Columns it reads that earlier stages add.
+    fn reads(&self) -> Vec<Reads> {
+        Vec::new()
+    }
+    /// Names of the columns it adds, in the order of [`Stage::fields`].
+    fn adds(&self) -> Vec<&'static str>;
+    /// Builds the stage (loading models and lists).
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError>;
+    /// A config with parameters away from their defaults, which the tests
+    /// round-trip through TOML and check.
+    fn example() -> Self;
+}
+
+/// A column a stage reads from what earlier stages added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reads {
+    /// The column's name.
+    pub column: String,
+    /// The parameter that makes the stage read it, if one does: a problem
+    /// is reported there, else at the stage.
+    pub field: Option<&'static str>,
+    /// Without the column the stage cannot do its work (a problem), rather
+    /// than working from a fallback (a warning).
+    pub required: bool,
+    /// What the stage does, or cannot do, without it.
+    pub without: String,
+}
+
+impl Reads {
+    /// The `lang` column of the `lid` stage.
+    pub fn lang(field: Option<&'static str>, required: bool, without: impl Into<String>) -> Self {
+        Reads {
+            column: "lang".into(),
+            field,
+            required,
+            without: without.into(),
         }
     }
+}
 
-    pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
-        Ok(match self {
-            StageConfig::Lid(c) => Box::new(Lid::new(c.clone(), ctx)?),
-            StageConfig::Normalize(c) => Box::new(Normalize::new(c.clone())),
-            StageConfig::ExactDedup(c) => Box::new(ExactDedup::new(c.clone())),
-            StageConfig::NearDedup(c) => Box::new(NearDedup::new(c.clone())),
-            StageConfig::RepeatedLines(c) => Box::new(RepeatedLines::new(c.clone())),
-            StageConfig::Length(c) => Box::new(Length::new(c.clone())),
-            StageConfig::Quality(c) => Box::new(Quality::new(c.clone())?),
-            StageConfig::Perplexity(c) => Box::new(Perplexity::new(c.clone(), ctx)?),
-            StageConfig::Pii(c) => Box::new(Pii::new(c.clone())),
-            StageConfig::UrlFilter(c) => Box::new(UrlFilter::new(c.clone(), ctx)?),
-            StageConfig::BannedWords(c) => Box::new(BannedWords::new(c.clone(), ctx)?),
-            StageConfig::Tokenize(c) => Box::new(Tokenize::new(c.clone(), ctx)?),
-            StageConfig::TrainTokenizer(c) => Box::new(TrainTokenizer::new(c.clone())),
-        })
-    }
+/// The registry: one line per stage, `module: Variant(Config)`, the module
+/// named as the stage's type. It declares the modules and generates
+/// [`StageConfig`] and its dispatch.
+macro_rules! registry {
+    ($($module:ident: $variant:ident($config:ident)),* $(,)?) => {
+        $(
+            pub mod $module;
+            pub use $module::$config;
+        )*
+
+        /// The `[[stage]]` entries of a manifest, tagged by `type`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum StageConfig {
+            $(
+                #[doc = concat!("`type = \"", stringify!($module), "\"`.")]
+                $variant($config),
+            )*
+        }
+
+        impl StageConfig {
+            /// The stage's `type`.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(StageConfig::$variant(_) => <$config as StageSpec>::TYPE,)*
+                }
+            }
+
+            /// Problems with the parameters, each with the field it concerns.
+            pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+                match self {
+                    $(StageConfig::$variant(c) => StageSpec::problems(c),)*
+                }
+            }
+
+            /// Columns it reads that earlier stages add.
+            pub fn reads(&self) -> Vec<Reads> {
+                match self {
+                    $(StageConfig::$variant(c) => StageSpec::reads(c),)*
+                }
+            }
+
+            /// Names of the columns it adds.
+            pub fn adds(&self) -> Vec<&'static str> {
+                match self {
+                    $(StageConfig::$variant(c) => StageSpec::adds(c),)*
+                }
+            }
+
+            /// Builds the stage, checking that it adds the columns its
+            /// config says.
+            pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+                let stage = match self {
+                    $(StageConfig::$variant(c) => StageSpec::build(c, ctx)?,)*
+                };
+                let built: Vec<String> = stage.fields().iter().map(|f| f.name().clone()).collect();
+                if built != self.adds() {
+                    return Err(StageError::Failed {
+                        stage: self.type_name().into(),
+                        message: format!(
+                            "adds columns {built:?}, not the {:?} its config declares",
+                            self.adds()
+                        ),
+                    });
+                }
+                Ok(stage)
+            }
+
+            /// Every registered stage's example config, in registry order.
+            pub fn examples() -> Vec<StageConfig> {
+                vec![$(StageConfig::$variant(<$config as StageSpec>::example()),)*]
+            }
+        }
+    };
+}
+
+registry! {
+    normalize: Normalize(NormalizeConfig),
+    exact_dedup: ExactDedup(ExactDedupConfig),
+    near_dedup: NearDedup(NearDedupConfig),
+    repeated_lines: RepeatedLines(RepeatedLinesConfig),
+    length: Length(LengthConfig),
+    lid: Lid(LidConfig),
+    quality: Quality(QualityConfig),
+    perplexity: Perplexity(PerplexityConfig),
+    pii: Pii(PiiConfig),
+    url_filter: UrlFilter(UrlFilterConfig),
+    banned_words: BannedWords(BannedWordsConfig),
+    tokenize: Tokenize(TokenizeConfig),
+    train_tokenizer: TrainTokenizer(TrainTokenizerConfig),
 }
 
 /// A batch after one stage: what is left, and the ledger rows of what was dropped.
@@ -367,7 +415,7 @@ mod tests {
         }
         let batch = b.finish();
         for (mode, rows) in [(Mode::Filter, 2), (Mode::Annotate, 3)] {
-            let stage = Length::new(LengthConfig {
+            let stage = length::Length::new(LengthConfig {
                 mode,
                 min_words: Some(2),
                 ..Default::default()
@@ -386,83 +434,8 @@ mod tests {
 
     #[test]
     fn every_stage_config_round_trips() {
-        let configs = vec![
-            StageConfig::Normalize(NormalizeConfig::default()),
-            StageConfig::TrainTokenizer(TrainTokenizerConfig {
-                out: "tok".into(),
-                partitions: 5,
-                tokenizer: crate::tokenizer::train::TrainConfig {
-                    vocab_size: 32000,
-                    alpha: 0.3,
-                    whitespace_runs: vec![(' ', 8)],
-                    ..Default::default()
-                },
-            }),
-            StageConfig::ExactDedup(ExactDedupConfig {
-                mode: Mode::Annotate,
-                scope: Scope::Source,
-                partitions: 7,
-            }),
-            StageConfig::NearDedup(NearDedupConfig {
-                verify: Some(0.8),
-                keep: crate::dedup::Keep::Longest,
-                bands: 20,
-                rows: 5,
-                ..Default::default()
-            }),
-            StageConfig::RepeatedLines(RepeatedLinesConfig {
-                unit: TextUnit::Paragraph,
-                position: Position::Edges,
-                min_docs: 4,
-                edge_window: 5,
-                ..Default::default()
-            }),
-            StageConfig::Length(LengthConfig {
-                min_chars: Some(5),
-                max_words: Some(10),
-                ..Default::default()
-            }),
-            StageConfig::Pii(PiiConfig {
-                mode: PiiMode::Annotate,
-                kinds: vec![PiiKind::Iban, PiiKind::Card],
-            }),
-            StageConfig::Lid(LidConfig {
-                mode: Mode::Annotate,
-                backend: LidBackend::Whatlang,
-                model: Some("m.ftz".into()),
-                second_opinion: true,
-                groups: Some("g.bin".into()),
-                line_threshold: 0.5,
-                doc_threshold: 0.7,
-                languages: vec!["ca".into(), "code".into()],
-                code_sources: vec!["github".into()],
-                top: 2,
-            }),
-            StageConfig::Perplexity(PerplexityConfig {
-                mode: Mode::Annotate,
-                context: 256,
-                languages: vec!["ca".into()],
-                filter: PerplexityFilter::Harmful {
-                    model: "bad.gguf".into(),
-                    min: Some(20.0),
-                    per_language: [("es".to_string(), 15.0)].into(),
-                },
-                ..PerplexityConfig::new("lm.gguf")
-            }),
-            StageConfig::Perplexity(PerplexityConfig {
-                filter: PerplexityFilter::Percentile {
-                    cutoffs: [25.0, 60.0],
-                    keep: vec![perplexity::Bucket::Head],
-                },
-                ..PerplexityConfig::new("m")
-            }),
-            StageConfig::Quality(QualityConfig {
-                mode: Mode::Annotate,
-                rules: vec![QualityRule::C4, QualityRule::GopherQuality],
-                language: "ca".into(),
-                skip_languages: vec!["code".into(), "und".into()],
-            }),
-        ];
+        let configs = StageConfig::examples();
+        assert_eq!(configs.len(), 13, "one example per registered stage");
         #[derive(Serialize, Deserialize)]
         struct W {
             stage: Vec<StageConfig>,
@@ -473,6 +446,15 @@ mod tests {
         .unwrap();
         let back: W = toml::from_str(&text).unwrap();
         assert_eq!(back.stage, configs);
-        assert!(text.contains("type = \"exact_dedup\""));
+        // The manifest's `type` is the registered type name.
+        let tags: Vec<toml::Value> = toml::from_str::<toml::Table>(&text).unwrap()["stage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["type"].clone())
+            .collect();
+        for (c, tag) in configs.iter().zip(tags) {
+            assert_eq!(tag.as_str(), Some(c.type_name()));
+        }
     }
 }

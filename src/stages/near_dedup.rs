@@ -16,7 +16,7 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
 use super::exact_dedup::DEFAULT_PARTITIONS;
-use super::{drop_decided, Global, Mode, Stage, StageError, StageOutput};
+use super::{drop_decided, BuildContext, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan};
 use crate::dedup::{datatrove, shingles, Banding, DedupError, MinHasher};
@@ -162,7 +162,7 @@ fn score_bits(x: f64) -> u32 {
 
 fn fail(e: DedupError) -> StageError {
     StageError::Dedup {
-        stage: "near_dedup".into(),
+        stage: <NearDedupConfig as StageSpec>::TYPE.into(),
         source: e,
     }
 }
@@ -175,11 +175,7 @@ impl NearDedup {
         };
         NearDedup {
             hasher: match config.hashing {
-                Hashing::Forja => Signer::Forja(MinHasher::new(
-                    banding.hashes(),
-                    config.shingle,
-                    config.seed,
-                )),
+                Hashing::Forja => Signer::Forja(MinHasher::new(banding.hashes(), config.seed)),
                 // problems() refuses a seed past u32 before a stage is built.
                 Hashing::Datatrove => {
                     Signer::Datatrove(datatrove::Hasher::new(banding.hashes(), config.seed as u32))
@@ -205,13 +201,13 @@ impl NearDedup {
                 let col = batch
                     .column_by_name(name)
                     .ok_or_else(|| StageError::Failed {
-                        stage: "near_dedup".into(),
+                        stage: <NearDedupConfig as StageSpec>::TYPE.into(),
                         message: format!("keep = \"score\": no column `{name}` before this stage"),
                     })?;
                 let col =
                     col.as_primitive_opt::<Float64Type>()
                         .ok_or_else(|| StageError::Failed {
-                            stage: "near_dedup".into(),
+                            stage: <NearDedupConfig as StageSpec>::TYPE.into(),
                             message: format!(
                                 "score column `{name}` is {}, not Float64",
                                 col.data_type()
@@ -233,7 +229,7 @@ impl NearDedup {
 
 impl Stage for NearDedup {
     fn name(&self) -> &'static str {
-        "near_dedup"
+        <NearDedupConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -357,6 +353,45 @@ impl Global for NearDedup {
 
     fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
         global::cluster(plan, self.config.keep)
+    }
+}
+
+impl StageSpec for NearDedupConfig {
+    const TYPE: &'static str = "near_dedup";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        NearDedupConfig::problems(self)
+    }
+
+    fn reads(&self) -> Vec<Reads> {
+        match (&self.keep, &self.score_column) {
+            (Keep::Score, Some(c)) => vec![Reads {
+                column: c.clone(),
+                field: Some("score_column"),
+                required: true,
+                without: "there is no score to keep the best copy by".into(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["near_dup_of"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        let _ = ctx;
+        Ok(Box::new(NearDedup::new(self.clone())))
+    }
+
+    fn example() -> Self {
+        NearDedupConfig {
+            verify: Some(0.8),
+            keep: Keep::Longest,
+            bands: 20,
+            rows: 5,
+            ..Default::default()
+        }
     }
 }
 

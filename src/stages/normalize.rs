@@ -13,7 +13,7 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
-use super::{Drop, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::ledger::Reason;
 
@@ -67,7 +67,7 @@ impl Normalize {
 
 impl Stage for Normalize {
     fn name(&self) -> &'static str {
-        "normalize"
+        <NormalizeConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -311,6 +311,28 @@ pub fn normalize_text(text: &str, cfg: &NormalizeConfig, out: &mut String) {
         run_start = i;
     }
     emit(&s[run_start..], out, &mut pending, &mut newlines);
+}
+
+impl StageSpec for NormalizeConfig {
+    const TYPE: &'static str = "normalize";
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["normalize_changed"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        let _ = ctx;
+        Ok(Box::new(Normalize::new(self.clone())))
+    }
+
+    fn example() -> Self {
+        NormalizeConfig {
+            mode: Mode::Annotate,
+            nfc: false,
+            max_newlines: 3,
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]

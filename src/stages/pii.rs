@@ -25,7 +25,7 @@ use arrow_schema::{DataType, Field};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{Drop, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::ledger::Reason;
 
@@ -346,7 +346,7 @@ impl Pii {
 
 impl Stage for Pii {
     fn name(&self) -> &'static str {
-        "pii"
+        <PiiConfig as StageSpec>::TYPE
     }
 
     /// It never drops a document (its ledger rows are of kind `modified`).
@@ -434,6 +434,34 @@ fn edit_detail(spans: &[(usize, usize, PiiKind)], from: usize, to: usize) -> Str
         if spans.len() == 1 { "" } else { "s" },
         kinds.join(", ")
     )
+}
+
+impl StageSpec for PiiConfig {
+    const TYPE: &'static str = "pii";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        PiiConfig::problems(self)
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        {
+            let mut names: Vec<&'static str> = PiiKind::ALL.iter().map(|k| k.column()).collect();
+            names.push("pii_redacted");
+            names
+        }
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        let _ = ctx;
+        Ok(Box::new(Pii::new(self.clone())))
+    }
+
+    fn example() -> Self {
+        PiiConfig {
+            mode: PiiMode::Annotate,
+            kinds: vec![PiiKind::Iban, PiiKind::Card],
+        }
+    }
 }
 
 #[cfg(test)]

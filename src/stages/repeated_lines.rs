@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::exact_dedup::DEFAULT_PARTITIONS;
-use super::{Drop, Global, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Global, Mode, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::{self, Core};
 use crate::dedup::global::{self, DocRole, GlobalDir, Plan};
 use crate::dedup::DedupError;
@@ -177,7 +177,7 @@ fn pieces(text: &str, unit: TextUnit) -> Vec<Piece> {
 
 fn fail(e: DedupError) -> StageError {
     StageError::Dedup {
-        stage: "repeated_lines".into(),
+        stage: <RepeatedLinesConfig as StageSpec>::TYPE.into(),
         source: e,
     }
 }
@@ -258,7 +258,7 @@ impl RepeatedLines {
 
 impl Stage for RepeatedLines {
     fn name(&self) -> &'static str {
-        "repeated_lines"
+        <RepeatedLinesConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -398,6 +398,33 @@ impl Global for RepeatedLines {
 
     fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
         global::gather_frequent(plan)
+    }
+}
+
+impl StageSpec for RepeatedLinesConfig {
+    const TYPE: &'static str = "repeated_lines";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        RepeatedLinesConfig::problems(self)
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["repeated_removed"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        let _ = ctx;
+        Ok(Box::new(RepeatedLines::new(self.clone())))
+    }
+
+    fn example() -> Self {
+        RepeatedLinesConfig {
+            unit: TextUnit::Paragraph,
+            position: Position::Edges,
+            min_docs: 4,
+            edge_window: 5,
+            ..Default::default()
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::{BuildContext, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Mode, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ pub fn ids_type() -> DataType {
 impl Tokenize {
     pub fn new(config: TokenizeConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         let fail = |message: String| StageError::Failed {
-            stage: "tokenize".into(),
+            stage: <TokenizeConfig as StageSpec>::TYPE.into(),
             message,
         };
         let path: PathBuf = crate::files::resolve(&ctx.base, &config.tokenizer);
@@ -144,7 +144,7 @@ impl Tokenize {
                 .tokenizer
                 .encode_fast(text, self.config.add_special_tokens)
                 .map_err(|e| StageError::Failed {
-                    stage: "tokenize".into(),
+                    stage: <TokenizeConfig as StageSpec>::TYPE.into(),
                     message: e.to_string(),
                 })?;
             ids.extend_from_slice(enc.get_ids());
@@ -156,7 +156,7 @@ impl Tokenize {
 
 impl Stage for Tokenize {
     fn name(&self) -> &'static str {
-        "tokenize"
+        <TokenizeConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -194,6 +194,31 @@ impl Stage for Tokenize {
             columns: vec![Arc::new(counts.finish()), Arc::new(lists.finish())],
             ..Default::default()
         })
+    }
+}
+
+impl StageSpec for TokenizeConfig {
+    const TYPE: &'static str = "tokenize";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        TokenizeConfig::problems(self)
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["tokens", "token_ids"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        Ok(Box::new(Tokenize::new(self.clone(), ctx)?))
+    }
+
+    fn example() -> Self {
+        TokenizeConfig {
+            tokenizer: "tok/tokenizer.json".into(),
+            eod: Some("</s>".into()),
+            add_special_tokens: true,
+            encoder: Encoder::Tokenizers,
+        }
     }
 }
 

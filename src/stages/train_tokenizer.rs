@@ -16,7 +16,7 @@ use arrow_schema::Field;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Global, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::dedup::global::TAG_WORDS;
 use crate::dedup::global::{GlobalDir, Plan};
@@ -85,7 +85,7 @@ impl TrainTokenizer {
 
 impl Stage for TrainTokenizer {
     fn name(&self) -> &'static str {
-        "train_tokenizer"
+        <TrainTokenizerConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -144,7 +144,7 @@ impl Stage for TrainTokenizer {
             return Ok(());
         };
         let err = |source| StageError::Dedup {
-            stage: "train_tokenizer".into(),
+            stage: <TrainTokenizerConfig as StageSpec>::TYPE.into(),
             source,
         };
         let parts = self.config.partitions;
@@ -245,5 +245,43 @@ impl Global for TrainTokenizer {
             ("distinct_words".into(), all.distinct() as u64),
             ("vocab".into(), vocab.len() as u64),
         ]))
+    }
+}
+
+impl StageSpec for TrainTokenizerConfig {
+    const TYPE: &'static str = "train_tokenizer";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        TrainTokenizerConfig::problems(self)
+    }
+
+    fn reads(&self) -> Vec<Reads> {
+        vec![Reads::lang(
+            None,
+            false,
+            "every document counts as language `und` in the sampling",
+        )]
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        let _ = ctx;
+        Ok(Box::new(TrainTokenizer::new(self.clone())))
+    }
+
+    fn example() -> Self {
+        TrainTokenizerConfig {
+            out: "tok".into(),
+            partitions: 5,
+            tokenizer: crate::tokenizer::train::TrainConfig {
+                vocab_size: 32000,
+                alpha: 0.3,
+                whitespace_runs: vec![(' ', 8)],
+                ..Default::default()
+            },
+        }
     }
 }

@@ -24,7 +24,7 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Mode, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::ledger::Reason;
 
@@ -359,7 +359,7 @@ impl UrlFilter {
         let dir = crate::files::resolve(&ctx.base, &config.lists);
         let lists = Blocklists::load(&dir, config.categories.as_deref()).map_err(|message| {
             StageError::Failed {
-                stage: "url_filter".into(),
+                stage: <UrlFilterConfig as StageSpec>::TYPE.into(),
                 message,
             }
         })?;
@@ -380,7 +380,7 @@ impl UrlFilter {
 
 impl Stage for UrlFilter {
     fn name(&self) -> &'static str {
-        "url_filter"
+        <UrlFilterConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -424,6 +424,31 @@ impl Stage for UrlFilter {
             drops,
             ..Default::default()
         })
+    }
+}
+
+impl StageSpec for UrlFilterConfig {
+    const TYPE: &'static str = "url_filter";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        UrlFilterConfig::problems(self)
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        vec!["url_category"]
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        Ok(Box::new(UrlFilter::new(self.clone(), ctx)?))
+    }
+
+    fn example() -> Self {
+        UrlFilterConfig {
+            mode: Mode::Annotate,
+            lists: "filters/urls".into(),
+            drop: vec!["adult".into(), "phishing".into()],
+            categories: Some(vec!["adult".into(), "phishing".into(), "gambling".into()]),
+        }
     }
 }
 

@@ -28,7 +28,9 @@ pub struct Doc {
 /// Where a corpus keeps its text and language.
 #[derive(Debug, Clone)]
 pub struct CorpusSpec {
+    /// JSON field or Parquet column holding the text.
     pub text_field: String,
+    /// JSON field or Parquet column holding the language.
     pub lang_field: String,
     /// Language of documents that name none.
     pub default_lang: Option<String>,

@@ -65,3 +65,54 @@ fn bundled_manifests_validate() {
     );
     assert!(stdout.contains("final, megatron\n"), "{stdout}");
 }
+
+#[test]
+fn columns_a_stage_reads_must_come_from_an_earlier_stage() {
+    let env = Env::new();
+    env.write("in/a.jsonl", b"{\"text\":\"x\"}\n");
+    let head = "version = 1\n[[source]]\nname = \"a\"\npaths = [\"in/*.jsonl\"]\nformat = \"jsonl\"\nlicence = \"x\"\n";
+    // A score column nothing adds, perplexity per language without `lid`,
+    // and a column added twice: each refused at its line and column.
+    let m = env.write(
+        "cols.toml",
+        format!(
+            "{head}\n[[stage]]\ntype = \"near_dedup\"\nkeep = \"score\"\nscore_column = \"fineweb_score\"\n\n\
+             [[stage]]\ntype = \"perplexity\"\nmodel = \"m.gguf\"\nlanguages = [\"ca\"]\n\n\
+             [[stage]]\ntype = \"length\"\n\n[[stage]]\ntype = \"length\"\n\n[output]\ndir = \"out\"\n"
+        )
+        .as_bytes(),
+    );
+    let out = env.forja(&["validate", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cols.toml:11:16: stage #1 (near_dedup) reads `fineweb_score`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cols.toml:16:13: stage #2 (perplexity) reads `lang`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stage #4 (length) adds `n_chars`, but stage #3 (length) adds it"),
+        "{err}"
+    );
+    assert!(err.contains("4 problems"), "{err}");
+
+    // `quality` without `lid` works from its `language`: allowed, with a
+    // warning at that line.
+    let m = env.write(
+        "warn.toml",
+        format!("{head}\n[[stage]]\ntype = \"quality\"\n\n[output]\ndir = \"out\"\n").as_bytes(),
+    );
+    let stdout = env.ok(&["validate", m.to_str().unwrap()]);
+    assert!(
+        stdout.contains("warning: ")
+            && stdout.contains("warn.toml:8:1: stage #1 (quality) reads `lang`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("every document is taken as `en`"),
+        "{stdout}"
+    );
+}

@@ -192,7 +192,7 @@ shard_tokens = 400
     // the documents in order (kept lines 1..=12, in shard order).
     let idx = env.path("out-a/megatron/train/en/00000.idx");
     assert!(idx.exists());
-    let r = forja::shards::IndexedReader::open(&idx.with_extension("")).unwrap();
+    let r = forja::IndexedReader::open(&idx.with_extension("")).unwrap();
     let total: u64 = r.lengths.iter().map(|&l| l as u64).sum();
     let ends: Vec<u64> = r
         .lengths

@@ -133,7 +133,7 @@ fn lid_then_quality_on_the_demo() {
         for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let v: serde_json::Value = serde_json::from_slice(line).unwrap();
             let lang = v["lang"].as_str().unwrap_or_else(|| panic!("{rel}: {v}"));
-            assert!(forja::lid::SALAMANDRA.contains(&lang), "{lang} in {rel}");
+            assert!(forja::SALAMANDRA.contains(&lang), "{lang} in {rel}");
             assert!(v["lang_share"].as_f64().unwrap() >= 0.6);
         }
     }

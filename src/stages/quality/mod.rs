@@ -26,7 +26,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
-use super::{Drop, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::ledger::Reason;
 use gopher::{GopherQualityParams, GopherRepetitionParams};
@@ -281,7 +281,7 @@ pub struct Quality {
 impl Quality {
     pub fn new(config: QualityConfig) -> Result<Self, StageError> {
         let fail = |message| StageError::Failed {
-            stage: "quality".into(),
+            stage: <QualityConfig as StageSpec>::TYPE.into(),
             message,
         };
         let th = Thresholds::parse(THRESHOLDS).map_err(fail)?;
@@ -377,7 +377,7 @@ impl Quality {
 
 impl Stage for Quality {
     fn name(&self) -> &'static str {
-        "quality"
+        <QualityConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {
@@ -488,6 +488,51 @@ impl Stage for Quality {
             drops,
             scratch: None,
         })
+    }
+}
+
+impl StageSpec for QualityConfig {
+    const TYPE: &'static str = "quality";
+
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        QualityConfig::problems(self)
+    }
+
+    fn reads(&self) -> Vec<Reads> {
+        vec![Reads::lang(
+            Some("language"),
+            false,
+            format!("every document is taken as `{}`", self.language),
+        )]
+    }
+
+    fn adds(&self) -> Vec<&'static str> {
+        {
+            let mut names: Vec<&'static str> = self
+                .rules
+                .iter()
+                .flat_map(|r| r.signals().iter().copied())
+                .collect();
+            if self.rules.contains(&Rule::Oscar) {
+                names.push("oscar_annotations");
+            }
+            names.push("quality_rule");
+            names
+        }
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        let _ = ctx;
+        Ok(Box::new(Quality::new(self.clone())?))
+    }
+
+    fn example() -> Self {
+        QualityConfig {
+            mode: Mode::Annotate,
+            rules: vec![Rule::C4, Rule::GopherQuality],
+            language: "ca".into(),
+            skip_languages: vec!["code".into(), "und".into()],
+        }
     }
 }
 

@@ -23,9 +23,9 @@ pub mod words;
 
 use serde::{Deserialize, Serialize};
 
-pub use bpe::{train_bpe, Merges};
+pub use bpe::train_bpe;
 pub use json::Vocabulary;
-pub use words::{segment, Segmenter, WordCounts};
+pub use words::{Segmenter, WordCounts};
 
 /// Everything that shapes the vocabulary. The defaults are Salamandra's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,9 +57,13 @@ pub struct TrainConfig {
     pub byte_fallback: bool,
     /// Pair counts below this end the training early.
     pub min_frequency: u64,
+    /// The unknown-piece token.
     pub unk_token: String,
+    /// The beginning-of-sequence token.
     pub bos_token: String,
+    /// The end-of-sequence token.
     pub eos_token: String,
+    /// The padding token.
     pub pad_token: String,
     /// Control tokens after the four above (chat markers).
     pub control_tokens: Vec<String>,
@@ -263,12 +267,14 @@ pub struct LanguageReport {
 }
 
 /// Which trainer runs the merge loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Device {
+    /// The CPU trainer.
     #[default]
     Cpu,
     /// The CUDA trainer (the `cuda` feature and a GPU).
+    #[value(alias = "gpu")]
     Cuda,
 }
 

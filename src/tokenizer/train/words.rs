@@ -311,6 +311,7 @@ fn skip<'a>(
 
 /// Normalizes `text` and cuts it into segments (a convenience for tests
 /// and tools; the counter reuses its buffers).
+#[cfg(test)]
 pub fn segment(text: &str, cfg: &TrainConfig) -> Vec<String> {
     let s = Segmenter::new(cfg);
     let mut norm = String::new();
@@ -340,6 +341,7 @@ impl LangCounts {
 /// ([`WordCounts::merge`]) to the counts of the whole, whatever the order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WordCounts {
+    /// Per language: its words and their counts.
     pub langs: BTreeMap<String, LangCounts>,
 }
 
@@ -387,10 +389,12 @@ impl WordCounts {
         }
     }
 
+    /// Documents counted.
     pub fn docs(&self) -> u64 {
         self.langs.values().map(|l| l.docs).sum()
     }
 
+    /// Distinct words, over every language.
     pub fn distinct(&self) -> usize {
         self.langs.values().map(|l| l.words.len()).sum()
     }

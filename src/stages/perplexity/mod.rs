@@ -24,7 +24,7 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{BuildContext, Drop, Global, Mode, Stage, StageError, StageOutput};
+use super::{BuildContext, Drop, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::dedup::global::TAG_SCORES;
 use crate::dedup::global::{GlobalDir, Plan};
@@ -33,238 +33,68 @@ use crate::dedup::DedupError;
 use crate::ledger::Reason;
 use crate::lm::{DocScore, LmDevice, Model, Precision, ScoreOptions};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PerplexityConfig {
-    #[serde(default)]
-    pub mode: Mode,
-    /// A Hugging Face folder or a .gguf file, relative to the manifest's folder.
-    pub model: String,
-    #[serde(default)]
-    pub precision: Precision,
-    #[serde(default)]
-    pub device: LmDevice,
-    /// Window length in tokens (capped by the model's positions).
-    #[serde(default = "default_context")]
-    pub context: usize,
-    /// Tokens each further window of a long document advances by.
-    #[serde(default = "default_stride")]
-    pub stride: usize,
-    /// Windows per forward pass.
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
-    /// Score at most this many tokens of a document (0: all of it).
-    #[serde(default = "default_max_tokens")]
-    pub max_tokens: usize,
-    /// Score only documents of these languages (the `lang` column); all when empty.
-    #[serde(default)]
-    pub languages: Vec<String>,
-    #[serde(default)]
-    pub filter: PerplexityFilter,
-    /// Hash partitions of the languages for the percentile reduce step.
-    #[serde(default = "default_partitions")]
-    pub partitions: usize,
-}
+mod config;
+mod scores;
 
-fn default_context() -> usize {
-    ScoreOptions::default().context
-}
-fn default_stride() -> usize {
-    ScoreOptions::default().stride
-}
-fn default_batch() -> usize {
-    ScoreOptions::default().batch_size
-}
-fn default_max_tokens() -> usize {
-    1024
-}
-fn default_partitions() -> usize {
-    4
-}
-fn default_cutoffs() -> [f64; 2] {
-    [30.0, 70.0]
-}
-fn default_keep() -> Vec<Bucket> {
-    vec![Bucket::Head, Bucket::Middle]
-}
+pub use config::*;
+impl StageSpec for PerplexityConfig {
+    const TYPE: &'static str = "perplexity";
 
-/// What the stage drops on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PerplexityFilter {
-    /// Drop documents whose perplexity is above `max` (or their language's).
-    Threshold {
-        #[serde(default)]
-        max: Option<f64>,
-        #[serde(default)]
-        per_language: BTreeMap<String, f64>,
-    },
-    /// cc_net's buckets, per language.
-    Percentile {
-        /// The two percentiles that split head | middle | tail.
-        #[serde(default = "default_cutoffs")]
-        cutoffs: [f64; 2],
-        #[serde(default = "default_keep")]
-        keep: Vec<Bucket>,
-    },
-    /// Drop documents a model of unwanted content finds too likely.
-    Harmful {
-        /// That model: a Hugging Face folder or a .gguf file.
-        model: String,
-        #[serde(default)]
-        min: Option<f64>,
-        #[serde(default)]
-        per_language: BTreeMap<String, f64>,
-    },
-}
+    fn problems(&self) -> Vec<(Option<&'static str>, String)> {
+        PerplexityConfig::problems(self)
+    }
 
-impl Default for PerplexityFilter {
-    fn default() -> Self {
-        PerplexityFilter::Percentile {
-            cutoffs: default_cutoffs(),
-            keep: default_keep(),
+    fn reads(&self) -> Vec<Reads> {
+        if self.languages.is_empty() {
+            vec![Reads::lang(
+                None,
+                false,
+                "every document is scored as language `und`",
+            )]
+        } else {
+            vec![Reads::lang(
+                Some("languages"),
+                true,
+                "every document's language is `und`, so none is scored",
+            )]
         }
     }
-}
 
-/// A percentile bucket, lowest perplexity first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Bucket {
-    Head,
-    Middle,
-    Tail,
-}
-
-impl Bucket {
-    fn as_str(self) -> &'static str {
-        match self {
-            Bucket::Head => "head",
-            Bucket::Middle => "middle",
-            Bucket::Tail => "tail",
+    fn adds(&self) -> Vec<&'static str> {
+        {
+            let mut names = vec!["perplexity", "lm_logprob_token", "lm_logprob_byte", "lm_tokens"];
+            match self.filter {
+                PerplexityFilter::Threshold { .. } => {}
+                PerplexityFilter::Percentile { .. } => names.push("perplexity_bucket"),
+                PerplexityFilter::Harmful { .. } => names.push("harmful_perplexity"),
+            }
+            names
         }
     }
-}
 
-impl PerplexityConfig {
-    pub fn new(model: impl Into<String>) -> Self {
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+        Ok(Box::new(Perplexity::new(self.clone(), ctx)?))
+    }
+
+    fn example() -> Self {
         PerplexityConfig {
-            mode: Mode::default(),
-            model: model.into(),
-            precision: Precision::default(),
-            device: LmDevice::default(),
-            context: default_context(),
-            stride: default_stride(),
-            batch_size: default_batch(),
-            max_tokens: default_max_tokens(),
-            languages: Vec::new(),
-            filter: PerplexityFilter::default(),
-            partitions: default_partitions(),
-        }
-    }
-
-    fn options(&self) -> ScoreOptions {
-        ScoreOptions {
-            context: self.context,
-            stride: self.stride,
-            batch_size: self.batch_size,
-            max_tokens: self.max_tokens,
-        }
-    }
-
-    pub fn problems(&self) -> Vec<(Option<&'static str>, String)> {
-        let mut v: Vec<(Option<&'static str>, String)> = self
-            .options()
-            .problems()
-            .into_iter()
-            .map(|(f, m)| (Some(f), m))
-            .collect();
-        if self.model.is_empty() {
-            v.push((
-                Some("model"),
-                "the path of a model folder or .gguf file".into(),
-            ));
-        }
-        if self.partitions == 0 || self.partitions > 4096 {
-            v.push((Some("partitions"), "must be in 1..=4096".into()));
-        }
-        let positive = |x: &f64| x.is_finite() && *x > 0.0;
-        match &self.filter {
-            PerplexityFilter::Threshold { max, per_language }
-            | PerplexityFilter::Harmful {
-                min: max,
-                per_language,
-                ..
-            } => {
-                if max.is_some_and(|m| !positive(&m)) || !per_language.values().all(positive) {
-                    v.push((Some("filter"), "perplexity limits must be positive".into()));
-                }
-                if max.is_none() && per_language.is_empty() {
-                    v.push((
-                        Some("filter"),
-                        "give a limit (`max`/`min`) or `per_language` limits".into(),
-                    ));
-                }
-            }
-            PerplexityFilter::Percentile { cutoffs, keep } => {
-                let [a, b] = *cutoffs;
-                if !(0.0 < a && a < b && b < 100.0) {
-                    v.push((
-                        Some("filter"),
-                        format!("cutoffs {a} and {b} must rise within (0, 100)"),
-                    ));
-                }
-                if keep.is_empty() {
-                    v.push((Some("filter"), "`keep` names no bucket".into()));
-                }
-            }
-        }
-        if let PerplexityFilter::Harmful { model, .. } = &self.filter {
-            if model.is_empty() {
-                v.push((
-                    Some("filter"),
-                    "the harmful filter needs its `model`".into(),
-                ));
-            }
-        }
-        v
-    }
-
-    fn limit(&self, lang: &str) -> Option<f64> {
-        match &self.filter {
-            PerplexityFilter::Threshold { max, per_language }
-            | PerplexityFilter::Harmful {
-                min: max,
-                per_language,
-                ..
-            } => per_language.get(lang).copied().or(*max),
-            PerplexityFilter::Percentile { .. } => None,
+            mode: Mode::Annotate,
+            context: 256,
+            stride: 128,
+            languages: vec!["ca".into()],
+            filter: PerplexityFilter::Harmful {
+                model: "bad.gguf".into(),
+                min: Some(20.0),
+                per_language: [("es".to_string(), 15.0)].into(),
+            },
+            ..PerplexityConfig::new("lm.gguf")
         }
     }
 }
 
-/// Each language's two cut-offs, as the cluster step found them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Cutoffs {
-    pub percentiles: [f64; 2],
-    /// Language → (scored documents, [first cut-off, second cut-off]).
-    pub languages: BTreeMap<String, LanguageCutoffs>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LanguageCutoffs {
-    pub documents: u64,
-    pub cutoffs: [f64; 2],
-}
-
-/// The perplexity at percentile `q` of ascending `sorted` (nearest rank),
-/// so that bucketing by `<=` puts `ceil(q·n/100)` distinct values at or
-/// below it.
-pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
-    let n = sorted.len();
-    let rank = ((q / 100.0) * n as f64).ceil() as usize;
-    sorted[rank.clamp(1, n) - 1]
-}
+#[cfg(test)]
+use scores::read_records;
+use scores::{put_record, read_cutoffs, Record, ScanSections};
 
 pub struct Perplexity {
     config: PerplexityConfig,
@@ -291,25 +121,6 @@ enum Role {
     },
 }
 
-/// A unit's scores file: sections `0..P` hold the scored documents of the
-/// languages that hash to each reduce partition (so a reduce task reads
-/// only its own), section `P` every document in input order, for the final
-/// pass.
-struct ScanSections;
-
-impl ScanSections {
-    fn partition(lang: &str, parts: usize) -> usize {
-        (xxh3_64(lang.as_bytes()) % parts as u64) as usize
-    }
-
-    /// Section `s` of unit `unit`'s scores.
-    fn read(dir: &GlobalDir, unit: usize, s: usize) -> Result<Vec<Record>, DedupError> {
-        let path = dir.keys(unit);
-        let sections = Sections::open_any(&path, &[TAG_SCORES])?;
-        read_records(&sections.read(s)?, &path.display().to_string())
-    }
-}
-
 /// The error for a final pass that does not see what the scan saw.
 fn changed_since_scan(dir: &GlobalDir, unit: usize, what: String) -> StageError {
     dedup_fail(DedupError::Corrupt {
@@ -320,62 +131,6 @@ fn changed_since_scan(dir: &GlobalDir, unit: usize, what: String) -> StageError 
     })
 }
 
-fn read_cutoffs(path: &std::path::Path) -> Result<Cutoffs, DedupError> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    serde_json::from_slice(&bytes).map_err(|e| DedupError::Corrupt {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
-}
-
-/// One document as the scan saw it.
-#[derive(Debug, Clone, PartialEq)]
-struct Record {
-    lang: String,
-    score: Option<DocScore>,
-}
-
-fn put_record(out: &mut Vec<u8>, lang: &str, s: Option<&DocScore>) {
-    let l = &lang.as_bytes()[..lang.len().min(255)];
-    out.push(l.len() as u8);
-    out.extend_from_slice(l);
-    let s = s.copied().unwrap_or_default();
-    out.extend_from_slice(&s.tokens.to_le_bytes());
-    out.extend_from_slice(&s.logprob.to_le_bytes());
-    out.extend_from_slice(&s.bytes.to_le_bytes());
-}
-
-fn read_records(bytes: &[u8], path: &str) -> Result<Vec<Record>, DedupError> {
-    let corrupt = || DedupError::Corrupt {
-        path: path.into(),
-        message: "truncated perplexity record".into(),
-    };
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let n = bytes[i] as usize;
-        let end = i + 1 + n + 20;
-        if end > bytes.len() {
-            return Err(corrupt());
-        }
-        let lang = String::from_utf8_lossy(&bytes[i + 1..i + 1 + n]).into_owned();
-        let f = &bytes[i + 1 + n..end];
-        let tokens = u32::from_le_bytes(f[0..4].try_into().expect("4 bytes"));
-        let logprob = f64::from_le_bytes(f[4..12].try_into().expect("8 bytes"));
-        let bytes_ = u64::from_le_bytes(f[12..20].try_into().expect("8 bytes"));
-        out.push(Record {
-            lang,
-            score: (tokens > 0).then_some(DocScore {
-                tokens,
-                logprob,
-                bytes: bytes_,
-            }),
-        });
-        i = end;
-    }
-    Ok(out)
-}
-
 fn load_model(
     config: &PerplexityConfig,
     ctx: &BuildContext,
@@ -383,7 +138,7 @@ fn load_model(
 ) -> Result<Arc<Model>, StageError> {
     let p: PathBuf = crate::files::resolve(&ctx.base, path);
     let m = Model::load(&p, config.precision, config.device).map_err(|e| StageError::Failed {
-        stage: "perplexity".into(),
+        stage: <PerplexityConfig as StageSpec>::TYPE.into(),
         message: e.to_string(),
     })?;
     tracing::info!("perplexity: {}", m.describe());
@@ -392,14 +147,14 @@ fn load_model(
 
 fn fail(e: impl std::fmt::Display) -> StageError {
     StageError::Failed {
-        stage: "perplexity".into(),
+        stage: <PerplexityConfig as StageSpec>::TYPE.into(),
         message: e.to_string(),
     }
 }
 
 fn dedup_fail(e: DedupError) -> StageError {
     StageError::Dedup {
-        stage: "perplexity".into(),
+        stage: <PerplexityConfig as StageSpec>::TYPE.into(),
         source: e,
     }
 }
@@ -547,7 +302,7 @@ impl Perplexity {
 
 impl Stage for Perplexity {
     fn name(&self) -> &'static str {
-        "perplexity"
+        <PerplexityConfig as StageSpec>::TYPE
     }
 
     fn mode(&self) -> Mode {

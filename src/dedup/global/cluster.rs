@@ -1,0 +1,406 @@
+//! The cluster step: union-find over the edges picks what each cluster
+//! keeps and writes every unit's decisions; and what the apply step reads
+//! back (decisions, frequent keys).
+
+use super::*;
+
+/// Which document of a cluster is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    /// The first in input order.
+    #[default]
+    First,
+    /// The one with the most text bytes (first on ties).
+    Longest,
+    /// The one with the highest score column (first on ties).
+    Score,
+    /// The one datatrove 0.10's `MinhashDedupCluster` keeps: union by size
+    /// over its edge order (band by band; within a band, group by group;
+    /// within a group, each member joined to the one before it), ties to the
+    /// earlier set. With `hashing = "datatrove"` this drops the documents a
+    /// datatrove run drops. Groups within a band follow their key's order,
+    /// not datatrove's signature order; that changes the outcome only when
+    /// two groups of one band merge the same clusters, which is rare.
+    Datatrove,
+}
+
+/// Memory the cluster step needs per document.
+pub fn cluster_bytes_per_doc(keep: Keep) -> usize {
+    match keep {
+        Keep::First => 4,
+        // parent, score and best member: 12; the bitset of needed ids rounds it up.
+        Keep::Longest | Keep::Score => 12,
+        // parent and set size; plus 16 bytes per edge, checked when read.
+        Keep::Datatrove => 8,
+    }
+}
+
+/// Reads a unit's document table: `f(ordinal, score, id)`.
+fn read_doc_table(
+    plan: &Plan,
+    unit: usize,
+    mut f: impl FnMut(u32, u32, &str),
+) -> Result<(), DedupError> {
+    let path = plan.dir.keys(unit);
+    let bytes = open_keys(&path)?.read(doc_table(plan.partitions))?;
+    let mut ord = 0;
+    for_each_record(&bytes, &path, |score, id| {
+        f(ord, score, id);
+        ord += 1;
+    })
+}
+
+/// The union-find of a cluster step.
+enum Sets {
+    Smallest(UnionFind),
+    BySize(SizedUnionFind),
+}
+
+impl Sets {
+    fn find(&mut self, x: u32) -> u32 {
+        match self {
+            Sets::Smallest(u) => u.find(x),
+            Sets::BySize(u) => u.find(x),
+        }
+    }
+}
+
+fn check_edge(s: &Sections, a: u32, b: u32, n: usize) -> Result<(), DedupError> {
+    if a as usize >= n || b as usize >= n {
+        return Err(DedupError::Corrupt {
+            path: s.path().display().to_string(),
+            message: format!("edge ({a}, {b}) names a document past {n}"),
+        });
+    }
+    Ok(())
+}
+
+/// `keep = datatrove`: every partition's chain edges, sorted into
+/// datatrove's order (the band sits in the key's top bits, see
+/// `lsh::Banding::ordered_keys`), joined by size.
+fn replay_chains(plan: &Plan, need: usize) -> Result<(Sets, u64), DedupError> {
+    let n = plan.total as usize;
+    let mut chains: Vec<(u64, u32, u32)> = Vec::new();
+    for p in 0..plan.partitions {
+        let s = Sections::open(&plan.dir.reduced(p), TAG_CHAIN)?;
+        for r in s.read(0)?.chunks_exact(16) {
+            let k = u64::from_le_bytes(r[..8].try_into().expect("8"));
+            let a = u32::from_le_bytes(r[8..12].try_into().expect("4"));
+            let b = u32::from_le_bytes(r[12..].try_into().expect("4"));
+            check_edge(&s, a, b, n)?;
+            chains.push((k, a, b));
+        }
+        let total = need + chains.len() * std::mem::size_of::<(u64, u32, u32)>();
+        if total > plan.mem {
+            return Err(DedupError::Memory {
+                step: "cluster (keep = datatrove)",
+                need: total,
+                budget: plan.mem,
+                docs: plan.total,
+            });
+        }
+    }
+    chains.sort_unstable();
+    let mut sets = SizedUnionFind::new(n);
+    for &(_, a, b) in &chains {
+        sets.union(a, b);
+    }
+    Ok((Sets::BySize(sets), chains.len() as u64))
+}
+
+/// The cluster step: union-find over the edges of every partition; each
+/// cluster keeps one document, and the others' decisions are written per unit.
+pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupError> {
+    let need = plan.total as usize * cluster_bytes_per_doc(keep);
+    if need > plan.mem {
+        return Err(DedupError::Memory {
+            step: "cluster",
+            need,
+            budget: plan.mem,
+            docs: plan.total,
+        });
+    }
+    let n = plan.total as usize;
+    let (mut sets, edges) = if keep == Keep::Datatrove {
+        replay_chains(plan, need)?
+    } else {
+        let mut sets = UnionFind::new(n);
+        let mut edges = 0u64;
+        for p in 0..plan.partitions {
+            let s = Sections::open(&plan.dir.reduced(p), TAG_EDGES)?;
+            for r in s.read(0)?.chunks_exact(8) {
+                let a = u32::from_le_bytes(r[..4].try_into().expect("4"));
+                let b = u32::from_le_bytes(r[4..].try_into().expect("4"));
+                check_edge(&s, a, b, n)?;
+                sets.union(a, b);
+                edges += 1;
+            }
+        }
+        (Sets::Smallest(sets), edges)
+    };
+    // The kept member of each set, indexed by its root (the set's first document).
+    let best: Option<Vec<u32>> = match keep {
+        Keep::First | Keep::Datatrove => None,
+        Keep::Longest | Keep::Score => {
+            let mut score = vec![0u32; n];
+            for (i, &(u, docs)) in plan.units.iter().enumerate() {
+                if docs == 0 {
+                    continue;
+                }
+                let base = plan.offsets[i] as usize;
+                read_doc_table(plan, u, |ord, sc, _| score[base + ord as usize] = sc)?;
+            }
+            let mut best = vec![u32::MAX; n];
+            for i in 0..n as u32 {
+                let r = sets.find(i) as usize;
+                if best[r] == u32::MAX || score[i as usize] > score[best[r] as usize] {
+                    best[r] = i;
+                }
+            }
+            Some(best)
+        }
+    };
+    let keeper = |sets: &mut Sets, i: u32| {
+        let r = sets.find(i);
+        best.as_ref().map_or(r, |b| b[r as usize])
+    };
+    // Ids of the representatives that dropped documents point to.
+    let mut wanted = vec![0u64; n.div_ceil(64)];
+    let mut dropped = 0u64;
+    for i in 0..n as u32 {
+        let k = keeper(&mut sets, i);
+        if k != i {
+            wanted[k as usize / 64] |= 1 << (k % 64);
+            dropped += 1;
+        }
+    }
+    let mut ids: HashMap<u32, Box<str>> = HashMap::new();
+    if dropped > 0 {
+        for (i, &(u, docs)) in plan.units.iter().enumerate() {
+            if docs == 0 {
+                continue;
+            }
+            let base = plan.offsets[i] as u32;
+            read_doc_table(plan, u, |ord, _, id| {
+                let g = base + ord;
+                if wanted[g as usize / 64] & (1 << (g % 64)) != 0 {
+                    ids.insert(g, id.into());
+                }
+            })?;
+        }
+    }
+    drop(wanted);
+    let clusters = ids.len() as u64;
+    let mut rec = Vec::new();
+    for (i, &(u, docs)) in plan.units.iter().enumerate() {
+        let mut w = SectionWriter::new(&plan.dir.decisions(u), 1, TAG_DECISIONS, plan.mem / 4);
+        let base = plan.offsets[i] as u32;
+        for ord in 0..docs as u32 {
+            let g = base + ord;
+            let k = keeper(&mut sets, g);
+            if k == g {
+                continue;
+            }
+            let id = ids.get(&k).ok_or_else(|| DedupError::Corrupt {
+                path: plan.dir.keys(u).display().to_string(),
+                message: format!("no id for document {k}"),
+            })?;
+            rec.clear();
+            put_record(&mut rec, ord, id);
+            w.append(0, &rec)?;
+        }
+        w.set_docs(docs);
+        w.finish()?;
+    }
+    Ok(BTreeMap::from([
+        ("documents".into(), plan.total),
+        ("edges".into(), edges),
+        ("clusters".into(), clusters),
+        ("dropped".into(), dropped),
+    ]))
+}
+
+/// The cluster step of repeated-line removal: one list of the frequent keys.
+pub fn gather_frequent(plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
+    let mut w = SectionWriter::new(&plan.dir.frequent(), 1, TAG_FREQUENT, plan.mem / 4);
+    let mut n = 0u64;
+    for p in 0..plan.partitions {
+        let s = Sections::open(&plan.dir.reduced(p), TAG_FREQUENT)?;
+        let bytes = s.read(0)?;
+        n += bytes.len() as u64 / 8;
+        w.append(0, &bytes)?;
+    }
+    w.set_docs(n);
+    w.finish()?;
+    Ok(BTreeMap::from([("frequent".into(), n)]))
+}
+
+pub fn load_frequent(dir: &GlobalDir) -> Result<Vec<u64>, DedupError> {
+    let s = Sections::open(&dir.frequent(), TAG_FREQUENT)?;
+    Ok(s.read(0)?
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+        .collect())
+}
+
+// ---------------------------------------------------------------- apply side
+
+/// (ordinal in the unit, id of the kept representative) of a dropped document.
+pub type Decision = (u32, Box<str>);
+
+/// A unit's decisions: how many documents of the unit reached the stage,
+/// and the decisions for those dropped, ascending.
+pub fn load_decisions(dir: &GlobalDir, unit: usize) -> Result<(u64, Vec<Decision>), DedupError> {
+    let path = dir.decisions(unit);
+    let s = Sections::open(&path, TAG_DECISIONS)?;
+    let mut out = Vec::new();
+    for_each_record(&s.read(0)?, &path, |ord, id| out.push((ord, id.into())))?;
+    Ok((s.docs, out))
+}
+
+/// Where a document-level global stage (exact or near dedup) is in a run.
+#[derive(Default)]
+pub enum DocRole {
+    /// Not set up by the phased runner yet.
+    #[default]
+    Idle,
+    Scan {
+        dir: GlobalDir,
+        budget: usize,
+        current: Option<UnitKeys>,
+    },
+    Apply {
+        dir: GlobalDir,
+        unit: Option<usize>,
+        decisions: Vec<Decision>,
+        docs: u64,
+        next: usize,
+        ord: u32,
+    },
+}
+
+impl DocRole {
+    pub fn scan(dir: &GlobalDir, budget: usize) -> Self {
+        DocRole::Scan {
+            dir: dir.clone(),
+            budget,
+            current: None,
+        }
+    }
+
+    /// The runner calls this once the cluster step's marker is there.
+    pub fn apply(dir: &GlobalDir) -> Self {
+        DocRole::Apply {
+            dir: dir.clone(),
+            unit: None,
+            decisions: Vec::new(),
+            docs: 0,
+            next: 0,
+            ord: 0,
+        }
+    }
+
+    pub fn is_scan(&self) -> bool {
+        matches!(self, DocRole::Scan { .. })
+    }
+
+    pub fn enter_unit<K: Key>(&mut self, unit: usize, parts: usize) -> Result<(), DedupError> {
+        match self {
+            DocRole::Idle => Err(DedupError::Missing(
+                "a global stage ran outside its phases".into(),
+            )),
+            DocRole::Scan {
+                dir,
+                budget,
+                current,
+            } => {
+                if current.as_ref().map(UnitKeys::unit) != Some(unit) {
+                    *current = Some(UnitKeys::new::<K>(dir, unit, parts, *budget));
+                }
+                Ok(())
+            }
+            DocRole::Apply {
+                dir,
+                unit: cur,
+                decisions,
+                docs,
+                next,
+                ord,
+            } => {
+                if *cur != Some(unit) {
+                    (*docs, *decisions) = load_decisions(dir, unit)?;
+                    *cur = Some(unit);
+                    *next = 0;
+                    *ord = 0;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The keys writer of the unit being scanned.
+    pub fn keys(&mut self) -> Option<&mut UnitKeys> {
+        match self {
+            DocRole::Scan { current, .. } => current.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The rows of the next `rows` documents that are dropped, with the id
+    /// of the document kept in their place.
+    pub fn take(&mut self, rows: usize) -> Vec<(usize, Box<str>)> {
+        let DocRole::Apply {
+            decisions,
+            next,
+            ord,
+            ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let end = *ord + rows as u32;
+        while *next < decisions.len() && decisions[*next].0 < end {
+            let (o, id) = &decisions[*next];
+            out.push(((*o - *ord) as usize, id.clone()));
+            *next += 1;
+        }
+        *ord = end;
+        out
+    }
+
+    /// Ends a unit: the scan writes its keys file; the apply side checks
+    /// that it saw as many documents as the scan did.
+    pub fn finish_unit(&mut self, with_shingles: bool) -> Result<(), DedupError> {
+        match self {
+            DocRole::Idle => Ok(()),
+            DocRole::Scan { current, .. } => {
+                if let Some(k) = current.take() {
+                    k.finish(with_shingles)?;
+                }
+                Ok(())
+            }
+            DocRole::Apply {
+                dir,
+                unit,
+                docs,
+                ord,
+                ..
+            } => {
+                if let Some(u) = unit.take() {
+                    if *ord as u64 != *docs {
+                        return Err(DedupError::Corrupt {
+                            path: dir.decisions(u).display().to_string(),
+                            message: format!(
+                                "the scan saw {docs} documents in unit {u} and this pass {ord}: \
+                                 the input or the stages before this one changed; start the run over"
+                            ),
+                        });
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}

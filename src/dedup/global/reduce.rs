@@ -1,0 +1,238 @@
+//! The reduce step: each partition's keys sorted in a memory budget, and
+//! equal keys turned into edges (verified by shingle Jaccard when asked),
+//! chains, or the keys frequent enough to drop.
+
+use super::*;
+
+/// Feeds partition `part` of every unit into a sorter, as global indices.
+fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter<K>, DedupError> {
+    let scratch = plan.dir.scratch(&format!("{name}-{part:05}"));
+    if let Some(d) = scratch.parent() {
+        std::fs::create_dir_all(d).map_err(|source| DedupError::Io {
+            path: d.display().to_string(),
+            source,
+        })?;
+    }
+    let mut sorter = Sorter::<K>::new(&scratch, plan.mem);
+    for (i, &(u, docs)) in plan.units.iter().enumerate() {
+        if docs == 0 {
+            continue;
+        }
+        let s = Sections::open(&plan.dir.keys(u), keys_tag::<K>())?;
+        let bytes = s.read(part)?;
+        let base = plan.offsets[i];
+        parse_records::<K>(&bytes, |k, ord| {
+            if ord as u64 >= docs {
+                return Err(DedupError::Corrupt {
+                    path: s.path().display().to_string(),
+                    message: format!("ordinal {ord} past the unit's {docs} documents"),
+                });
+            }
+            sorter.push(k, (base + ord as u64) as u32)
+        })?;
+    }
+    Ok(sorter)
+}
+
+// ---------------------------------------------------------------- reduce
+
+/// Opens units' shingle tables for random lookups (a bounded number open at once).
+struct ShingleStore<'a> {
+    plan: &'a Plan,
+    open: std::sync::Mutex<HashMap<usize, std::sync::Arc<Sections>>>,
+}
+
+impl ShingleStore<'_> {
+    fn get(&self, doc: u32, out: &mut Vec<u32>) -> Result<(), DedupError> {
+        let (i, ord) = self.plan.locate(doc);
+        let s = {
+            let mut open = self.open.lock().expect("no panics while held");
+            if let Some(s) = open.get(&i) {
+                s.clone()
+            } else {
+                if open.len() >= 256 {
+                    open.clear();
+                }
+                let s = std::sync::Arc::new(open_keys(&self.plan.dir.keys(self.plan.units[i].0))?);
+                open.insert(i, s.clone());
+                s
+            }
+        };
+        let parts = self.plan.partitions;
+        let mut idx = [0u8; 16];
+        s.read_at(shingle_index(parts), ord as u64 * 8, &mut idx)?;
+        let start = u64::from_le_bytes(idx[..8].try_into().expect("8"));
+        let end = u64::from_le_bytes(idx[8..].try_into().expect("8"));
+        if end < start || (end - start) % 4 != 0 {
+            return Err(DedupError::Corrupt {
+                path: s.path().display().to_string(),
+                message: "damaged shingle index".into(),
+            });
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        s.read_at(shingle_data(parts), start, &mut bytes)?;
+        out.clear();
+        out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4"))),
+        );
+        Ok(())
+    }
+}
+
+/// Jaccard similarity of two sorted, deduplicated lists.
+pub fn sorted_jaccard(a: &[u32], b: &[u32]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let (mut i, mut j, mut inter) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    inter as f64 / (a.len() + b.len() - inter) as f64
+}
+
+/// The reduce step of document-level dedup: documents sharing a key become
+/// edges (each to the group's first and to its predecessor), verified by
+/// exact Jaccard (at least `verify`) over the stored shingles when asked.
+pub fn reduce_edges<K: Key>(
+    plan: &Plan,
+    part: usize,
+    verify: Option<f64>,
+) -> Result<BTreeMap<String, u64>, DedupError> {
+    reduce::<K>(plan, part, verify, false)
+}
+
+/// The reduce step for `keep = datatrove`: per group, the chain of edges
+/// between consecutive members, each with its 64-bit key, unsorted and not
+/// deduplicated, so that the cluster step can replay datatrove's edge order.
+pub fn reduce_chains(
+    plan: &Plan,
+    part: usize,
+    verify: Option<f64>,
+) -> Result<BTreeMap<String, u64>, DedupError> {
+    reduce::<u64>(plan, part, verify, true)
+}
+
+fn reduce<K: Key>(
+    plan: &Plan,
+    part: usize,
+    verify: Option<f64>,
+    chain: bool,
+) -> Result<BTreeMap<String, u64>, DedupError> {
+    let sorter = sort_partition::<K>(plan, part, "edges")?;
+    let spilled_runs = sorter.runs() as u64;
+    let tag = if chain { TAG_CHAIN } else { TAG_EDGES };
+    let mut w = SectionWriter::new(&plan.dir.reduced(part), 1, tag, plan.mem / 4);
+    let store = ShingleStore {
+        plan,
+        open: Default::default(),
+    };
+    let (mut groups, mut candidates, mut edges) = (0u64, 0u64, 0u64);
+    // (earlier, later, key) of candidate pairs.
+    let mut pending: Vec<(u32, u32, K)> = Vec::new();
+    let flush = |pending: &mut Vec<(u32, u32, K)>,
+                 w: &mut SectionWriter,
+                 edges: &mut u64|
+     -> Result<(), DedupError> {
+        if !chain {
+            pending.sort_unstable_by_key(|e| (e.0, e.1));
+            pending.dedup_by_key(|e| (e.0, e.1));
+        }
+        let keep: Vec<bool> = match verify {
+            None => vec![true; pending.len()],
+            Some(threshold) => pending
+                .par_iter()
+                .map_init(
+                    || (Vec::new(), Vec::new()),
+                    |(a, b), &(x, y, _)| -> Result<bool, DedupError> {
+                        store.get(x, a)?;
+                        store.get(y, b)?;
+                        Ok(sorted_jaccard(a, b) >= threshold)
+                    },
+                )
+                .collect::<Result<_, _>>()?,
+        };
+        let mut rec = Vec::with_capacity(8 + K::BYTES);
+        for (&(x, y, k), ok) in pending.iter().zip(keep) {
+            if ok {
+                rec.clear();
+                if chain {
+                    k.put(&mut rec);
+                }
+                rec.extend_from_slice(&x.to_le_bytes());
+                rec.extend_from_slice(&y.to_le_bytes());
+                w.append(0, &rec)?;
+                *edges += 1;
+            }
+        }
+        pending.clear();
+        Ok(())
+    };
+    sorter.for_each_group(|k, docs| {
+        if docs.len() < 2 {
+            return Ok(());
+        }
+        groups += 1;
+        for i in 1..docs.len() {
+            if chain {
+                // datatrove's buckets step: each member to the one before it.
+                pending.push((docs[i - 1], docs[i], k));
+                continue;
+            }
+            pending.push((docs[0], docs[i], k));
+            if i >= 2 {
+                pending.push((docs[i - 1], docs[i], k));
+            }
+        }
+        candidates += (docs.len() - 1) as u64;
+        if pending.len() >= 1 << 20 {
+            flush(&mut pending, &mut w, &mut edges)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut pending, &mut w, &mut edges)?;
+    w.finish()?;
+    Ok(BTreeMap::from([
+        ("groups".into(), groups),
+        ("candidates".into(), candidates),
+        ("edges".into(), edges),
+        ("spilled_runs".into(), spilled_runs),
+    ]))
+}
+
+/// The reduce step of repeated-line removal: keys found in at least
+/// `min_docs` documents.
+pub fn reduce_frequent(
+    plan: &Plan,
+    part: usize,
+    min_docs: u64,
+) -> Result<BTreeMap<String, u64>, DedupError> {
+    let sorter = sort_partition::<u64>(plan, part, "lines")?;
+    let mut w = SectionWriter::new(&plan.dir.reduced(part), 1, TAG_FREQUENT, plan.mem / 4);
+    let (mut distinct, mut frequent) = (0u64, 0u64);
+    sorter.for_each_group(|k, docs| {
+        distinct += 1;
+        if docs.len() as u64 >= min_docs {
+            frequent += 1;
+            w.append(0, &k.to_le_bytes())?;
+        }
+        Ok(())
+    })?;
+    w.finish()?;
+    Ok(BTreeMap::from([
+        ("distinct".into(), distinct),
+        ("frequent".into(), frequent),
+    ]))
+}
+
+// ---------------------------------------------------------------- cluster
