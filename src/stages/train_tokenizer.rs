@@ -20,7 +20,7 @@ use super::{BuildContext, Global, Mode, Reads, Stage, StageError, StageOutput, S
 use crate::batch::Core;
 use crate::dedup::global::TAG_WORDS;
 use crate::dedup::global::{GlobalDir, Plan};
-use crate::dedup::sections::{io as io_err, SectionWriter, Sections};
+use crate::dedup::sections::io as io_err;
 use crate::dedup::DedupError;
 use crate::tokenizer::train::{self, Segmenter, TrainConfig, WordCounts};
 
@@ -160,18 +160,16 @@ impl Stage for TrainTokenizer {
             e.docs += lc.docs;
             e.bytes += lc.bytes;
         }
-        let path = dir.keys(unit);
-        if let Some(p) = path.parent() {
-            std::fs::create_dir_all(p).map_err(io_err(p)).map_err(err)?;
-        }
-        let mut w = SectionWriter::new(&path, parts, TAG_WORDS, 64 << 20);
-        w.set_docs(docs);
-        for (p, c) in split.iter().enumerate() {
+        let mut sections = Vec::with_capacity(parts);
+        for c in &split {
             let mut bytes = Vec::new();
-            c.write_to(&mut bytes).map_err(io_err(&path)).map_err(err)?;
-            w.append(p, &bytes).map_err(err)?;
+            c.write_to(&mut bytes)
+                .map_err(io_err(&dir.keys(unit)))
+                .map_err(err)?;
+            sections.push(bytes);
         }
-        w.finish().map_err(err)
+        dir.write_unit_sections(unit, TAG_WORDS, docs, &sections)
+            .map_err(err)
     }
 }
 
@@ -194,19 +192,14 @@ impl Global for TrainTokenizer {
     fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
         let mut sum = WordCounts::default();
         for &(unit, _) in &plan.units {
-            let path = plan.dir.keys(unit);
-            let s = Sections::open_any(&path, &[TAG_WORDS])?;
-            let bytes = s.read(part)?;
-            let name = path.display().to_string();
+            let bytes = plan.dir.read_unit_section(unit, TAG_WORDS, part)?;
+            let name = plan.dir.keys(unit).display().to_string();
             sum.merge(WordCounts::read_from(&bytes[..], &name)?);
         }
-        let out = plan.dir.reduced(part);
-        if let Some(p) = out.parent() {
-            std::fs::create_dir_all(p).map_err(io_err(p))?;
-        }
         let mut bytes = Vec::new();
-        sum.write_to(&mut bytes).map_err(io_err(&out))?;
-        crate::files::atomic_write(&out, &bytes).map_err(io_err(&out))?;
+        sum.write_to(&mut bytes)
+            .map_err(io_err(&plan.dir.reduced(part)))?;
+        plan.dir.write_reduced(part, &bytes)?;
         Ok(BTreeMap::from([(
             "distinct_words".into(),
             sum.distinct() as u64,
@@ -217,7 +210,9 @@ impl Global for TrainTokenizer {
         let t = std::time::Instant::now();
         let mut all = WordCounts::default();
         for p in 0..plan.partitions {
-            all.merge(WordCounts::read_file(&plan.dir.reduced(p))?);
+            let bytes = plan.dir.read_reduced(p)?;
+            let name = plan.dir.reduced(p).display().to_string();
+            all.merge(WordCounts::read_from(&bytes[..], &name)?);
         }
         // <out>/_forja/global/<stage>/ → <out>/<config.out>/
         let root = plan

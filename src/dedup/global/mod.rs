@@ -142,6 +142,67 @@ impl GlobalDir {
         read_marker(path).is_some_and(|m| m.run == self.run)
     }
 
+    /// Writes unit `unit`'s scan file whole: `sections[i]` as section `i`
+    /// of a sectioned file tagged `tag`, which the scan saw `docs`
+    /// documents for. For stages whose scan keeps its own records (scores,
+    /// word counts) rather than keys.
+    pub fn write_unit_sections(
+        &self,
+        unit: usize,
+        tag: u32,
+        docs: u64,
+        sections: &[Vec<u8>],
+    ) -> Result<(), DedupError> {
+        let path = self.keys(unit);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).map_err(super::sections::io(p))?;
+        }
+        let mut w = SectionWriter::new(&path, sections.len(), tag, 64 << 20);
+        w.set_docs(docs);
+        for (i, bytes) in sections.iter().enumerate() {
+            w.append(i, bytes)?;
+        }
+        w.finish()
+    }
+
+    /// Section `s` of unit `unit`'s scan file (written with `tag`),
+    /// checksum verified.
+    pub fn read_unit_section(
+        &self,
+        unit: usize,
+        tag: u32,
+        s: usize,
+    ) -> Result<Vec<u8>, DedupError> {
+        Sections::open_any(&self.keys(unit), &[tag])?.read(s)
+    }
+
+    /// Writes what the reduce step found in partition `part`, whole.
+    pub fn write_reduced(&self, part: usize, bytes: &[u8]) -> Result<(), DedupError> {
+        let out = self.reduced(part);
+        if let Some(p) = out.parent() {
+            std::fs::create_dir_all(p).map_err(super::sections::io(p))?;
+        }
+        crate::files::atomic_write(&out, bytes).map_err(super::sections::io(&out))
+    }
+
+    /// What [`GlobalDir::write_reduced`] wrote for partition `part`.
+    pub fn read_reduced(&self, part: usize) -> Result<Vec<u8>, DedupError> {
+        let path = self.reduced(part);
+        std::fs::read(&path).map_err(super::sections::io(&path))
+    }
+
+    /// Writes the cluster step's summary of the whole run (JSON).
+    pub fn write_summary(&self, bytes: &[u8]) -> Result<(), DedupError> {
+        let path = self.summary();
+        crate::files::atomic_write(&path, bytes).map_err(super::sections::io(&path))
+    }
+
+    /// What [`GlobalDir::write_summary`] wrote.
+    pub fn read_summary(&self) -> Result<Vec<u8>, DedupError> {
+        let path = self.summary();
+        std::fs::read(&path).map_err(super::sections::io(&path))
+    }
+
     pub fn write_marker(
         &self,
         path: &Path,

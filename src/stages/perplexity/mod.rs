@@ -28,7 +28,6 @@ use super::{BuildContext, Drop, Global, Mode, Reads, Stage, StageError, StageOut
 use crate::batch::Core;
 use crate::dedup::global::TAG_SCORES;
 use crate::dedup::global::{GlobalDir, Plan};
-use crate::dedup::sections::{io as io_err, SectionWriter, Sections};
 use crate::dedup::DedupError;
 use crate::ledger::Reason;
 use crate::lm::{DocScore, LmDevice, Model, Precision, ScoreOptions};
@@ -483,18 +482,8 @@ impl Stage for Perplexity {
                 let Some((u, sections, docs)) = unit.take() else {
                     return Ok(());
                 };
-                let path = dir.keys(u);
-                if let Some(p) = path.parent() {
-                    std::fs::create_dir_all(p)
-                        .map_err(io_err(p))
-                        .map_err(dedup_fail)?;
-                }
-                let mut w = SectionWriter::new(&path, sections.len(), TAG_SCORES, 64 << 20);
-                w.set_docs(docs);
-                for (i, bytes) in sections.iter().enumerate() {
-                    w.append(i, bytes).map_err(dedup_fail)?;
-                }
-                w.finish().map_err(dedup_fail)
+                dir.write_unit_sections(u, TAG_SCORES, docs, &sections)
+                    .map_err(dedup_fail)
             }
             Role::Apply {
                 dir,
@@ -535,7 +524,7 @@ impl Global for Perplexity {
     }
 
     fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        let cutoffs = read_cutoffs(&dir.summary())?;
+        let cutoffs = read_cutoffs(&dir.read_summary()?, &dir.summary())?;
         self.role = Role::Apply {
             dir: dir.clone(),
             cutoffs,
@@ -573,12 +562,8 @@ impl Global for Perplexity {
                 },
             );
         }
-        let out = plan.dir.reduced(part);
-        if let Some(p) = out.parent() {
-            std::fs::create_dir_all(p).map_err(io_err(p))?;
-        }
         let bytes = serde_json::to_vec_pretty(&found).expect("cut-offs serialize");
-        crate::files::atomic_write(&out, &bytes).map_err(io_err(&out))?;
+        plan.dir.write_reduced(part, &bytes)?;
         Ok(BTreeMap::from([(
             "languages".into(),
             found.languages.len() as u64,
@@ -590,14 +575,13 @@ impl Global for Perplexity {
     fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
         let mut all = Cutoffs::default();
         for p in 0..plan.partitions {
-            let c = read_cutoffs(&plan.dir.reduced(p))?;
+            let c = read_cutoffs(&plan.dir.read_reduced(p)?, &plan.dir.reduced(p))?;
             all.percentiles = c.percentiles;
             all.languages.extend(c.languages);
         }
-        let path = plan.dir.summary();
         let mut bytes = serde_json::to_vec_pretty(&all).expect("cut-offs serialize");
         bytes.push(b'\n');
-        crate::files::atomic_write(&path, &bytes).map_err(io_err(&path))?;
+        plan.dir.write_summary(&bytes)?;
         for (l, c) in &all.languages {
             tracing::info!(
                 "perplexity: {l}: {} documents, cut-offs {:.2} and {:.2}",

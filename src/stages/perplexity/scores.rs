@@ -17,15 +17,13 @@ impl ScanSections {
 
     /// Section `s` of unit `unit`'s scores.
     pub(super) fn read(dir: &GlobalDir, unit: usize, s: usize) -> Result<Vec<Record>, DedupError> {
-        let path = dir.keys(unit);
-        let sections = Sections::open_any(&path, &[TAG_SCORES])?;
-        read_records(&sections.read(s)?, &path.display().to_string())
+        let bytes = dir.read_unit_section(unit, TAG_SCORES, s)?;
+        read_records(&bytes, &dir.keys(unit).display().to_string())
     }
 }
 
-pub(super) fn read_cutoffs(path: &std::path::Path) -> Result<Cutoffs, DedupError> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    serde_json::from_slice(&bytes).map_err(|e| DedupError::Corrupt {
+pub(super) fn read_cutoffs(bytes: &[u8], path: &std::path::Path) -> Result<Cutoffs, DedupError> {
+    serde_json::from_slice(bytes).map_err(|e| DedupError::Corrupt {
         path: path.display().to_string(),
         message: e.to_string(),
     })
