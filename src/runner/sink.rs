@@ -3,8 +3,33 @@
 //! stats, then its marker (a finished unit of the final pass, or a scanned
 //! unit of a global stage's scan).
 
-use super::stream::{Processed, ProcessedKind};
 use super::*;
+
+/// A window item after decoding and stages.
+pub(super) struct Processed {
+    pub(super) unit: usize,
+    pub(super) source: usize,
+    pub(super) kind: ProcessedKind,
+}
+
+pub(super) enum ProcessedKind {
+    Data {
+        batch: Option<RecordBatch>,
+        /// Documents and text bytes that came out of the reader (rejects included in docs).
+        read_docs: u64,
+        read_bytes: u64,
+        /// (stage index + 1, or 0 for the reader; row)
+        ledger: Vec<(usize, LedgerRow)>,
+        /// Per stage: (docs in, bytes in, docs out, bytes out).
+        flow: Vec<(u64, u64, u64, u64)>,
+        blank_lines: u64,
+        skipped_records: u64,
+        file_end: Option<(Arc<str>, ledger::FileStatus, Option<String>)>,
+        /// The kept batch as a compressed JSONL frame, when JSONL is written.
+        jsonl: Option<Vec<u8>>,
+    },
+    UnitEnd,
+}
 
 /// Where a pass's documents go.
 pub(super) enum Sink<'a> {

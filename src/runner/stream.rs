@@ -3,7 +3,7 @@
 //! run, scan or final, is one call of [`stream`]; what the writer thread
 //! does with each unit is the sink's (`sink.rs`).
 
-use super::sink::UnitWriter;
+use super::sink::{Processed, ProcessedKind, UnitWriter};
 use super::*;
 
 /// Streams `todo` through `stages`: reader thread, workers, writer thread.
@@ -195,32 +195,6 @@ fn read_units(
         }
     }
     Ok(())
-}
-
-/// A window item after decoding and stages.
-pub(super) struct Processed {
-    pub(super) unit: usize,
-    pub(super) source: usize,
-    pub(super) kind: ProcessedKind,
-}
-
-pub(super) enum ProcessedKind {
-    Data {
-        batch: Option<RecordBatch>,
-        /// Documents and text bytes that came out of the reader (rejects included in docs).
-        read_docs: u64,
-        read_bytes: u64,
-        /// (stage index + 1, or 0 for the reader; row)
-        ledger: Vec<(usize, LedgerRow)>,
-        /// Per stage: (docs in, bytes in, docs out, bytes out).
-        flow: Vec<(u64, u64, u64, u64)>,
-        blank_lines: u64,
-        skipped_records: u64,
-        file_end: Option<(Arc<str>, ledger::FileStatus, Option<String>)>,
-        /// The kept batch as a compressed JSONL frame, when JSONL is written.
-        jsonl: Option<Vec<u8>>,
-    },
-    UnitEnd,
 }
 
 #[allow(clippy::too_many_arguments)]
