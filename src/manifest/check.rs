@@ -370,6 +370,11 @@ impl Checker<'_> {
             if columns.iter().any(|(c, _)| *c == r.column) {
                 continue;
             }
+            // A fallback the manifest spells out is a choice, not a slip.
+            let chosen = r.field.is_some_and(|f| table_key_span(elem, f).is_some());
+            if !r.required && chosen {
+                continue;
+            }
             let at = r
                 .field
                 .and_then(|f| table_key_span(elem, f))

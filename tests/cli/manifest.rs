@@ -115,4 +115,14 @@ fn columns_a_stage_reads_must_come_from_an_earlier_stage() {
         stdout.contains("every document is taken as `en`"),
         "{stdout}"
     );
+    // Spelled out, the fallback is the user's choice: no warning.
+    let m = env.write(
+        "chosen.toml",
+        format!(
+            "{head}\n[[stage]]\ntype = \"quality\"\nlanguage = \"ca\"\n\n[output]\ndir = \"out\"\n"
+        )
+        .as_bytes(),
+    );
+    let stdout = env.ok(&["validate", m.to_str().unwrap()]);
+    assert!(!stdout.contains("warning"), "{stdout}");
 }
