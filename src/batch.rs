@@ -1,7 +1,7 @@
 //! The core schema every batch of documents carries between stages.
 //!
 //! Readers produce these columns; stages append typed annotation columns
-//! after them (declared up front, see [`crate::Stage::fields`]) and may
+//! after them (declared up front, see [`crate::stages::Stage::fields`]) and may
 //! replace `text`. Keeping one fixed prefix lets writers, the ledger and later
 //! audit tools find a document's identity without knowing which stages ran.
 

@@ -4,7 +4,7 @@
 //! renamed to its final name ([`commit`]), so a killed run never leaves a
 //! half-written file under a final name; [`is_temporary`] tells such
 //! leftovers apart. Every final name is noted in the output folder's
-//! [`journal`](super::journal) before it exists.
+//! [`journal`] before it exists.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

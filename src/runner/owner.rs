@@ -9,7 +9,7 @@
 //!   refused with the holder's host, pid and start time, which the holder
 //!   writes into the lock file.
 //! - Starting over deletes only the files the folder's journals list
-//!   ([`crate::journal`]) and forja's own `_forja/` state.
+//!   ([`crate::files::journal`]) and forja's own `_forja/` state.
 //! - Resuming compares the manifest's hash and every input's size, mtime
 //!   and fingerprint with the run record, and refuses any difference.
 

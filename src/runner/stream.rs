@@ -1,6 +1,6 @@
 //! The streaming pass: a reader thread, rayon workers and a writer thread
 //! joined by bounded channels (see the runner's module doc). Each pass of a
-//! run, scan or final, is one call of [`stream`]; what the writer thread
+//! run, scan or final, is one call of [`stream()`]; what the writer thread
 //! does with each unit is the sink's (`sink.rs`).
 
 use super::sink::{Processed, ProcessedKind, UnitWriter};

@@ -86,7 +86,7 @@ pub(super) struct Layout {
     owned: std::sync::OnceLock<std::collections::BTreeSet<PathBuf>>,
 }
 
-/// The journal of the files a rank writes (see [`crate::journal`]).
+/// The journal of the files a rank writes (see [`crate::files::journal`]).
 pub(super) fn journal_tag(rank: usize) -> String {
     format!("rank-{rank:05}")
 }

@@ -12,7 +12,7 @@
 //!
 //! To add a stage: one file here (or a folder, for a big one) with its
 //! config, its [`StageSpec`] (type name, checks, columns, build, an
-//! example) and its tests, and one line in the [`registry!`] list below.
+//! example) and its tests, and one line in the `registry!` list below.
 //! The config enum, its dispatch, and the round-trip and check tests over
 //! every stage all come from that list.
 

@@ -11,7 +11,7 @@
 //! 2. [`weights`]: per-language counts are reweighted to the target shares
 //!    (alpha = 0 uniform, 1 natural) into one table of u64 counts.
 //! 3. [`bpe`]: the merge loop on that table, with incremental pair counts
-//!    and an indexed heap; [`cuda`] does the same on a GPU.
+//!    and an indexed heap; `cuda.rs` does the same on a GPU.
 //! 4. [`json`]: the vocabulary, `tokenizer.json` and a `.vocab` listing.
 
 pub mod bpe;
