@@ -389,3 +389,72 @@ mod reduce;
 
 pub use cluster::*;
 pub use reduce::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> (tempfile::TempDir, GlobalDir) {
+        let t = tempfile::tempdir().unwrap();
+        let d = GlobalDir::new(t.path().join("g"), "run-1".into());
+        (t, d)
+    }
+
+    #[test]
+    fn a_units_sections_come_back_as_written_and_only_under_their_tag() {
+        let (_t, d) = dir();
+        let sections = vec![b"first".to_vec(), Vec::new(), vec![7u8; 100_000]];
+        d.write_unit_sections(3, TAG_SCORES, 42, &sections).unwrap();
+        for (i, s) in sections.iter().enumerate() {
+            assert_eq!(&d.read_unit_section(3, TAG_SCORES, i).unwrap(), s);
+        }
+        // Another stage's tag, a missing section or unit: errors, not data.
+        assert!(d.read_unit_section(3, TAG_WORDS, 0).is_err());
+        assert!(d.read_unit_section(3, TAG_SCORES, 3).is_err());
+        assert!(d.read_unit_section(4, TAG_SCORES, 0).is_err());
+        // A flipped byte fails the checksum.
+        let path = d.keys(3);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(d.read_unit_section(3, TAG_SCORES, 2).is_err());
+    }
+
+    #[test]
+    fn reduced_partitions_and_the_summary_are_whole_files() {
+        let (_t, d) = dir();
+        assert!(d.read_reduced(0).is_err());
+        d.write_reduced(0, b"part zero").unwrap();
+        d.write_reduced(1, b"").unwrap();
+        assert_eq!(d.read_reduced(0).unwrap(), b"part zero");
+        assert_eq!(d.read_reduced(1).unwrap(), b"");
+        d.write_summary(b"{\"a\": 1}\n").unwrap();
+        assert_eq!(d.read_summary().unwrap(), b"{\"a\": 1}\n");
+        // Written under a temporary name and renamed: nothing else is left.
+        let names: Vec<String> = std::fs::read_dir(d.root.join("reduce"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn a_marker_counts_only_for_its_own_run() {
+        let (_t, d) = dir();
+        let m = d.cluster_marker();
+        assert!(!d.marker_ok(&m));
+        std::fs::create_dir_all(&d.root).unwrap();
+        d.write_marker(&m, [("edges".to_string(), 5)].into())
+            .unwrap();
+        assert!(d.marker_ok(&m));
+        assert_eq!(read_marker(&m).unwrap().counts["edges"], 5);
+        let other = GlobalDir::new(d.root.clone(), "run-2".into());
+        assert!(
+            !other.marker_ok(&m),
+            "a marker of another run does not count"
+        );
+        std::fs::write(&m, b"{ not json").unwrap();
+        assert!(!d.marker_ok(&m));
+    }
+}
