@@ -20,6 +20,7 @@ mod ledger;
 mod lid;
 mod lm;
 mod manifest;
+mod phased;
 mod provenance;
 mod report;
 mod runner;

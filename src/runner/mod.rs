@@ -8,13 +8,16 @@
 //! ```
 //!
 //! Workers take a window of chunks, decode them and run each stage's pure
-//! `process` in parallel, then its ordered `decide` over the window in input
-//! order. The writer commits each unit (shards, ledger part, stats) under
+//! `process` in parallel; for a phased stage, the engine (`phased`) then
+//! writes what its scan found, or reads back what was decided for each
+//! batch, over the window in input order, and the stage's pure `apply` runs
+//! in parallel again. The writer commits each unit (shards, ledger part, stats) under
 //! temporary names and writes the unit's marker last; a resumed run keeps
 //! the completed prefix of units and carries on, giving the same bytes as an
 //! uninterrupted run.
 //!
-//! The rooms: the stream (`stream.rs`: reader, window, process, decide),
+//! The rooms: the stream (`stream.rs`: reader, window, process, the
+//! engine's ordered part, apply),
 //! the sink (`sink.rs`: the writer thread's units), the phases of global
 //! stages and their barriers (`phases.rs`), the run's end (`complete.rs`:
 //! stats, provenance, report), markers and layout (`units.rs`), and the
@@ -32,7 +35,7 @@ mod units;
 
 use complete::complete_run;
 pub use complete::{finish, Finished};
-use phases::{dedup_err, global_steps};
+use phases::{global_steps, Pass};
 use sink::Sink;
 pub use stream::progress_bar;
 use stream::stream;
@@ -50,10 +53,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::batch;
-use crate::dedup::{GlobalDir, Plan};
 use crate::io::{self, Chunk, InputError, ReadError, ShardWriter, SourceSpec, Unit};
 use crate::ledger::{self, FileStats, LedgerRow, Stats};
 use crate::manifest::LoadedManifest;
+use crate::phased::{GlobalDir, Plan};
 use crate::stages::{self, Stage, StageError, StageOutput};
 
 pub use units::{collect_stats, RunRecord, RunStats, FORJA_DIR};
@@ -252,7 +255,7 @@ struct Ctx<'a> {
     steps: &'a [String],
     run_id: String,
     started: std::time::SystemTime,
-    /// Wall nanoseconds spent in each stage (process, decide and apply), all passes.
+    /// Wall nanoseconds spent in each stage (process, the engine and apply), all passes.
     stage_nanos: Vec<AtomicU64>,
 }
 
@@ -420,8 +423,10 @@ fn run_steps(
     let globals: Vec<usize> = (0..stages.len())
         .filter(|&i| stages[i].global().is_some())
         .collect();
+    // The engine's side of each phased stage in the pass under way.
+    let mut passes: Vec<Option<Pass>> = stages.iter().map(|_| None).collect();
     for &g in &globals {
-        ran.extend(global_steps(ctx, stages, g)?);
+        ran.extend(global_steps(ctx, stages, &mut passes, g)?);
     }
     let out = ctx.layout.root.clone();
     let mut summary = RunSummary {
@@ -437,7 +442,8 @@ fn run_steps(
     };
     if ctx.runs("final") {
         ran.push("final".into());
-        let (stats, units_total, units_resumed, input_bytes) = final_pass(ctx, stages)?;
+        let (stats, units_total, units_resumed, input_bytes) =
+            final_pass(ctx, stages, &mut passes)?;
         summary.merged = ctx.layout.merge_if_complete()?;
         summary.stats = stats;
         summary.units_total = units_total;
@@ -531,6 +537,7 @@ fn megatron_step(ctx: &Ctx) -> Result<Option<PathBuf>, RunError> {
 fn final_pass(
     ctx: &Ctx,
     stages: &mut [Box<dyn Stage>],
+    passes: &mut [Option<Pass>],
 ) -> Result<(Stats, usize, usize, u64), RunError> {
     let layout = ctx.layout;
     let mine = ctx.mine();
@@ -562,7 +569,7 @@ fn final_pass(
         "running {}",
         ctx.m.path.display()
     );
-    let unit_stats = stream(ctx, stages, &todo, &Sink::Output, "final")?;
+    let unit_stats = stream(ctx, stages, passes, &todo, &Sink::Output, "final")?;
     for s in &unit_stats {
         rank_stats.merge(s);
     }

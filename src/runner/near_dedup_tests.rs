@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::dedup::global::sorted_jaccard;
 use crate::dedup::lsh::tests::{real_documents, variants, Rng};
+use crate::phased::sorted_jaccard;
 
 /// Recall and precision of the whole phased pipeline (scan, reduce with
 /// verification, cluster, filter) on real documents and edited copies:

@@ -5,6 +5,7 @@
 //! not complete.
 
 use super::*;
+use crate::phased::{ApplyReader, PhasedError, RunInput, ScanWriter};
 
 impl Ctx<'_> {
     /// Waits until `missing` is empty: the barrier between steps. Without
@@ -46,12 +47,33 @@ impl Ctx<'_> {
     }
 }
 
-pub(super) fn dedup_err(stage: &str) -> impl FnOnce(crate::dedup::DedupError) -> RunError + '_ {
+/// An engine error of stage `stage`, as the run reports it.
+pub(super) fn phased_err(stage: &str) -> impl FnOnce(PhasedError) -> RunError + '_ {
     move |source| {
-        RunError::Stage(StageError::Dedup {
+        RunError::Stage(StageError::Phased {
             stage: stage.into(),
             source,
         })
+    }
+}
+
+/// The engine's side of a phased stage in the pass under way.
+pub(super) enum Pass {
+    /// The scan: writes what the stage found, unit by unit.
+    Scan(ScanWriter),
+    /// A later pass: reads back what was decided, unit by unit.
+    Apply(ApplyReader),
+}
+
+/// Writes a step's output bytes (a stage with its own records) to `path`.
+fn keep_output(
+    dir: &GlobalDir,
+    step: &crate::stages::Step,
+    write: impl FnOnce(&GlobalDir, &[u8]) -> Result<(), PhasedError>,
+) -> Result<(), PhasedError> {
+    match &step.output {
+        Some(bytes) => write(dir, bytes),
+        None => Ok(()),
     }
 }
 
@@ -60,6 +82,7 @@ pub(super) fn dedup_err(stage: &str) -> impl FnOnce(crate::dedup::DedupError) ->
 pub(super) fn global_steps(
     ctx: &Ctx,
     stages: &mut [Box<dyn Stage>],
+    passes: &mut [Option<Pass>],
     g: usize,
 ) -> Result<Vec<String>, RunError> {
     let name = stages[g].name();
@@ -70,15 +93,17 @@ pub(super) fn global_steps(
             .join("global")
             .join(format!("{g:02}-{name}")),
         ctx.run_id.clone(),
+        ctx.layout.root.clone(),
     );
     let parts = stages[g].global().expect("a global stage").partitions();
+    let layout = stages[g].global().expect("a global stage").layout();
     let unit_ids: Vec<usize> = ctx.all_units.iter().map(|u| u.index).collect();
     let (w, rank) = (ctx.opts.world_size, ctx.opts.rank);
     let mut ran = Vec::new();
     let step = |s: &str| format!("{name}:{s}");
     let position = |s: &str| ctx.steps.iter().position(|x| x == s).expect("a known step");
     // The scanned units' sizes; read once, by the reduce or the cluster step.
-    let load_plan = || Plan::load(&dir, &unit_ids, parts, ctx.opts.mem).map_err(dedup_err(name));
+    let load_plan = || Plan::load(&dir, &unit_ids, parts, ctx.opts.mem).map_err(phased_err(name));
     let mut reduced_plan = None;
     // Steps after this stage's cluster step need its decisions.
     let needs_decisions = ctx
@@ -89,10 +114,13 @@ pub(super) fn global_steps(
 
     if ctx.runs(&step("scan")) {
         tracing::info!("{}: hashing this rank's documents", step("scan"));
-        stages[g]
-            .global()
-            .expect("a global stage")
-            .begin_scan(&dir, ctx.opts.mem / 2);
+        stages[g].global().expect("a global stage").begin_scan();
+        passes[g] = Some(Pass::Scan(ScanWriter::new(
+            &dir,
+            layout,
+            parts,
+            ctx.opts.mem / 2,
+        )));
         let todo: Vec<Unit> = ctx
             .mine()
             .into_iter()
@@ -101,6 +129,7 @@ pub(super) fn global_steps(
         stream(
             ctx,
             &mut stages[..=g],
+            &mut passes[..=g],
             &todo,
             &Sink::Scan(&dir),
             &step("scan"),
@@ -128,12 +157,13 @@ pub(super) fn global_steps(
             if ctx.opts.resume && dir.marker_ok(&dir.reduce_marker(p)) {
                 continue;
             }
-            let counts = ctx
+            let step = ctx
                 .pool
                 .install(|| global.reduce(&plan, p))
-                .map_err(dedup_err(name))?;
-            dir.write_marker(&dir.reduce_marker(p), counts)
-                .map_err(dedup_err(name))?;
+                .map_err(phased_err(name))?;
+            keep_output(&dir, &step, |d, b| d.write_reduced(p, b)).map_err(phased_err(name))?;
+            dir.write_marker(&dir.reduce_marker(p), step.counts)
+                .map_err(phased_err(name))?;
         }
         ran.push(step("reduce"));
         reduced_plan = Some(plan);
@@ -155,13 +185,14 @@ pub(super) fn global_steps(
                 None => load_plan()?,
             };
             let global: &dyn crate::stages::Global = stages[g].global().expect("a global stage");
-            let counts = ctx
+            let done = ctx
                 .pool
                 .install(|| global.cluster(&plan))
-                .map_err(dedup_err(name))?;
-            tracing::info!("{}: {counts:?}", step("cluster"));
-            dir.write_marker(&dir.cluster_marker(), counts)
-                .map_err(dedup_err(name))?;
+                .map_err(phased_err(name))?;
+            keep_output(&dir, &done, |d, b| d.write_summary(b)).map_err(phased_err(name))?;
+            tracing::info!("{}: {:?}", step("cluster"), done.counts);
+            dir.write_marker(&dir.cluster_marker(), done.counts)
+                .map_err(phased_err(name))?;
         }
         ran.push(step("cluster"));
     }
@@ -173,11 +204,13 @@ pub(super) fn global_steps(
                 vec!["the cluster step".into()]
             }
         })?;
+        let run = RunInput::load(&dir, layout).map_err(phased_err(name))?;
         stages[g]
             .global()
             .expect("a global stage")
-            .begin_apply(&dir)
-            .map_err(dedup_err(name))?;
+            .begin_apply(run)
+            .map_err(phased_err(name))?;
+        passes[g] = Some(Pass::Apply(ApplyReader::new(&dir, layout, parts)));
     }
     Ok(ran)
 }

@@ -165,7 +165,7 @@ impl UnitWriter<'_> {
                             &dir.scan_marker(cur.unit),
                             [("documents".to_string(), docs)].into(),
                         )
-                        .map_err(dedup_err("scan"))?
+                        .map_err(phases::phased_err("scan"))?
                     }
                 }
                 self.finished.push(cur.stats);

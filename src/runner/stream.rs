@@ -3,13 +3,16 @@
 //! run, scan or final, is one call of [`stream()`]; what the writer thread
 //! does with each unit is the sink's (`sink.rs`).
 
+use super::phases::{phased_err, Pass};
 use super::sink::{Processed, ProcessedKind, UnitWriter};
 use super::*;
+use crate::phased::BatchInput;
 
 /// Streams `todo` through `stages`: reader thread, workers, writer thread.
 pub(super) fn stream(
     ctx: &Ctx,
     stages: &mut [Box<dyn Stage>],
+    passes: &mut [Option<Pass>],
     todo: &[Unit],
     sink: &Sink,
     label: &str,
@@ -94,6 +97,7 @@ pub(super) fn stream(
         let worked = ctx.pool.install(|| {
             work(
                 stages,
+                passes,
                 &specs,
                 jsonl_level,
                 formats,
@@ -200,6 +204,7 @@ fn read_units(
 #[allow(clippy::too_many_arguments)]
 fn work(
     stages: &mut [Box<dyn Stage>],
+    passes: &mut [Option<Pass>],
     specs: &[Arc<SourceSpec>],
     jsonl_level: Option<i32>,
     formats: &[crate::manifest::OutputFormat],
@@ -216,7 +221,7 @@ fn work(
                 Err(_) => break,
             }
         }
-        let processed = process_window(stages, specs, jsonl_level, formats, items, nanos)?;
+        let processed = process_window(stages, passes, specs, jsonl_level, formats, items, nanos)?;
         for p in processed {
             if tx.send(p).is_err() {
                 return Ok(()); // the writer failed; it reports why
@@ -226,8 +231,10 @@ fn work(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn process_window(
     stages: &mut [Box<dyn Stage>],
+    passes: &mut [Option<Pass>],
     specs: &[Arc<SourceSpec>],
     jsonl_level: Option<i32>,
     formats: &[crate::manifest::OutputFormat],
@@ -293,19 +300,68 @@ fn process_window(
                 })
                 .collect::<Result<_, _>>()?
         };
-        // Ordered part, in input order.
-        for (p, out) in procs.iter_mut().zip(outs.iter_mut()) {
-            match (&mut p.kind, out) {
-                (ProcessedKind::Data { batch: Some(b), .. }, Some(out)) => {
-                    stage.enter_unit(p.unit)?;
-                    stage.decide(b, out)?
-                }
-                (ProcessedKind::UnitEnd, _) => {
-                    stage.enter_unit(p.unit)?;
-                    stage.end_unit()?
-                }
-                _ => {}
+        // The engine's part of a phased stage, in input order: the scan's
+        // writer takes what `process` found, or the apply's reader hands
+        // each batch what was decided for its rows.
+        let name = stage.name();
+        let mut inputs: Vec<Option<BatchInput>> = Vec::new();
+        match &mut passes[si] {
+            None if stage.global().is_some() => {
+                return Err(RunError::Stage(StageError::Failed {
+                    stage: name.into(),
+                    message: "a global stage ran outside its phases".into(),
+                }));
             }
+            None => {}
+            Some(Pass::Scan(w)) => {
+                let records = stage.global().and_then(|g| g.records());
+                for (p, out) in procs.iter().zip(outs.iter_mut()) {
+                    match (&p.kind, out) {
+                        (ProcessedKind::Data { batch: Some(b), .. }, Some(out)) => {
+                            let scanned = out.scan.take().ok_or_else(|| {
+                                RunError::Stage(StageError::Failed {
+                                    stage: name.into(),
+                                    message: "its scan returned nothing".into(),
+                                })
+                            })?;
+                            let ids = batch::Core::of(b).id;
+                            w.add(p.unit, &|r| ids.value(r), scanned, records)
+                                .map_err(phased_err(name))?;
+                        }
+                        (ProcessedKind::UnitEnd, _) => {
+                            w.end(p.unit, records).map_err(phased_err(name))?
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Some(Pass::Apply(r)) => {
+                inputs = procs
+                    .iter()
+                    .map(|p| match &p.kind {
+                        ProcessedKind::Data { batch: Some(b), .. } => {
+                            r.take(p.unit, b.num_rows()).map(Some)
+                        }
+                        ProcessedKind::UnitEnd => r.end(p.unit).map(|_| None),
+                        _ => Ok(None),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(phased_err(name))?;
+            }
+        }
+        // A phased stage's apply, in parallel.
+        if !inputs.is_empty() {
+            let g: &dyn stages::Global = stage.global().expect("a phased stage");
+            procs
+                .par_iter()
+                .zip(outs.par_iter_mut())
+                .zip(inputs.into_par_iter())
+                .try_for_each(|((p, out), input)| match (&p.kind, out, input) {
+                    (ProcessedKind::Data { batch: Some(b), .. }, Some(out), Some(input)) => {
+                        g.apply(b, input, out)
+                    }
+                    _ => Ok(()),
+                })?;
         }
         // Apply columns and drops, in parallel.
         let stage: &dyn Stage = stage.as_ref();

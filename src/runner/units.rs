@@ -12,7 +12,7 @@
 //! OUT/_forja/units/<unit>.{ledger.parquet,done.json}
 //! OUT/_forja/units/<unit>.megatron/<split>/<lang>.{bin,idx}  the unit's token parts
 //! OUT/_forja/megatron/<family>.json             a merged family's shards
-//! OUT/_forja/global/<n>-<stage>/                a global stage's steps (dedup::global)
+//! OUT/_forja/global/<n>-<stage>/                a global stage's steps (phased)
 //! ```
 //!
 //! A unit's `done.json` is written last, after its shards and ledger part:
@@ -471,7 +471,7 @@ fn global_summaries(root: &Path) -> Result<BTreeMap<String, serde_json::Value>, 
         return Ok(out);
     };
     for e in entries.flatten() {
-        let p = e.path().join(crate::dedup::global::SUMMARY);
+        let p = e.path().join(crate::phased::SUMMARY);
         if p.is_file() {
             out.insert(e.file_name().to_string_lossy().into_owned(), read_json(&p)?);
         }

@@ -1,14 +1,13 @@
 //! `exact_dedup`: drop documents whose normalized text another document
 //! already has, across every source and task of the run.
 //!
-//! A global stage (see `dedup::global`): the scan hashes each text with
+//! A phased stage (see `phased`): the scan hashes each text with
 //! xxh3-128 (with the source name folded in for `scope = "source"`), the
 //! reduce step groups equal hashes, and the first document in input order
 //! is kept; every copy is dropped with the kept document's id. Input order
 //! is the order of units, then of documents in a unit, so the same copies
 //! go whatever the world size.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::FixedSizeBinaryBuilder;
@@ -17,10 +16,11 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::{drop_decided, BuildContext, Global, Mode, Stage, StageError, StageOutput, StageSpec};
+use super::{
+    drop_decided, BuildContext, Global, Mode, Stage, StageError, StageOutput, StageSpec, Step,
+};
 use crate::batch::Core;
-use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan};
-use crate::dedup::DedupError;
+use crate::phased::{self, BatchInput, DocKeys, Keep, PhasedError, Plan, RunInput, ScanLayout, Scanned};
 use crate::ledger::Reason;
 
 pub const DEFAULT_PARTITIONS: usize = 64;
@@ -74,14 +74,15 @@ pub enum Scope {
 
 pub struct ExactDedup {
     config: ExactDedupConfig,
-    role: DocRole,
+    /// The pass is the scan (keys out) rather than the apply.
+    scanning: bool,
 }
 
 impl ExactDedup {
     pub fn new(config: ExactDedupConfig) -> Self {
         ExactDedup {
             config,
-            role: DocRole::Idle,
+            scanning: false,
         }
     }
 
@@ -90,13 +91,6 @@ impl ExactDedup {
             Scope::Global => text_hash,
             Scope::Source => text_hash ^ xxh3_128(source.as_bytes()).rotate_left(1),
         }
-    }
-}
-
-fn fail(e: DedupError) -> StageError {
-    StageError::Dedup {
-        stage: <ExactDedupConfig as StageSpec>::TYPE.into(),
-        source: e,
     }
 }
 
@@ -122,58 +116,30 @@ impl Stage for ExactDedup {
     }
 
     fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
-        let text = Core::of(batch).text;
-        let mut hashes = FixedSizeBinaryBuilder::with_capacity(batch.num_rows(), 16);
-        let mut keys = Vec::with_capacity(batch.num_rows());
-        for t in text.iter() {
+        let core = Core::of(batch);
+        let rows = batch.num_rows();
+        let mut hashes = FixedSizeBinaryBuilder::with_capacity(rows, 16);
+        let mut scan = DocKeys::<u128>::with_rows(rows);
+        for (row, t) in core.text.iter().enumerate() {
             let h = xxh3_128(t.unwrap_or_default().as_bytes());
-            keys.push(h);
             hashes
                 .append_value(h.to_le_bytes())
                 .expect("16 bytes into a 16-byte column");
+            if self.scanning {
+                scan.keys.push(self.key(h, core.source.value(row)));
+                scan.end_row();
+            }
+        }
+        let mut columns: Vec<arrow_array::ArrayRef> = vec![Arc::new(hashes.finish())];
+        if self.scanning {
+            scan.scores = vec![0; rows];
+            columns.push(new_null_array(&DataType::Utf8, rows));
         }
         Ok(StageOutput {
-            columns: vec![Arc::new(hashes.finish())],
-            scratch: Some(Box::new(keys)),
+            columns,
+            scan: self.scanning.then_some(Scanned::Keys128(scan)),
             ..Default::default()
         })
-    }
-
-    fn ordered(&self) -> bool {
-        true
-    }
-
-    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
-        self.role
-            .enter_unit::<u128>(unit, self.config.partitions)
-            .map_err(fail)
-    }
-
-    fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
-        let rows = batch.num_rows();
-        if !self.role.is_scan() {
-            let dup_of = drop_decided(&mut self.role, rows, Reason::ExactDuplicate, out);
-            out.columns.push(dup_of);
-            return Ok(());
-        }
-        let core = Core::of(batch);
-        let hashes = out
-            .scratch
-            .take()
-            .and_then(|s| s.downcast::<Vec<u128>>().ok())
-            .expect("process made the keys");
-        for (row, h) in hashes.into_iter().enumerate() {
-            let key = self.key(h, core.source.value(row));
-            let w = self.role.keys().expect("scanning a unit");
-            let ord = w.doc(core.id.value(row), 0, None).map_err(fail)?;
-            w.key(key, ord).map_err(fail)?;
-        }
-        out.columns.push(new_null_array(&DataType::Utf8, rows));
-        Ok(())
-    }
-
-    fn end_unit(&mut self) -> Result<(), StageError> {
-        self.role.finish_unit(false).map_err(fail)
     }
 }
 
@@ -182,21 +148,41 @@ impl Global for ExactDedup {
         self.config.partitions
     }
 
-    fn begin_scan(&mut self, dir: &GlobalDir, budget: usize) {
-        self.role = DocRole::scan(dir, budget);
+    fn layout(&self) -> ScanLayout {
+        ScanLayout::Keys {
+            wide: true,
+            table: true,
+            shingles: false,
+            frequent: false,
+        }
     }
 
-    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        self.role = DocRole::apply(dir);
+    fn begin_scan(&mut self) {
+        self.scanning = true;
+    }
+
+    fn begin_apply(&mut self, _run: RunInput) -> Result<(), PhasedError> {
+        self.scanning = false;
         Ok(())
     }
 
-    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
-        global::reduce_edges::<u128>(plan, part, None)
+    fn apply(
+        &self,
+        batch: &RecordBatch,
+        input: BatchInput,
+        out: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let dup_of = drop_decided(input, batch.num_rows(), Reason::ExactDuplicate, out);
+        out.columns.push(dup_of);
+        Ok(())
     }
 
-    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
-        global::cluster(plan, Keep::First)
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<Step, PhasedError> {
+        phased::reduce_edges::<u128>(plan, part, None).map(Step::counts)
+    }
+
+    fn cluster(&self, plan: &Plan) -> Result<Step, PhasedError> {
+        phased::cluster(plan, Keep::First).map(Step::counts)
     }
 }
 

@@ -111,7 +111,7 @@ impl Stage for Length {
             text: None,
             columns: vec![Arc::new(chars.finish()), Arc::new(words.finish())],
             drops,
-            scratch: None,
+            scan: None,
         })
     }
 }

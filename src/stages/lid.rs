@@ -392,7 +392,7 @@ impl Stage for Lid {
             text: None,
             columns,
             drops,
-            scratch: None,
+            scan: None,
         })
     }
 }

@@ -1,14 +1,19 @@
 //! Stages: pure functions from a batch of documents to annotations and drops.
 //!
 //! Every stage implements [`Stage`]. `process` is pure and runs on many
-//! batches at once; a stage whose decision depends on earlier documents
-//! (exact dedup keeps the *first* occurrence) also implements `decide`,
-//! which the runner calls on batches strictly in input order. That split is
-//! what keeps outputs byte-identical whatever the thread count.
+//! batches at once. A stage whose decision depends on other documents
+//! (exact dedup keeps the *first* occurrence of a text, wherever it is in
+//! the corpus) is a phased stage: it also implements [`Global`], whose
+//! methods are pure too. Its scan returns what it found in each batch
+//! ([`StageOutput::scan`]); the phased engine (`phased/`) writes that,
+//! reduces and clusters it, and hands each batch of the apply pass what was
+//! decided for its rows, strictly in input order. No stage touches a file,
+//! and the order of threads never reaches an output.
 //!
-//! Algorithms live in `lid/`, `lm/`, `dedup/` and `tokenizer/`; the files
-//! here are the thin adapters that turn them into stages: a config, the
-//! columns it reads and adds, and `process`/`decide` over a batch.
+//! Algorithms live in `lid/`, `lm/`, `dedup/`, `tokenizer/` and the
+//! engine in `phased/`; the files here are the thin adapters that turn them
+//! into stages: a config, the columns it reads and adds, and `process` (and
+//! for a phased stage `apply`) over a batch.
 //!
 //! To add a stage: one file here (or a folder, for a big one) with its
 //! config, its [`StageSpec`] (type name, checks, columns, build, an
@@ -28,8 +33,7 @@ use crate::ledger::{Kind, LedgerRow, Reason};
 
 pub use lid::{Backend as LidBackend, Lid};
 
-use crate::dedup::global::{DocRole, GlobalDir, Plan};
-use crate::dedup::DedupError;
+use crate::phased::{BatchInput, PhasedError, Plan, RunInput, ScanLayout, Scanned};
 
 /// Whether a stage drops documents or only annotates them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +51,7 @@ pub enum StageError {
     #[error("stage `{stage}`: {message}")]
     Failed { stage: String, message: String },
     #[error("stage `{stage}`: {source}")]
-    Dedup { stage: String, source: DedupError },
+    Phased { stage: String, source: PhasedError },
 }
 
 /// What a stage computed for one batch.
@@ -61,8 +65,9 @@ pub struct StageOutput {
     /// reason of kind `modified` marks instead a row whose text the stage
     /// changed: it is recorded in the ledger in every mode, and kept.
     pub drops: Vec<Drop>,
-    /// What `process` hands to the same stage's `decide` (e.g. hash keys).
-    pub scratch: Option<Box<dyn std::any::Any + Send>>,
+    /// What a phased stage's scan found in the batch, for the engine to
+    /// write (see [`Global`]).
+    pub scan: Option<Scanned>,
 }
 
 impl std::fmt::Debug for StageOutput {
@@ -94,51 +99,73 @@ pub trait Stage: Send + Sync {
     }
     /// The pure, parallel part.
     fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError>;
-    /// True if [`Stage::decide`] must see batches in input order.
-    fn ordered(&self) -> bool {
-        false
-    }
-    /// Called in input order before the ordered calls for each unit's batches.
-    fn enter_unit(&mut self, _unit: usize) -> Result<(), StageError> {
-        Ok(())
-    }
-    /// The ordered part: decisions that depend on earlier documents.
-    fn decide(&mut self, _batch: &RecordBatch, _out: &mut StageOutput) -> Result<(), StageError> {
-        Ok(())
-    }
-    /// Called in input order when a unit of work completes (a global
-    /// stage's scan writes the unit's keys file here).
-    fn end_unit(&mut self) -> Result<(), StageError> {
-        Ok(())
-    }
 }
 
-/// The phased side of a global stage (see `dedup::global`).
+/// The phased side of a global stage (see `phased`): every method but the
+/// two that say which pass comes next is pure.
 pub trait Global: Send + Sync {
     /// Hash-range partitions of its keys: the reduce step's units of work.
     fn partitions(&self) -> usize;
-    /// The next pass collects keys into `dir`, holding at most `budget`
-    /// bytes of them in memory.
-    fn begin_scan(&mut self, dir: &GlobalDir, budget: usize);
-    /// The next pass applies the decisions found in `dir`.
-    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError>;
-    /// Sorts partition `part` of every unit's keys; returns counts for its marker.
-    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError>;
-    /// Turns the reduced partitions into per-unit decisions.
-    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError>;
+    /// How the engine keeps its scan, and what the apply pass reads back.
+    fn layout(&self) -> ScanLayout;
+    /// The next pass is the scan: `process` returns [`StageOutput::scan`].
+    fn begin_scan(&mut self);
+    /// The next pass applies what was decided; `run` is what the earlier
+    /// steps left for the whole run.
+    fn begin_apply(&mut self, run: RunInput) -> Result<(), PhasedError>;
+    /// The combiner of a stage that keeps its own records.
+    fn records(&self) -> Option<&dyn crate::phased::Records> {
+        None
+    }
+    /// The apply pass's part after `process`: `input` is what the earlier
+    /// steps decided for the batch's rows.
+    fn apply(
+        &self,
+        _batch: &RecordBatch,
+        _input: BatchInput,
+        _out: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Reduces partition `part` of every unit's scan; returns counts for
+    /// its marker and, for a stage with its own records, the bytes the
+    /// engine keeps for the cluster step.
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<Step, PhasedError>;
+    /// Turns the reduced partitions into decisions, or a summary the
+    /// engine keeps for the apply pass.
+    fn cluster(&self, plan: &Plan) -> Result<Step, PhasedError>;
 }
 
-/// The apply side of a document-level global stage: drops the rows its
+/// What a reduce or cluster step did: counts for its marker, and bytes for
+/// the engine to write (a stage with its own records).
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Counts recorded in the step's marker.
+    pub counts: BTreeMap<String, u64>,
+    /// The reduced partition or the summary, when the stage returns one.
+    pub output: Option<Vec<u8>>,
+}
+
+impl Step {
+    /// A step that wrote through the engine's own functions.
+    pub fn counts(counts: BTreeMap<String, u64>) -> Self {
+        Step {
+            counts,
+            output: None,
+        }
+    }
+}
+
+/// The apply side of a document-level global stage: drops the rows the
 /// cluster step decided on, with `reason` and the kept document's id, and
 /// returns the column of those ids (null for kept rows).
-fn drop_decided(
-    role: &mut DocRole,
-    rows: usize,
-    reason: Reason,
-    out: &mut StageOutput,
-) -> ArrayRef {
+fn drop_decided(input: BatchInput, rows: usize, reason: Reason, out: &mut StageOutput) -> ArrayRef {
+    let decided = match input {
+        BatchInput::Decided(d) => d,
+        _ => Vec::new(),
+    };
     let mut dup_of = arrow_array::builder::StringBuilder::new();
-    let mut decided = role.take(rows).into_iter().peekable();
+    let mut decided = decided.into_iter().peekable();
     for row in 0..rows {
         match decided.next_if(|(r, _)| *r == row) {
             Some((_, kept)) => {

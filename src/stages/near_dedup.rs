@@ -1,13 +1,12 @@
 //! `near_dedup`: MinHash-LSH near-duplicate removal across the whole run.
 //!
-//! A global stage (see `dedup::global`). The scan computes, per document,
+//! A phased stage (see `phased`). The scan computes, per document,
 //! the MinHash signature of its word 5-gram shingles and one 64-bit key per
 //! band; documents that share a band key are candidates, optionally
 //! verified by exact Jaccard over their shingles; clusters keep one
 //! document (first, longest or best scored) and drop the rest with the
 //! kept one's id.
 
-use std::collections::BTreeMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
@@ -16,10 +15,15 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 
 use super::exact_dedup::DEFAULT_PARTITIONS;
-use super::{drop_decided, BuildContext, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
+use super::{
+    drop_decided, BuildContext, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec,
+    Step,
+};
 use crate::batch::Core;
-use crate::dedup::global::{self, DocRole, GlobalDir, Keep, Plan};
-use crate::dedup::{datatrove, shingles, Banding, DedupError, MinHasher};
+use crate::dedup::{datatrove, shingles, Banding, MinHasher};
+use crate::phased::{
+    self, BatchInput, DocKeys, Keep, PhasedError, Plan, RunInput, ScanLayout, Scanned,
+};
 use crate::ledger::Reason;
 
 /// How shingles and signatures are made.
@@ -138,16 +142,8 @@ pub struct NearDedup {
     config: NearDedupConfig,
     hasher: Signer,
     banding: Banding,
-    role: DocRole,
-}
-
-/// What `process` computes for `decide` during a scan.
-struct Scanned {
-    /// `bands` keys per row; rows without a word have none.
-    keys: Vec<u64>,
-    has_keys: Vec<bool>,
-    scores: Vec<u32>,
-    shingles: Vec<Vec<u32>>,
+    /// The pass is the scan (keys out) rather than the apply.
+    scanning: bool,
 }
 
 /// An order-preserving map of a score onto u32.
@@ -157,13 +153,6 @@ fn score_bits(x: f64) -> u32 {
         !b
     } else {
         b | 1 << 31
-    }
-}
-
-fn fail(e: DedupError) -> StageError {
-    StageError::Dedup {
-        stage: <NearDedupConfig as StageSpec>::TYPE.into(),
-        source: e,
     }
 }
 
@@ -183,7 +172,7 @@ impl NearDedup {
             },
             banding,
             config,
-            role: DocRole::Idle,
+            scanning: false,
         }
     }
 
@@ -246,22 +235,18 @@ impl Stage for NearDedup {
     }
 
     fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
-        if !self.role.is_scan() {
+        if !self.scanning {
             return Ok(StageOutput::default());
         }
         let n = batch.num_rows();
-        let mut s = Scanned {
-            keys: Vec::with_capacity(n * self.banding.bands),
-            has_keys: Vec::with_capacity(n),
-            scores: self.scores(batch)?,
-            shingles: Vec::new(),
-        };
+        let mut s = DocKeys::<u64>::with_rows(n);
+        s.keys.reserve(n * self.banding.bands);
+        s.scores = self.scores(batch)?;
         let mut sig = Vec::new();
         for t in Core::of(batch).text.iter() {
             let sh = self
                 .hasher
                 .shingles(t.unwrap_or_default(), self.config.shingle);
-            s.has_keys.push(!sh.is_empty());
             if !sh.is_empty() {
                 self.hasher.signature_of(&sh, &mut sig);
                 if self.config.keep == Keep::Datatrove {
@@ -270,6 +255,7 @@ impl Stage for NearDedup {
                     s.keys.extend(self.banding.keys(&sig));
                 }
             }
+            s.end_row();
             if self.config.verify.is_some() {
                 let mut small: Vec<u32> = sh.iter().map(|&x| (x >> 32) as u32).collect();
                 small.sort_unstable();
@@ -278,54 +264,10 @@ impl Stage for NearDedup {
             }
         }
         Ok(StageOutput {
-            scratch: Some(Box::new(s)),
+            columns: vec![new_null_array(&DataType::Utf8, n)],
+            scan: Some(Scanned::Keys64(s)),
             ..Default::default()
         })
-    }
-
-    fn ordered(&self) -> bool {
-        true
-    }
-
-    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
-        self.role
-            .enter_unit::<u64>(unit, self.config.partitions)
-            .map_err(fail)
-    }
-
-    fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
-        let rows = batch.num_rows();
-        if !self.role.is_scan() {
-            let dup_of = drop_decided(&mut self.role, rows, Reason::NearDuplicate, out);
-            out.columns.push(dup_of);
-            return Ok(());
-        }
-        let core = Core::of(batch);
-        let s = out
-            .scratch
-            .take()
-            .and_then(|s| s.downcast::<Scanned>().ok())
-            .expect("process made the keys");
-        let mut keys = s.keys.chunks_exact(self.banding.bands);
-        let verify = self.config.verify.is_some();
-        for row in 0..rows {
-            let w = self.role.keys().expect("scanning a unit");
-            let sh = verify.then(|| s.shingles[row].as_slice());
-            let ord = w.doc(core.id.value(row), s.scores[row], sh).map_err(fail)?;
-            if s.has_keys[row] {
-                for &k in keys.next().expect("one set of keys per row with words") {
-                    w.key(k, ord).map_err(fail)?;
-                }
-            }
-        }
-        out.columns.push(new_null_array(&DataType::Utf8, rows));
-        Ok(())
-    }
-
-    fn end_unit(&mut self) -> Result<(), StageError> {
-        self.role
-            .finish_unit(self.config.verify.is_some())
-            .map_err(fail)
     }
 }
 
@@ -334,25 +276,46 @@ impl Global for NearDedup {
         self.config.partitions
     }
 
-    fn begin_scan(&mut self, dir: &GlobalDir, budget: usize) {
-        self.role = DocRole::scan(dir, budget);
-    }
-
-    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        self.role = DocRole::apply(dir);
-        Ok(())
-    }
-
-    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
-        if self.config.keep == Keep::Datatrove {
-            global::reduce_chains(plan, part, self.config.verify)
-        } else {
-            global::reduce_edges::<u64>(plan, part, self.config.verify)
+    fn layout(&self) -> ScanLayout {
+        ScanLayout::Keys {
+            wide: false,
+            table: true,
+            shingles: self.config.verify.is_some(),
+            frequent: false,
         }
     }
 
-    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
-        global::cluster(plan, self.config.keep)
+    fn begin_scan(&mut self) {
+        self.scanning = true;
+    }
+
+    fn begin_apply(&mut self, _run: RunInput) -> Result<(), PhasedError> {
+        self.scanning = false;
+        Ok(())
+    }
+
+    fn apply(
+        &self,
+        batch: &RecordBatch,
+        input: BatchInput,
+        out: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let dup_of = drop_decided(input, batch.num_rows(), Reason::NearDuplicate, out);
+        out.columns.push(dup_of);
+        Ok(())
+    }
+
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<Step, PhasedError> {
+        if self.config.keep == Keep::Datatrove {
+            phased::reduce_chains(plan, part, self.config.verify)
+        } else {
+            phased::reduce_edges::<u64>(plan, part, self.config.verify)
+        }
+        .map(Step::counts)
+    }
+
+    fn cluster(&self, plan: &Plan) -> Result<Step, PhasedError> {
+        phased::cluster(plan, self.config.keep).map(Step::counts)
     }
 }
 

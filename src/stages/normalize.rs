@@ -90,7 +90,7 @@ impl Stage for Normalize {
                 text: None,
                 columns: vec![Arc::new(BooleanArray::from(vec![false; clean.len()]))],
                 drops: Vec::new(),
-                scratch: None,
+                scan: None,
             });
         }
         let bytes = text.value_data().len();
@@ -120,7 +120,7 @@ impl Stage for Normalize {
             text: Some(Arc::new(out.finish())),
             columns: vec![Arc::new(changed.finish())],
             drops,
-            scratch: None,
+            scan: None,
         })
     }
 }

@@ -413,7 +413,7 @@ impl Stage for Pii {
             text: out.map(|mut o| Arc::new(o.finish()) as ArrayRef),
             columns,
             drops: edits,
-            scratch: None,
+            scan: None,
         })
     }
 }

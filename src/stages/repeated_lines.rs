@@ -1,7 +1,7 @@
 //! `repeated_lines`: remove lines or paragraphs repeated across the corpus
 //! (navigation, headers and footers, cookie notices), cc_net and dolma style.
 //!
-//! A global stage (see `dedup::global`). The scan hashes every line (or
+//! A phased stage (see `phased`). The scan hashes every line (or
 //! paragraph) of every document, once per document; the reduce step counts
 //! the documents each hash is found in; the apply pass removes the lines
 //! found in at least `min_docs` documents, anywhere in a document or only
@@ -9,7 +9,7 @@
 //! footers). Documents left empty, or with fewer than `min_words` words,
 //! are dropped with a reason.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, UInt32Builder};
@@ -19,10 +19,9 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::exact_dedup::DEFAULT_PARTITIONS;
-use super::{BuildContext, Drop, Global, Mode, Stage, StageError, StageOutput, StageSpec};
+use super::{BuildContext, Drop, Global, Mode, Stage, StageError, StageOutput, StageSpec, Step};
 use crate::batch::{self, Core};
-use crate::dedup::global::{self, DocRole, GlobalDir, Plan};
-use crate::dedup::DedupError;
+use crate::phased::{self, DocKeys, PhasedError, Plan, RunInput, ScanLayout, Scanned};
 use crate::hash::PassThroughState;
 use crate::ledger::Reason;
 
@@ -100,7 +99,6 @@ impl RepeatedLinesConfig {
 
 pub struct RepeatedLines {
     config: RepeatedLinesConfig,
-    role: DocRole,
     frequent: Option<HashSet<u64, PassThroughState>>,
 }
 
@@ -175,18 +173,10 @@ fn pieces(text: &str, unit: TextUnit) -> Vec<Piece> {
     }
 }
 
-fn fail(e: DedupError) -> StageError {
-    StageError::Dedup {
-        stage: <RepeatedLinesConfig as StageSpec>::TYPE.into(),
-        source: e,
-    }
-}
-
 impl RepeatedLines {
     pub fn new(config: RepeatedLinesConfig) -> Self {
         RepeatedLines {
             config,
-            role: DocRole::Idle,
             frequent: None,
         }
     }
@@ -278,25 +268,24 @@ impl Stage for RepeatedLines {
         let n = batch.num_rows();
         let Some(frequent) = &self.frequent else {
             // Scanning: each row's distinct keys.
-            let keys: Vec<Vec<u64>> = text
-                .iter()
-                .map(|t| {
-                    let mut k: Vec<u64> = pieces(t.unwrap_or_default(), self.config.unit)
-                        .into_iter()
-                        .filter_map(|p| p.key)
-                        .collect();
-                    let w = self.config.edge_window;
-                    if self.config.position == Position::Edges && k.len() > 2 * w {
-                        k.drain(w..k.len() - w);
-                    }
-                    k.sort_unstable();
-                    k.dedup();
-                    k
-                })
-                .collect();
+            let mut keys = DocKeys::<u64>::with_rows(n);
+            for t in text.iter() {
+                let mut k: Vec<u64> = pieces(t.unwrap_or_default(), self.config.unit)
+                    .into_iter()
+                    .filter_map(|p| p.key)
+                    .collect();
+                let w = self.config.edge_window;
+                if self.config.position == Position::Edges && k.len() > 2 * w {
+                    k.drain(w..k.len() - w);
+                }
+                k.sort_unstable();
+                k.dedup();
+                keys.keys.extend(k);
+                keys.end_row();
+            }
             return Ok(StageOutput {
                 columns: vec![Arc::new(UInt32Array::from(vec![0; n]))],
-                scratch: Some(Box::new(keys)),
+                scan: Some(Scanned::Keys64(keys)),
                 ..Default::default()
             });
         };
@@ -331,48 +320,8 @@ impl Stage for RepeatedLines {
             text: Some(Arc::new(new_text.finish())),
             columns: vec![Arc::new(removed.finish())],
             drops,
-            scratch: None,
+            scan: None,
         })
-    }
-
-    fn ordered(&self) -> bool {
-        self.frequent.is_none()
-    }
-
-    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
-        if self.frequent.is_some() {
-            return Ok(());
-        }
-        self.role
-            .enter_unit::<u64>(unit, self.config.partitions)
-            .map_err(fail)
-    }
-
-    fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
-        if self.frequent.is_some() {
-            return Ok(());
-        }
-        let keys = out
-            .scratch
-            .take()
-            .and_then(|s| s.downcast::<Vec<Vec<u64>>>().ok())
-            .expect("process made the keys");
-        debug_assert_eq!(keys.len(), batch.num_rows());
-        for row_keys in keys.iter() {
-            let w = self.role.keys().expect("scanning a unit");
-            let ord = w.next_doc();
-            for &k in row_keys {
-                w.key(k, ord).map_err(fail)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn end_unit(&mut self) -> Result<(), StageError> {
-        if self.frequent.is_none() {
-            self.role.finish_unit(false).map_err(fail)?;
-        }
-        Ok(())
     }
 }
 
@@ -381,23 +330,33 @@ impl Global for RepeatedLines {
         self.config.partitions
     }
 
-    fn begin_scan(&mut self, dir: &GlobalDir, budget: usize) {
-        self.frequent = None;
-        self.role = DocRole::scan(dir, budget);
+    fn layout(&self) -> ScanLayout {
+        ScanLayout::Keys {
+            wide: false,
+            table: false,
+            shingles: false,
+            frequent: true,
+        }
     }
 
-    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        self.role = DocRole::Idle;
-        self.frequent = Some(global::load_frequent(dir)?.into_iter().collect());
+    fn begin_scan(&mut self) {
+        self.frequent = None;
+    }
+
+    fn begin_apply(&mut self, run: RunInput) -> Result<(), PhasedError> {
+        let keys = run
+            .frequent
+            .ok_or_else(|| PhasedError::Missing("the frequent keys".into()))?;
+        self.frequent = Some(keys.into_iter().collect());
         Ok(())
     }
 
-    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
-        global::reduce_frequent(plan, part, self.config.min_docs)
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<Step, PhasedError> {
+        phased::reduce_frequent(plan, part, self.config.min_docs).map(Step::counts)
     }
 
-    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
-        global::gather_frequent(plan)
+    fn cluster(&self, plan: &Plan) -> Result<Step, PhasedError> {
+        phased::gather_frequent(plan).map(Step::counts)
     }
 }
 

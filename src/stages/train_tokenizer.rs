@@ -9,6 +9,7 @@
 //!
 //! It adds no column and drops nothing.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use arrow_array::RecordBatch;
@@ -16,12 +17,10 @@ use arrow_schema::Field;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{BuildContext, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
+use super::{BuildContext, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec, Step};
 use crate::batch::Core;
-use crate::dedup::global::TAG_WORDS;
-use crate::dedup::global::{GlobalDir, Plan};
-use crate::dedup::sections::io as io_err;
-use crate::dedup::DedupError;
+use crate::phased::sections::io as io_err;
+use crate::phased::{PhasedError, Plan, Records, RunInput, ScanLayout, Scanned, TAG_WORDS};
 use crate::tokenizer::train::{self, Segmenter, TrainConfig, WordCounts};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,9 +65,7 @@ impl TrainTokenizerConfig {
 pub struct TrainTokenizer {
     config: TrainTokenizerConfig,
     seg: Segmenter,
-    dir: Option<GlobalDir>,
     scanning: bool,
-    unit: Option<(usize, WordCounts, u64)>,
 }
 
 impl TrainTokenizer {
@@ -76,9 +73,7 @@ impl TrainTokenizer {
         TrainTokenizer {
             seg: Segmenter::new(&config.tokenizer),
             config,
-            dir: None,
             scanning: false,
-            unit: None,
         }
     }
 }
@@ -112,40 +107,40 @@ impl Stage for TrainTokenizer {
             counts.add(&self.seg, lang(i), text.value(i), &mut norm);
         }
         Ok(StageOutput {
-            scratch: Some(Box::new(counts)),
+            scan: Some(Scanned::Records {
+                rows: batch.num_rows(),
+                docs: Vec::new(),
+                part: Box::new(counts),
+            }),
             ..Default::default()
         })
     }
+}
 
-    fn ordered(&self) -> bool {
-        self.scanning
-    }
-
-    /// Called before every batch of a unit; a new unit starts new counts.
-    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
-        if self.scanning && self.unit.as_ref().is_none_or(|(u, _, _)| *u != unit) {
-            self.unit = Some((unit, WordCounts::default(), 0));
-        }
-        Ok(())
-    }
-
-    fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
-        if let (Some((_, acc, docs)), Some(s)) = (self.unit.as_mut(), out.scratch.take()) {
-            if let Ok(c) = s.downcast::<WordCounts>() {
-                acc.merge(*c);
+impl Records for TrainTokenizer {
+    fn combine(
+        &self,
+        acc: Option<Box<dyn Any + Send>>,
+        next: Box<dyn Any + Send>,
+    ) -> Box<dyn Any + Send> {
+        let Some(acc) = acc else { return next };
+        match (acc.downcast::<WordCounts>(), next.downcast::<WordCounts>()) {
+            (Ok(mut acc), Ok(next)) => {
+                acc.merge(*next);
+                acc
             }
-            *docs += batch.num_rows() as u64;
+            (Ok(acc), Err(_)) => acc,
+            (Err(acc), _) => acc,
         }
-        Ok(())
     }
 
-    fn end_unit(&mut self) -> Result<(), StageError> {
-        let (Some((unit, counts, docs)), Some(dir)) = (self.unit.take(), self.dir.as_ref()) else {
-            return Ok(());
-        };
-        let err = |source| StageError::Dedup {
-            stage: <TrainTokenizerConfig as StageSpec>::TYPE.into(),
-            source,
+    /// The unit's counts, split by word hash into the partitions.
+    fn seal(&self, acc: Option<Box<dyn Any + Send>>) -> Result<Vec<Vec<u8>>, PhasedError> {
+        let counts = match acc {
+            None => WordCounts::default(),
+            Some(a) => *a
+                .downcast::<WordCounts>()
+                .map_err(|_| PhasedError::Missing("the word counts".into()))?,
         };
         let parts = self.config.partitions;
         let mut split: Vec<WordCounts> = vec![WordCounts::default(); parts];
@@ -164,12 +159,10 @@ impl Stage for TrainTokenizer {
         for c in &split {
             let mut bytes = Vec::new();
             c.write_to(&mut bytes)
-                .map_err(io_err(&dir.keys(unit)))
-                .map_err(err)?;
+                .map_err(io_err(std::path::Path::new("<word counts>")))?;
             sections.push(bytes);
         }
-        dir.write_unit_sections(unit, TAG_WORDS, docs, &sections)
-            .map_err(err)
+        Ok(sections)
     }
 }
 
@@ -178,18 +171,28 @@ impl Global for TrainTokenizer {
         self.config.partitions
     }
 
-    fn begin_scan(&mut self, dir: &GlobalDir, _budget: usize) {
-        self.dir = Some(dir.clone());
+    fn layout(&self) -> ScanLayout {
+        ScanLayout::Records {
+            tag: TAG_WORDS,
+            per_doc: false,
+            summary: false,
+        }
+    }
+
+    fn begin_scan(&mut self) {
         self.scanning = true;
     }
 
-    fn begin_apply(&mut self, _dir: &GlobalDir) -> Result<(), DedupError> {
+    fn begin_apply(&mut self, _run: RunInput) -> Result<(), PhasedError> {
         self.scanning = false;
-        self.unit = None;
         Ok(())
     }
 
-    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
+    fn records(&self) -> Option<&dyn Records> {
+        Some(self)
+    }
+
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<Step, PhasedError> {
         let mut sum = WordCounts::default();
         for &(unit, _) in &plan.units {
             let bytes = plan.dir.read_unit_section(unit, TAG_WORDS, part)?;
@@ -199,14 +202,15 @@ impl Global for TrainTokenizer {
         let mut bytes = Vec::new();
         sum.write_to(&mut bytes)
             .map_err(io_err(&plan.dir.reduced(part)))?;
-        plan.dir.write_reduced(part, &bytes)?;
-        Ok(BTreeMap::from([(
-            "distinct_words".into(),
-            sum.distinct() as u64,
-        )]))
+        Ok(Step {
+            counts: BTreeMap::from([("distinct_words".into(), sum.distinct() as u64)]),
+            output: Some(bytes),
+        })
     }
 
-    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
+    /// Trains on the summed counts and writes the tokenizer into the run's
+    /// output folder.
+    fn cluster(&self, plan: &Plan) -> Result<Step, PhasedError> {
         let t = std::time::Instant::now();
         let mut all = WordCounts::default();
         for p in 0..plan.partitions {
@@ -214,14 +218,7 @@ impl Global for TrainTokenizer {
             let name = plan.dir.reduced(p).display().to_string();
             all.merge(WordCounts::read_from(&bytes[..], &name)?);
         }
-        // <out>/_forja/global/<stage>/ → <out>/<config.out>/
-        let root = plan
-            .dir
-            .root
-            .ancestors()
-            .nth(3)
-            .map(|r| r.join(&self.config.out))
-            .ok_or_else(|| DedupError::Missing("the run's output folder".into()))?;
+        let root = plan.dir.output.join(&self.config.out);
         let (vocab, report) = train::train_to_dir(
             &all,
             &self.config.tokenizer,
@@ -235,11 +232,11 @@ impl Global for TrainTokenizer {
             report.merges_learned,
             root.display()
         );
-        Ok(BTreeMap::from([
+        Ok(Step::counts(BTreeMap::from([
             ("docs".into(), all.docs()),
             ("distinct_words".into(), all.distinct() as u64),
             ("vocab".into(), vocab.len() as u64),
-        ]))
+        ])))
     }
 }
 

@@ -14,6 +14,7 @@
 //! Documents of languages not in `languages`, and those too short to have a
 //! scored token, get null columns and are kept.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,11 +25,13 @@ use arrow_schema::{DataType, Field};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{BuildContext, Drop, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
+use super::{
+    BuildContext, Drop, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec, Step,
+};
 use crate::batch::Core;
-use crate::dedup::global::TAG_SCORES;
-use crate::dedup::global::{GlobalDir, Plan};
-use crate::dedup::DedupError;
+use crate::phased::{
+    BatchInput, PhasedError, Plan, Records, RunInput, ScanLayout, Scanned, TAG_SCORES,
+};
 use crate::ledger::Reason;
 use crate::lm::{DocScore, LmDevice, Model, Precision, ScoreOptions};
 
@@ -91,9 +94,7 @@ impl StageSpec for PerplexityConfig {
     }
 }
 
-#[cfg(test)]
-use scores::read_records;
-use scores::{put_record, read_cutoffs, Record, ScanSections};
+use scores::{partition_of, put_record, read_cutoffs, read_records};
 
 pub struct Perplexity {
     config: PerplexityConfig,
@@ -106,28 +107,10 @@ pub struct Perplexity {
 enum Role {
     /// A plain stage (threshold, harmful), or not yet set up.
     Plain,
-    Scan {
-        dir: GlobalDir,
-        /// The unit being scanned, its sections (see [`ScanSections`]) and documents.
-        unit: Option<(usize, Vec<Vec<u8>>, u64)>,
-    },
-    Apply {
-        dir: GlobalDir,
-        cutoffs: Cutoffs,
-        unit: Option<usize>,
-        records: Vec<Record>,
-        next: usize,
-    },
-}
-
-/// The error for a final pass that does not see what the scan saw.
-fn changed_since_scan(dir: &GlobalDir, unit: usize, what: String) -> StageError {
-    dedup_fail(DedupError::Corrupt {
-        path: dir.keys(unit).display().to_string(),
-        message: format!(
-            "{what}: the input or the stages before this one changed since the scan; start the run over"
-        ),
-    })
+    /// The scan: scores out, for the engine to keep.
+    Scan,
+    /// The final pass: the scan's scores back, bucketed by the cut-offs.
+    Apply { cutoffs: Cutoffs },
 }
 
 fn load_model(
@@ -148,13 +131,6 @@ fn fail(e: impl std::fmt::Display) -> StageError {
     StageError::Failed {
         stage: <PerplexityConfig as StageSpec>::TYPE.into(),
         message: e.to_string(),
-    }
-}
-
-fn dedup_fail(e: DedupError) -> StageError {
-    StageError::Dedup {
-        stage: <PerplexityConfig as StageSpec>::TYPE.into(),
-        source: e,
     }
 }
 
@@ -337,125 +313,131 @@ impl Stage for Perplexity {
 
     fn process(&self, batch: &RecordBatch) -> Result<StageOutput, StageError> {
         if matches!(self.role, Role::Apply { .. }) {
-            // The scan's scores are read back in order by `decide`.
+            // The scan's scores come back through `apply`.
             return Ok(StageOutput::default());
         }
         let scored = self.score(batch)?;
         let mut out = StageOutput::default();
-        if self.percentile() {
-            out.scratch = Some(Box::new(scored));
-        } else {
-            self.finish(&scored, None, &mut out);
+        // The scan's pass writes nothing: null buckets, no drops.
+        self.finish(&scored, None, &mut out);
+        if matches!(self.role, Role::Scan) {
+            let parts = self.config.partitions;
+            let mut sections = vec![Vec::new(); parts];
+            let mut docs = Vec::with_capacity(scored.scores.len());
+            for (l, s) in scored.langs.iter().zip(&scored.scores) {
+                let mut rec = Vec::new();
+                put_record(&mut rec, l, s.as_ref());
+                if s.is_some() {
+                    sections[partition_of(l, parts)].extend_from_slice(&rec);
+                }
+                docs.push(rec);
+            }
+            out.scan = Some(Scanned::Records {
+                rows: docs.len(),
+                docs,
+                part: Box::new(sections),
+            });
         }
         Ok(out)
     }
+}
 
-    fn ordered(&self) -> bool {
-        self.percentile()
+impl Records for Perplexity {
+    fn combine(
+        &self,
+        acc: Option<Box<dyn Any + Send>>,
+        next: Box<dyn Any + Send>,
+    ) -> Box<dyn Any + Send> {
+        let Some(acc) = acc else { return next };
+        match (acc.downcast::<Vec<Vec<u8>>>(), next.downcast::<Vec<Vec<u8>>>()) {
+            (Ok(mut acc), Ok(next)) => {
+                for (a, n) in acc.iter_mut().zip(next.iter()) {
+                    a.extend_from_slice(n);
+                }
+                acc
+            }
+            (Ok(acc), Err(_)) => acc,
+            (Err(acc), _) => acc,
+        }
     }
 
-    fn enter_unit(&mut self, unit: usize) -> Result<(), StageError> {
-        match &mut self.role {
-            Role::Plain => {
-                if self.percentile() {
-                    return Err(fail("a global stage ran outside its phases"));
-                }
-            }
-            Role::Scan { unit: cur, .. } => {
-                if cur.as_ref().is_none_or(|(u, _, _)| *u != unit) {
-                    *cur = Some((unit, vec![Vec::new(); self.config.partitions + 1], 0));
-                }
-            }
-            Role::Apply {
-                dir,
-                unit: cur,
-                records,
-                next,
-                ..
-            } => {
-                if *cur != Some(unit) {
-                    *records = ScanSections::read(dir, unit, self.config.partitions)
-                        .map_err(dedup_fail)?;
-                    *cur = Some(unit);
-                    *next = 0;
-                }
-            }
+    fn seal(&self, acc: Option<Box<dyn Any + Send>>) -> Result<Vec<Vec<u8>>, PhasedError> {
+        match acc {
+            None => Ok(vec![Vec::new(); self.config.partitions]),
+            Some(a) => a
+                .downcast::<Vec<Vec<u8>>>()
+                .map(|a| *a)
+                .map_err(|_| PhasedError::Missing("the perplexity scan's sections".into())),
         }
+    }
+}
+
+impl Global for Perplexity {
+    fn partitions(&self) -> usize {
+        self.config.partitions
+    }
+
+    fn layout(&self) -> ScanLayout {
+        ScanLayout::Records {
+            tag: TAG_SCORES,
+            per_doc: true,
+            summary: true,
+        }
+    }
+
+    fn begin_scan(&mut self) {
+        self.role = Role::Scan;
+    }
+
+    fn begin_apply(&mut self, run: RunInput) -> Result<(), PhasedError> {
+        let summary = run
+            .summary
+            .ok_or_else(|| PhasedError::Missing("the perplexity cut-offs".into()))?;
+        let cutoffs = read_cutoffs(&summary, std::path::Path::new(crate::phased::SUMMARY))?;
+        self.role = Role::Apply { cutoffs };
         Ok(())
     }
 
-    fn decide(&mut self, batch: &RecordBatch, out: &mut StageOutput) -> Result<(), StageError> {
-        let rows = batch.num_rows();
-        let parts = self.config.partitions;
-        let scored = match &mut self.role {
-            Role::Plain => return Ok(()),
-            Role::Scan { unit, .. } => {
-                let scored = out
-                    .scratch
-                    .take()
-                    .and_then(|s| s.downcast::<Scored>().ok())
-                    .ok_or_else(|| fail("process made no scores"))?;
-                let (_, sections, docs) = unit.as_mut().ok_or_else(|| fail("no unit entered"))?;
-                for (l, s) in scored.langs.iter().zip(&scored.scores) {
-                    put_record(&mut sections[parts], l, s.as_ref());
-                    if s.is_some() {
-                        put_record(
-                            &mut sections[ScanSections::partition(l, parts)],
-                            l,
-                            s.as_ref(),
-                        );
-                    }
-                }
-                *docs += rows as u64;
-                // The scan's pass writes nothing: null buckets, no drops.
-                self.finish(&scored, None, out);
-                return Ok(());
-            }
-            Role::Apply {
-                dir,
-                unit,
-                records,
-                next,
-                ..
-            } => {
-                let u = unit.ok_or_else(|| fail("no unit entered"))?;
-                if *next + rows > records.len() {
-                    return Err(changed_since_scan(
-                        dir,
-                        u,
-                        format!(
-                            "the scan scored {} documents in unit {u}, this pass has more",
-                            records.len()
-                        ),
-                    ));
-                }
-                let mine = &records[*next..*next + rows];
-                *next += rows;
-                let lang = crate::batch::langs(batch);
-                for (i, r) in mine.iter().enumerate() {
-                    if r.lang != lang(i) {
-                        return Err(changed_since_scan(
-                            dir,
-                            u,
-                            format!(
-                                "document {} was `{}` at the scan and is `{}` now",
-                                Core::of(batch).id.value(i),
-                                r.lang,
-                                lang(i)
-                            ),
-                        ));
-                    }
-                }
-                Scored {
-                    langs: mine.iter().map(|r| r.lang.clone()).collect(),
-                    scores: mine.iter().map(|r| r.score).collect(),
-                    harmful: vec![None; rows],
-                }
-            }
+    fn records(&self) -> Option<&dyn Records> {
+        Some(self)
+    }
+
+    /// Buckets the scan's scores of the batch's documents.
+    fn apply(
+        &self,
+        batch: &RecordBatch,
+        input: BatchInput,
+        out: &mut StageOutput,
+    ) -> Result<(), StageError> {
+        let Role::Apply { cutoffs } = &self.role else {
+            return Err(fail("a global stage ran outside its phases"));
         };
-        let Role::Apply { cutoffs, .. } = &self.role else {
-            unreachable!("the other roles returned above")
+        let BatchInput::Records(recs) = input else {
+            return Err(fail("the scan's scores did not come back"));
         };
+        let lang = crate::batch::langs(batch);
+        let mut scored = Scored {
+            langs: Vec::with_capacity(recs.len()),
+            scores: Vec::with_capacity(recs.len()),
+            harmful: vec![None; recs.len()],
+        };
+        for (i, rec) in recs.iter().enumerate() {
+            let r = read_records(rec, "the scan's scores")
+                .map_err(fail)?
+                .pop()
+                .ok_or_else(|| fail("an empty score record"))?;
+            if r.lang != lang(i) {
+                return Err(fail(format!(
+                    "document {} was `{}` at the scan and is `{}` now: the input or the stages \
+                     before this one changed since the scan; start the run over",
+                    Core::of(batch).id.value(i),
+                    r.lang,
+                    lang(i)
+                )));
+            }
+            scored.langs.push(r.lang);
+            scored.scores.push(r.score);
+        }
         let buckets: Vec<Option<Bucket>> = scored
             .scores
             .iter()
@@ -476,77 +458,20 @@ impl Stage for Perplexity {
         Ok(())
     }
 
-    fn end_unit(&mut self) -> Result<(), StageError> {
-        match &mut self.role {
-            Role::Scan { dir, unit } => {
-                let Some((u, sections, docs)) = unit.take() else {
-                    return Ok(());
-                };
-                dir.write_unit_sections(u, TAG_SCORES, docs, &sections)
-                    .map_err(dedup_fail)
-            }
-            Role::Apply {
-                dir,
-                unit,
-                records,
-                next,
-                ..
-            } => {
-                if let Some(u) = unit.take() {
-                    if *next != records.len() {
-                        return Err(changed_since_scan(
-                            dir,
-                            u,
-                            format!(
-                                "the scan scored {} documents in unit {u} and this pass saw {next}",
-                                records.len()
-                            ),
-                        ));
-                    }
-                }
-                Ok(())
-            }
-            Role::Plain => Ok(()),
-        }
-    }
-}
-
-impl Global for Perplexity {
-    fn partitions(&self) -> usize {
-        self.config.partitions
-    }
-
-    fn begin_scan(&mut self, dir: &GlobalDir, _budget: usize) {
-        self.role = Role::Scan {
-            dir: dir.clone(),
-            unit: None,
-        };
-    }
-
-    fn begin_apply(&mut self, dir: &GlobalDir) -> Result<(), DedupError> {
-        let cutoffs = read_cutoffs(&dir.read_summary()?, &dir.summary())?;
-        self.role = Role::Apply {
-            dir: dir.clone(),
-            cutoffs,
-            unit: None,
-            records: Vec::new(),
-            next: 0,
-        };
-        Ok(())
-    }
-
     /// Cut-offs of the languages that hash to `part`, from every unit's scores.
-    fn reduce(&self, plan: &Plan, part: usize) -> Result<BTreeMap<String, u64>, DedupError> {
+    fn reduce(&self, plan: &Plan, part: usize) -> Result<Step, PhasedError> {
         let mut per_lang: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for &(unit, _) in &plan.units {
-            for r in ScanSections::read(&plan.dir, unit, part)? {
+            let bytes = plan.dir.read_unit_section(unit, TAG_SCORES, part)?;
+            let name = plan.dir.keys(unit).display().to_string();
+            for r in read_records(&bytes, &name)? {
                 if let Some(p) = r.score.and_then(|s| s.perplexity()) {
                     per_lang.entry(r.lang).or_default().push(p);
                 }
             }
         }
         let PerplexityFilter::Percentile { cutoffs: q, .. } = self.config.filter else {
-            return Err(DedupError::Missing("a percentile filter".into()));
+            return Err(PhasedError::Missing("a percentile filter".into()));
         };
         let mut found = Cutoffs {
             percentiles: q,
@@ -562,17 +487,15 @@ impl Global for Perplexity {
                 },
             );
         }
-        let bytes = serde_json::to_vec_pretty(&found).expect("cut-offs serialize");
-        plan.dir.write_reduced(part, &bytes)?;
-        Ok(BTreeMap::from([(
-            "languages".into(),
-            found.languages.len() as u64,
-        )]))
+        Ok(Step {
+            counts: BTreeMap::from([("languages".into(), found.languages.len() as u64)]),
+            output: Some(serde_json::to_vec_pretty(&found).expect("cut-offs serialize")),
+        })
     }
 
     /// Gathers the partitions' cut-offs into the stage's summary, which the
     /// final pass buckets by and `stats.json` reports.
-    fn cluster(&self, plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
+    fn cluster(&self, plan: &Plan) -> Result<Step, PhasedError> {
         let mut all = Cutoffs::default();
         for p in 0..plan.partitions {
             let c = read_cutoffs(&plan.dir.read_reduced(p)?, &plan.dir.reduced(p))?;
@@ -581,7 +504,6 @@ impl Global for Perplexity {
         }
         let mut bytes = serde_json::to_vec_pretty(&all).expect("cut-offs serialize");
         bytes.push(b'\n');
-        plan.dir.write_summary(&bytes)?;
         for (l, c) in &all.languages {
             tracing::info!(
                 "perplexity: {l}: {} documents, cut-offs {:.2} and {:.2}",
@@ -590,13 +512,16 @@ impl Global for Perplexity {
                 c.cutoffs[1]
             );
         }
-        Ok(BTreeMap::from([
-            ("languages".into(), all.languages.len() as u64),
-            (
-                "documents".into(),
-                all.languages.values().map(|c| c.documents).sum(),
-            ),
-        ]))
+        Ok(Step {
+            counts: BTreeMap::from([
+                ("languages".into(), all.languages.len() as u64),
+                (
+                    "documents".into(),
+                    all.languages.values().map(|c| c.documents).sum(),
+                ),
+            ]),
+            output: Some(bytes),
+        })
     }
 }
 

@@ -6,24 +6,14 @@ use super::*;
 
 /// A unit's scores file: sections `0..P` hold the scored documents of the
 /// languages that hash to each reduce partition (so a reduce task reads
-/// only its own), section `P` every document in input order, for the final
-/// pass.
-pub(super) struct ScanSections;
-
-impl ScanSections {
-    pub(super) fn partition(lang: &str, parts: usize) -> usize {
-        (xxh3_64(lang.as_bytes()) % parts as u64) as usize
-    }
-
-    /// Section `s` of unit `unit`'s scores.
-    pub(super) fn read(dir: &GlobalDir, unit: usize, s: usize) -> Result<Vec<Record>, DedupError> {
-        let bytes = dir.read_unit_section(unit, TAG_SCORES, s)?;
-        read_records(&bytes, &dir.keys(unit).display().to_string())
-    }
+/// only its own), and the engine's per-document section every document in
+/// input order, for the final pass. The partition of language `lang`:
+pub(super) fn partition_of(lang: &str, parts: usize) -> usize {
+    (xxh3_64(lang.as_bytes()) % parts as u64) as usize
 }
 
-pub(super) fn read_cutoffs(bytes: &[u8], path: &std::path::Path) -> Result<Cutoffs, DedupError> {
-    serde_json::from_slice(bytes).map_err(|e| DedupError::Corrupt {
+pub(super) fn read_cutoffs(bytes: &[u8], path: &std::path::Path) -> Result<Cutoffs, PhasedError> {
+    serde_json::from_slice(bytes).map_err(|e| PhasedError::Corrupt {
         path: path.display().to_string(),
         message: e.to_string(),
     })
@@ -46,8 +36,8 @@ pub(super) fn put_record(out: &mut Vec<u8>, lang: &str, s: Option<&DocScore>) {
     out.extend_from_slice(&s.bytes.to_le_bytes());
 }
 
-pub(super) fn read_records(bytes: &[u8], path: &str) -> Result<Vec<Record>, DedupError> {
-    let corrupt = || DedupError::Corrupt {
+pub(super) fn read_records(bytes: &[u8], path: &str) -> Result<Vec<Record>, PhasedError> {
+    let corrupt = || PhasedError::Corrupt {
         path: path.into(),
         message: "truncated perplexity record".into(),
     };

@@ -486,7 +486,7 @@ impl Stage for Quality {
             text: new_text.map(|mut b| Arc::new(b.finish()) as ArrayRef),
             columns,
             drops,
-            scratch: None,
+            scan: None,
         })
     }
 }

@@ -41,7 +41,7 @@ fn read_doc_table(
     plan: &Plan,
     unit: usize,
     mut f: impl FnMut(u32, u32, &str),
-) -> Result<(), DedupError> {
+) -> Result<(), PhasedError> {
     let path = plan.dir.keys(unit);
     let bytes = open_keys(&path)?.read(doc_table(plan.partitions))?;
     let mut ord = 0;
@@ -66,9 +66,9 @@ impl Sets {
     }
 }
 
-fn check_edge(s: &Sections, a: u32, b: u32, n: usize) -> Result<(), DedupError> {
+fn check_edge(s: &Sections, a: u32, b: u32, n: usize) -> Result<(), PhasedError> {
     if a as usize >= n || b as usize >= n {
-        return Err(DedupError::Corrupt {
+        return Err(PhasedError::Corrupt {
             path: s.path().display().to_string(),
             message: format!("edge ({a}, {b}) names a document past {n}"),
         });
@@ -79,7 +79,7 @@ fn check_edge(s: &Sections, a: u32, b: u32, n: usize) -> Result<(), DedupError> 
 /// `keep = datatrove`: every partition's chain edges, sorted into
 /// datatrove's order (the band sits in the key's top bits, see
 /// `lsh::Banding::ordered_keys`), joined by size.
-fn replay_chains(plan: &Plan, need: usize) -> Result<(Sets, u64), DedupError> {
+fn replay_chains(plan: &Plan, need: usize) -> Result<(Sets, u64), PhasedError> {
     let n = plan.total as usize;
     let mut chains: Vec<(u64, u32, u32)> = Vec::new();
     for p in 0..plan.partitions {
@@ -93,7 +93,7 @@ fn replay_chains(plan: &Plan, need: usize) -> Result<(Sets, u64), DedupError> {
         }
         let total = need + chains.len() * std::mem::size_of::<(u64, u32, u32)>();
         if total > plan.mem {
-            return Err(DedupError::Memory {
+            return Err(PhasedError::Memory {
                 step: "cluster (keep = datatrove)",
                 need: total,
                 budget: plan.mem,
@@ -111,10 +111,10 @@ fn replay_chains(plan: &Plan, need: usize) -> Result<(Sets, u64), DedupError> {
 
 /// The cluster step: union-find over the edges of every partition; each
 /// cluster keeps one document, and the others' decisions are written per unit.
-pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupError> {
+pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, PhasedError> {
     let need = plan.total as usize * cluster_bytes_per_doc(keep);
     if need > plan.mem {
-        return Err(DedupError::Memory {
+        return Err(PhasedError::Memory {
             step: "cluster",
             need,
             budget: plan.mem,
@@ -202,7 +202,7 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupEr
             if k == g {
                 continue;
             }
-            let id = ids.get(&k).ok_or_else(|| DedupError::Corrupt {
+            let id = ids.get(&k).ok_or_else(|| PhasedError::Corrupt {
                 path: plan.dir.keys(u).display().to_string(),
                 message: format!("no id for document {k}"),
             })?;
@@ -222,7 +222,7 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, DedupEr
 }
 
 /// The cluster step of repeated-line removal: one list of the frequent keys.
-pub fn gather_frequent(plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError> {
+pub fn gather_frequent(plan: &Plan) -> Result<BTreeMap<String, u64>, PhasedError> {
     let mut w = SectionWriter::new(&plan.dir.frequent(), 1, TAG_FREQUENT, plan.mem / 4);
     let mut n = 0u64;
     for p in 0..plan.partitions {
@@ -236,171 +236,10 @@ pub fn gather_frequent(plan: &Plan) -> Result<BTreeMap<String, u64>, DedupError>
     Ok(BTreeMap::from([("frequent".into(), n)]))
 }
 
-pub fn load_frequent(dir: &GlobalDir) -> Result<Vec<u64>, DedupError> {
+pub fn load_frequent(dir: &GlobalDir) -> Result<Vec<u64>, PhasedError> {
     let s = Sections::open(&dir.frequent(), TAG_FREQUENT)?;
     Ok(s.read(0)?
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
         .collect())
-}
-
-// ---------------------------------------------------------------- apply side
-
-/// (ordinal in the unit, id of the kept representative) of a dropped document.
-pub type Decision = (u32, Box<str>);
-
-/// A unit's decisions: how many documents of the unit reached the stage,
-/// and the decisions for those dropped, ascending.
-pub fn load_decisions(dir: &GlobalDir, unit: usize) -> Result<(u64, Vec<Decision>), DedupError> {
-    let path = dir.decisions(unit);
-    let s = Sections::open(&path, TAG_DECISIONS)?;
-    let mut out = Vec::new();
-    for_each_record(&s.read(0)?, &path, |ord, id| out.push((ord, id.into())))?;
-    Ok((s.docs, out))
-}
-
-/// Where a document-level global stage (exact or near dedup) is in a run.
-#[derive(Default)]
-pub enum DocRole {
-    /// Not set up by the phased runner yet.
-    #[default]
-    Idle,
-    Scan {
-        dir: GlobalDir,
-        budget: usize,
-        current: Option<UnitKeys>,
-    },
-    Apply {
-        dir: GlobalDir,
-        unit: Option<usize>,
-        decisions: Vec<Decision>,
-        docs: u64,
-        next: usize,
-        ord: u32,
-    },
-}
-
-impl DocRole {
-    pub fn scan(dir: &GlobalDir, budget: usize) -> Self {
-        DocRole::Scan {
-            dir: dir.clone(),
-            budget,
-            current: None,
-        }
-    }
-
-    /// The runner calls this once the cluster step's marker is there.
-    pub fn apply(dir: &GlobalDir) -> Self {
-        DocRole::Apply {
-            dir: dir.clone(),
-            unit: None,
-            decisions: Vec::new(),
-            docs: 0,
-            next: 0,
-            ord: 0,
-        }
-    }
-
-    pub fn is_scan(&self) -> bool {
-        matches!(self, DocRole::Scan { .. })
-    }
-
-    pub fn enter_unit<K: Key>(&mut self, unit: usize, parts: usize) -> Result<(), DedupError> {
-        match self {
-            DocRole::Idle => Err(DedupError::Missing(
-                "a global stage ran outside its phases".into(),
-            )),
-            DocRole::Scan {
-                dir,
-                budget,
-                current,
-            } => {
-                if current.as_ref().map(UnitKeys::unit) != Some(unit) {
-                    *current = Some(UnitKeys::new::<K>(dir, unit, parts, *budget));
-                }
-                Ok(())
-            }
-            DocRole::Apply {
-                dir,
-                unit: cur,
-                decisions,
-                docs,
-                next,
-                ord,
-            } => {
-                if *cur != Some(unit) {
-                    (*docs, *decisions) = load_decisions(dir, unit)?;
-                    *cur = Some(unit);
-                    *next = 0;
-                    *ord = 0;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// The keys writer of the unit being scanned.
-    pub fn keys(&mut self) -> Option<&mut UnitKeys> {
-        match self {
-            DocRole::Scan { current, .. } => current.as_mut(),
-            _ => None,
-        }
-    }
-
-    /// The rows of the next `rows` documents that are dropped, with the id
-    /// of the document kept in their place.
-    pub fn take(&mut self, rows: usize) -> Vec<(usize, Box<str>)> {
-        let DocRole::Apply {
-            decisions,
-            next,
-            ord,
-            ..
-        } = self
-        else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        let end = *ord + rows as u32;
-        while *next < decisions.len() && decisions[*next].0 < end {
-            let (o, id) = &decisions[*next];
-            out.push(((*o - *ord) as usize, id.clone()));
-            *next += 1;
-        }
-        *ord = end;
-        out
-    }
-
-    /// Ends a unit: the scan writes its keys file; the apply side checks
-    /// that it saw as many documents as the scan did.
-    pub fn finish_unit(&mut self, with_shingles: bool) -> Result<(), DedupError> {
-        match self {
-            DocRole::Idle => Ok(()),
-            DocRole::Scan { current, .. } => {
-                if let Some(k) = current.take() {
-                    k.finish(with_shingles)?;
-                }
-                Ok(())
-            }
-            DocRole::Apply {
-                dir,
-                unit,
-                docs,
-                ord,
-                ..
-            } => {
-                if let Some(u) = unit.take() {
-                    if *ord as u64 != *docs {
-                        return Err(DedupError::Corrupt {
-                            path: dir.decisions(u).display().to_string(),
-                            message: format!(
-                                "the scan saw {docs} documents in unit {u} and this pass {ord}: \
-                                 the input or the stages before this one changed; start the run over"
-                            ),
-                        });
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
 }

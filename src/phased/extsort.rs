@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::DedupError;
+use super::PhasedError;
 
 /// A fixed-width hash key: 64 bits for band and line keys, 128 for exact text.
 pub trait Key: Copy + Ord + Send + Sync + std::fmt::Debug + 'static {
@@ -72,7 +72,7 @@ impl<K: Key> Sorter<K> {
         }
     }
 
-    pub fn push(&mut self, key: K, doc: u32) -> Result<(), DedupError> {
+    pub fn push(&mut self, key: K, doc: u32) -> Result<(), PhasedError> {
         if self.mem.len() == self.cap {
             self.spill()?;
         }
@@ -85,12 +85,12 @@ impl<K: Key> Sorter<K> {
         self.runs.len()
     }
 
-    fn spill(&mut self) -> Result<(), DedupError> {
+    fn spill(&mut self) -> Result<(), PhasedError> {
         self.mem.sort_unstable();
         let path = self
             .scratch
             .with_extension(format!("run{}.tmp", self.runs.len()));
-        let f = File::create(&path).map_err(|source| DedupError::Io {
+        let f = File::create(&path).map_err(|source| PhasedError::Io {
             path: path.display().to_string(),
             source,
         })?;
@@ -100,12 +100,12 @@ impl<K: Key> Sorter<K> {
             rec.clear();
             k.put(&mut rec);
             rec.extend_from_slice(&d.to_le_bytes());
-            w.write_all(&rec).map_err(|source| DedupError::Io {
+            w.write_all(&rec).map_err(|source| PhasedError::Io {
                 path: path.display().to_string(),
                 source,
             })?;
         }
-        w.flush().map_err(|source| DedupError::Io {
+        w.flush().map_err(|source| PhasedError::Io {
             path: path.display().to_string(),
             source,
         })?;
@@ -117,12 +117,12 @@ impl<K: Key> Sorter<K> {
     /// Calls `f(key, documents)` for every key, in key order, documents ascending.
     pub fn for_each_group(
         mut self,
-        mut f: impl FnMut(K, &[u32]) -> Result<(), DedupError>,
-    ) -> Result<(), DedupError> {
+        mut f: impl FnMut(K, &[u32]) -> Result<(), PhasedError>,
+    ) -> Result<(), PhasedError> {
         self.mem.sort_unstable();
         let mut group: Vec<u32> = Vec::new();
         let mut current: Option<K> = None;
-        let mut emit = |k: K, d: u32, group: &mut Vec<u32>| -> Result<(), DedupError> {
+        let mut emit = |k: K, d: u32, group: &mut Vec<u32>| -> Result<(), PhasedError> {
             if current != Some(k) {
                 if let Some(c) = current {
                     f(c, group)?;
@@ -140,7 +140,7 @@ impl<K: Key> Sorter<K> {
         } else {
             let mut readers = Vec::with_capacity(self.runs.len());
             for p in &self.runs {
-                let f = File::open(p).map_err(|source| DedupError::Io {
+                let f = File::open(p).map_err(|source| PhasedError::Io {
                     path: p.display().to_string(),
                     source,
                 })?;
@@ -201,14 +201,14 @@ struct RunReader<K> {
 }
 
 impl<K: Key> RunReader<K> {
-    fn next(&mut self) -> Result<Option<(K, u32)>, DedupError> {
+    fn next(&mut self) -> Result<Option<(K, u32)>, PhasedError> {
         match self.r.read_exact(&mut self.buf) {
             Ok(()) => Ok(Some((
                 K::get(&self.buf),
                 u32::from_le_bytes(self.buf[K::BYTES..].try_into().expect("4 bytes")),
             ))),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(source) => Err(DedupError::Io {
+            Err(source) => Err(PhasedError::Io {
                 path: self.path.display().to_string(),
                 source,
             }),

@@ -23,19 +23,19 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
-use super::DedupError;
+use super::PhasedError;
 
 const MAGIC: &[u8; 8] = b"FJSECT01";
 
-pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DedupError + '_ {
-    move |source| DedupError::Io {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PhasedError + '_ {
+    move |source| PhasedError::Io {
         path: path.display().to_string(),
         source,
     }
 }
 
-fn corrupt(path: &Path, message: impl Into<String>) -> DedupError {
-    DedupError::Corrupt {
+fn corrupt(path: &Path, message: impl Into<String>) -> PhasedError {
+    PhasedError::Corrupt {
         path: path.display().to_string(),
         message: message.into(),
     }
@@ -82,7 +82,7 @@ impl SectionWriter {
         self.lens[section]
     }
 
-    pub fn append(&mut self, section: usize, bytes: &[u8]) -> Result<(), DedupError> {
+    pub fn append(&mut self, section: usize, bytes: &[u8]) -> Result<(), PhasedError> {
         self.bufs[section].extend_from_slice(bytes);
         self.sums[section].update(bytes);
         self.lens[section] += bytes.len() as u64;
@@ -93,7 +93,7 @@ impl SectionWriter {
         Ok(())
     }
 
-    fn spill_all(&mut self) -> Result<(), DedupError> {
+    fn spill_all(&mut self) -> Result<(), PhasedError> {
         if self.spill.is_none() {
             let p = self.path.with_extension("spill.tmp");
             if let Some(d) = p.parent() {
@@ -123,7 +123,7 @@ impl SectionWriter {
     }
 
     /// Writes the file under a temporary name and renames it into place.
-    pub fn finish(mut self) -> Result<(), DedupError> {
+    pub fn finish(mut self) -> Result<(), PhasedError> {
         let n = self.bufs.len();
         let header_len = 8 + 4 + 4 + 8 + n * 24 + 8;
         let mut header = Vec::with_capacity(header_len);
@@ -190,12 +190,12 @@ pub struct Sections {
 }
 
 impl Sections {
-    pub fn open(path: &Path, tag: u32) -> Result<Sections, DedupError> {
+    pub fn open(path: &Path, tag: u32) -> Result<Sections, PhasedError> {
         Sections::open_any(path, &[tag])
     }
 
     /// Opens a file that may hold any of `tags` (e.g. 64- or 128-bit keys).
-    pub fn open_any(path: &Path, tags: &[u32]) -> Result<Sections, DedupError> {
+    pub fn open_any(path: &Path, tags: &[u32]) -> Result<Sections, PhasedError> {
         let file = File::open(path).map_err(io(path))?;
         let mut fixed = [0u8; 24];
         file.read_exact_at(&mut fixed, 0)
@@ -250,7 +250,7 @@ impl Sections {
     }
 
     /// A whole section, checksum verified.
-    pub fn read(&self, s: usize) -> Result<Vec<u8>, DedupError> {
+    pub fn read(&self, s: usize) -> Result<Vec<u8>, PhasedError> {
         let (off, len, sum) = *self
             .entries
             .get(s)
@@ -270,7 +270,7 @@ impl Sections {
 
     /// `len` bytes at `at` within section `s` (bounds checked, not checksummed:
     /// for random lookups into a section too large to verify each time).
-    pub fn read_at(&self, s: usize, at: u64, buf: &mut [u8]) -> Result<(), DedupError> {
+    pub fn read_at(&self, s: usize, at: u64, buf: &mut [u8]) -> Result<(), PhasedError> {
         let (off, len, _) = self.entries[s];
         if at + buf.len() as u64 > len {
             return Err(corrupt(

@@ -5,10 +5,10 @@
 use super::*;
 
 /// Feeds partition `part` of every unit into a sorter, as global indices.
-fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter<K>, DedupError> {
+fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter<K>, PhasedError> {
     let scratch = plan.dir.scratch(&format!("{name}-{part:05}"));
     if let Some(d) = scratch.parent() {
-        std::fs::create_dir_all(d).map_err(|source| DedupError::Io {
+        std::fs::create_dir_all(d).map_err(|source| PhasedError::Io {
             path: d.display().to_string(),
             source,
         })?;
@@ -23,7 +23,7 @@ fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter
         let base = plan.offsets[i];
         parse_records::<K>(&bytes, |k, ord| {
             if ord as u64 >= docs {
-                return Err(DedupError::Corrupt {
+                return Err(PhasedError::Corrupt {
                     path: s.path().display().to_string(),
                     message: format!("ordinal {ord} past the unit's {docs} documents"),
                 });
@@ -43,7 +43,7 @@ struct ShingleStore<'a> {
 }
 
 impl ShingleStore<'_> {
-    fn get(&self, doc: u32, out: &mut Vec<u32>) -> Result<(), DedupError> {
+    fn get(&self, doc: u32, out: &mut Vec<u32>) -> Result<(), PhasedError> {
         let (i, ord) = self.plan.locate(doc);
         let s = {
             let mut open = self.open.lock().expect("no panics while held");
@@ -64,7 +64,7 @@ impl ShingleStore<'_> {
         let start = u64::from_le_bytes(idx[..8].try_into().expect("8"));
         let end = u64::from_le_bytes(idx[8..].try_into().expect("8"));
         if end < start || (end - start) % 4 != 0 {
-            return Err(DedupError::Corrupt {
+            return Err(PhasedError::Corrupt {
                 path: s.path().display().to_string(),
                 message: "damaged shingle index".into(),
             });
@@ -108,7 +108,7 @@ pub fn reduce_edges<K: Key>(
     plan: &Plan,
     part: usize,
     verify: Option<f64>,
-) -> Result<BTreeMap<String, u64>, DedupError> {
+) -> Result<BTreeMap<String, u64>, PhasedError> {
     reduce::<K>(plan, part, verify, false)
 }
 
@@ -119,7 +119,7 @@ pub fn reduce_chains(
     plan: &Plan,
     part: usize,
     verify: Option<f64>,
-) -> Result<BTreeMap<String, u64>, DedupError> {
+) -> Result<BTreeMap<String, u64>, PhasedError> {
     reduce::<u64>(plan, part, verify, true)
 }
 
@@ -128,7 +128,7 @@ fn reduce<K: Key>(
     part: usize,
     verify: Option<f64>,
     chain: bool,
-) -> Result<BTreeMap<String, u64>, DedupError> {
+) -> Result<BTreeMap<String, u64>, PhasedError> {
     let sorter = sort_partition::<K>(plan, part, "edges")?;
     let spilled_runs = sorter.runs() as u64;
     let tag = if chain { TAG_CHAIN } else { TAG_EDGES };
@@ -143,7 +143,7 @@ fn reduce<K: Key>(
     let flush = |pending: &mut Vec<(u32, u32, K)>,
                  w: &mut SectionWriter,
                  edges: &mut u64|
-     -> Result<(), DedupError> {
+     -> Result<(), PhasedError> {
         if !chain {
             pending.sort_unstable_by_key(|e| (e.0, e.1));
             pending.dedup_by_key(|e| (e.0, e.1));
@@ -154,7 +154,7 @@ fn reduce<K: Key>(
                 .par_iter()
                 .map_init(
                     || (Vec::new(), Vec::new()),
-                    |(a, b), &(x, y, _)| -> Result<bool, DedupError> {
+                    |(a, b), &(x, y, _)| -> Result<bool, PhasedError> {
                         store.get(x, a)?;
                         store.get(y, b)?;
                         Ok(sorted_jaccard(a, b) >= threshold)
@@ -216,7 +216,7 @@ pub fn reduce_frequent(
     plan: &Plan,
     part: usize,
     min_docs: u64,
-) -> Result<BTreeMap<String, u64>, DedupError> {
+) -> Result<BTreeMap<String, u64>, PhasedError> {
     let sorter = sort_partition::<u64>(plan, part, "lines")?;
     let mut w = SectionWriter::new(&plan.dir.reduced(part), 1, TAG_FREQUENT, plan.mem / 4);
     let (mut distinct, mut frequent) = (0u64, 0u64);
