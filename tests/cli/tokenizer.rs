@@ -242,33 +242,115 @@ fn bad_corpus_and_settings_are_refused_with_the_place() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("alpha"));
 }
 
+/// Texts with special tokens' literal text in every position: at the
+/// start and end, between words, after spaces, doubled, and in chat format.
+fn texts_with_special_tokens() -> Vec<String> {
+    let specials = [
+        "<s>",
+        "</s>",
+        "<unk>",
+        "<pad>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|reserved_token_0|>",
+    ];
+    let mut out: Vec<String> = [
+        "x </s> y",
+        "<|im_start|>user\nHola, ¿qué tal?<|im_end|>\n<|im_start|>assistant\n Bé<|im_end|>",
+        "</s>",
+        "<s>",
+        "<s> leading space",
+        "</s>  two spaces",
+        "trailing </s> ",
+        "a<s>b",
+        "x</s></s>y",
+        " lead",
+        "  two lead",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let words = [
+        "Hola",
+        " ",
+        "  ",
+        "\n",
+        "日本語",
+        "ελληνικά",
+        "a",
+        "Žluťoučký kůň",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..2000 {
+        let mut t = String::new();
+        for _ in 0..1 + state % 6 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if state % 3 == 0 {
+                t.push_str(specials[(state >> 8) as usize % specials.len()]);
+            } else {
+                t.push_str(words[(state >> 8) as usize % words.len()]);
+            }
+        }
+        out.push(t);
+    }
+    out
+}
+
 #[test]
-fn python_tokenizers_loads_the_file_and_gives_the_same_ids() {
+fn special_tokens_literal_text_round_trips() {
+    let env = trained(3000, &[]);
+    let tok = tokenizers::Tokenizer::from_file(env.path("tok/tokenizer.json")).unwrap();
+    let eos = tok.token_to_id("</s>").unwrap();
+    for text in texts_with_special_tokens() {
+        let enc = tok.encode(text.as_str(), false).unwrap();
+        let back = tok.decode(enc.get_ids(), false).unwrap();
+        assert_eq!(back, text, "{:?}", enc.get_tokens());
+    }
+    // Ordinary text keeps its ids: the fix is in the decoder alone.
+    let enc = tok.encode("x </s> y", false).unwrap();
+    assert_eq!(enc.get_tokens()[0], "▁x");
+    assert!(enc.get_ids().contains(&eos));
+}
+
+#[test]
+fn python_tokenizers_and_transformers_load_the_file_give_the_same_ids_and_round_trip() {
     let have = std::process::Command::new("python3")
-        .args(["-c", "import tokenizers"])
+        .args(["-c", "import tokenizers, transformers"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !have {
         assert!(
             std::env::var_os("FORJA_REQUIRE_CROSSCHECKS").is_none(),
-            "python3 with tokenizers is required"
+            "python3 with tokenizers and transformers is required"
         );
-        eprintln!("skipped: python3 with tokenizers is not installed");
+        eprintln!("skipped: python3 with tokenizers and transformers is not installed");
         return;
     }
     let env = trained(3000, &[]);
     let tok = tokenizers::Tokenizer::from_file(env.path("tok/tokenizer.json")).unwrap();
-    let texts: Vec<String> = udhr()
+    let mut texts: Vec<String> = udhr()
         .iter()
-        .step_by(10)
         .map(|r| r["text"].as_str().unwrap().to_string())
         .collect();
+    texts.extend(texts_with_special_tokens());
     env.write("texts.json", &serde_json::to_vec(&texts).unwrap());
-    let script = "import json, sys\nfrom tokenizers import Tokenizer\n\
+    // Every text back exactly (as NFC), in both libraries, special tokens'
+    // literal text included.
+    let script = "import json, sys, unicodedata\nfrom tokenizers import Tokenizer\n\
+        from transformers import PreTrainedTokenizerFast\n\
         t = Tokenizer.from_file('tok/tokenizer.json')\n\
+        hf = PreTrainedTokenizerFast(tokenizer_file='tok/tokenizer.json')\n\
         texts = json.load(open('texts.json'))\n\
         ids = [t.encode(x, add_special_tokens=False).ids for x in texts]\n\
-        assert all(t.decode(i) == __import__('unicodedata').normalize('NFC', x) for i, x in zip(ids, texts))\n\
+        for i, x in zip(ids, texts):\n\
+        \x20   want = unicodedata.normalize('NFC', x)\n\
+        \x20   assert t.decode(i, skip_special_tokens=False) == want, (x, t.decode(i, skip_special_tokens=False))\n\
+        \x20   assert hf.encode(x, add_special_tokens=False) == i, x\n\
+        \x20   got = hf.decode(i, skip_special_tokens=False, clean_up_tokenization_spaces=False)\n\
+        \x20   assert got == want, (x, got)\n\
         json.dump(ids, sys.stdout)\n";
     let out = std::process::Command::new("python3")
         .current_dir(env.dir.path())
@@ -281,6 +363,7 @@ fn python_tokenizers_loads_the_file_and_gives_the_same_ids() {
         String::from_utf8_lossy(&out.stderr)
     );
     let py: Vec<Vec<u32>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(py.len(), texts.len());
     for (t, ids) in texts.iter().zip(&py) {
         assert_eq!(tok.encode(t.as_str(), false).unwrap().get_ids(), &ids[..]);
     }

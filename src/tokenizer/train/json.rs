@@ -8,7 +8,9 @@
 //! SentencePiece conversions use: NFC, a `▁` prepended and every space
 //! made `▁` by the normalizer, no pre-tokenizer (merges never cross the
 //! places where training cut the text, so none is needed), BPE with byte
-//! fallback, and a decoder that undoes each step. Whitespace runs are
+//! fallback, and a decoder that undoes each step, including the `▁` that
+//! `tokenizers` prepends again after every special token: every text comes
+//! back exactly, special tokens' literal text included. Whitespace runs are
 //! pieces reached by the first merges (ranked so a run of up to the maximum
 //! becomes one piece), so they need no special matching.
 
@@ -134,6 +136,18 @@ impl Vocabulary {
         }
         decoders.push(json!({"type": "Fuse"}));
         if cfg.add_dummy_prefix {
+            // `tokenizers` normalizes the text between special tokens piece
+            // by piece, so the piece after a special token gets a `▁` of
+            // its own (its issue #1613): "x </s> y" would come back as
+            // "x </s>  y". That `▁` always follows a special token directly
+            // (a literal special token's text is always matched as the
+            // token), so one space after each goes; the ids stay the same.
+            for (p, _) in self.pieces.iter().filter(|(_, k)| *k == Kind::Special) {
+                decoders.push(
+                    json!({"type": "Replace", "pattern": {"String": format!("{p} ")},
+                                     "content": p}),
+                );
+            }
             decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
         }
         let merges: Vec<[&str; 2]> = self
