@@ -288,7 +288,7 @@ fn texts_with_special_tokens() -> Vec<String> {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            if state % 3 == 0 {
+            if state.is_multiple_of(3) {
                 t.push_str(specials[(state >> 8) as usize % specials.len()]);
             } else {
                 t.push_str(words[(state >> 8) as usize % words.len()]);
