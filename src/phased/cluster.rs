@@ -109,9 +109,20 @@ fn replay_chains(plan: &Plan, need: usize) -> Result<(Sets, u64), PhasedError> {
     Ok((Sets::BySize(sets), chains.len() as u64))
 }
 
+/// At most this many kept documents of one cluster are compared with each
+/// later member (see [`verify_against_kept`]).
+pub const MAX_KEPT_COMPARED: usize = 64;
+
 /// The cluster step: union-find over the edges of every partition; each
-/// cluster keeps one document, and the others' decisions are written per unit.
-pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, PhasedError> {
+/// cluster keeps one document, and the others' decisions are written per
+/// unit. With `verify` (not for `keep = datatrove`), a member is dropped
+/// only if its Jaccard with the kept document it is attributed to is at
+/// least `verify` (see [`verify_against_kept`]): no chains.
+pub fn cluster(
+    plan: &Plan,
+    keep: Keep,
+    verify: Option<f64>,
+) -> Result<BTreeMap<String, u64>, PhasedError> {
     let need = plan.total as usize * cluster_bytes_per_doc(keep);
     if need > plan.mem {
         return Err(PhasedError::Memory {
@@ -139,8 +150,8 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, PhasedE
         }
         (Sets::Smallest(sets), edges)
     };
-    // The kept member of each set, indexed by its root (the set's first document).
-    let best: Option<Vec<u32>> = match keep {
+    // Each document's score, when the kept one is the best scored.
+    let score: Option<Vec<u32>> = match keep {
         Keep::First | Keep::Datatrove => None,
         Keep::Longest | Keep::Score => {
             let mut score = vec![0u32; n];
@@ -151,6 +162,13 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, PhasedE
                 let base = plan.offsets[i] as usize;
                 read_doc_table(plan, u, |ord, sc, _| score[base + ord as usize] = sc)?;
             }
+            Some(score)
+        }
+    };
+    // The kept member of each set, indexed by its root (the set's first document).
+    let best: Option<Vec<u32>> = match &score {
+        None => None,
+        Some(score) => {
             let mut best = vec![u32::MAX; n];
             for i in 0..n as u32 {
                 let r = sets.find(i) as usize;
@@ -161,7 +179,17 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, PhasedE
             Some(best)
         }
     };
+    let verified = match verify {
+        Some(t) if keep != Keep::Datatrove => {
+            Some(verify_against_kept(plan, &mut sets, score.as_deref(), t)?)
+        }
+        _ => None,
+    };
+    drop(score);
     let keeper = |sets: &mut Sets, i: u32| {
+        if let Some((v, _)) = &verified {
+            return v.get(&i).copied().unwrap_or(i);
+        }
         let r = sets.find(i);
         best.as_ref().map_or(r, |b| b[r as usize])
     };
@@ -213,12 +241,112 @@ pub fn cluster(plan: &Plan, keep: Keep) -> Result<BTreeMap<String, u64>, PhasedE
         w.set_docs(docs);
         w.finish()?;
     }
-    Ok(BTreeMap::from([
+    let mut counts = BTreeMap::from([
         ("documents".into(), plan.total),
         ("edges".into(), edges),
         ("clusters".into(), clusters),
         ("dropped".into(), dropped),
-    ]))
+    ]);
+    if let Some((_, v)) = verified {
+        counts.extend(v);
+    }
+    Ok(counts)
+}
+
+/// Each dropped document's kept one, by global index.
+type Attributed = HashMap<u32, u32>;
+
+/// What one cluster's verification decided: (dropped, kept one) pairs,
+/// members kept though in the cluster, members past the comparison limit.
+type ClusterVerdict = (Vec<(u32, u32)>, u64, u64);
+
+/// Within each cluster, in keep order (first, or best scored then first),
+/// a member is dropped for the first kept member whose shingles' Jaccard
+/// with its own is at least `threshold`, and otherwise kept: every dropped
+/// document is within the threshold of the one it is attributed to, and no
+/// two kept ones of a cluster are (unless a cluster has more than
+/// [`MAX_KEPT_COMPARED`] kept members, where later members are compared
+/// with the first ones only). Returns each dropped document's kept one, and
+/// counts.
+fn verify_against_kept(
+    plan: &Plan,
+    sets: &mut Sets,
+    score: Option<&[u32]>,
+    threshold: f64,
+) -> Result<(Attributed, BTreeMap<String, u64>), PhasedError> {
+    let n = plan.total as usize;
+    // (root, member) of every document in a cluster of two or more.
+    let mut members: Vec<(u32, u32)> = Vec::new();
+    for i in 0..n as u32 {
+        let r = sets.find(i);
+        if r != i {
+            members.push((r, i));
+        }
+    }
+    let need = members.len() * 2 * (std::mem::size_of::<(u32, u32)>() + 8);
+    if need > plan.mem {
+        return Err(PhasedError::Memory {
+            step: "cluster (verify)",
+            need,
+            budget: plan.mem,
+            docs: plan.total,
+        });
+    }
+    let mut roots: Vec<u32> = members.iter().map(|m| m.0).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    members.extend(roots.iter().map(|&r| (r, r)));
+    let order = |&(r, i): &(u32, u32)| {
+        let s = score.map_or(0, |s| s[i as usize]);
+        (r, std::cmp::Reverse(s), i)
+    };
+    members.sort_unstable_by_key(order);
+    let store = ShingleStore {
+        plan,
+        open: Default::default(),
+    };
+    let clusters: Vec<&[(u32, u32)]> = members.chunk_by(|a, b| a.0 == b.0).collect();
+    let decided: Vec<ClusterVerdict> = clusters
+        .par_iter()
+        .map(|c| -> Result<_, PhasedError> {
+            let mut kept: Vec<(u32, Vec<u32>)> = Vec::new();
+            let mut dropped = Vec::new();
+            let (mut split, mut capped) = (0u64, 0u64);
+            let mut sh = Vec::new();
+            for &(_, i) in c.iter() {
+                store.get(i, &mut sh)?;
+                let to = kept
+                    .iter()
+                    .find(|(_, k)| sorted_jaccard(k, &sh) >= threshold)
+                    .map(|(k, _)| *k);
+                match to {
+                    Some(k) => dropped.push((i, k)),
+                    None if kept.len() < MAX_KEPT_COMPARED => {
+                        if !kept.is_empty() {
+                            split += 1;
+                        }
+                        kept.push((i, std::mem::take(&mut sh)));
+                    }
+                    None => capped += 1,
+                }
+            }
+            Ok((dropped, split, capped))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = HashMap::new();
+    let (mut split, mut capped) = (0u64, 0u64);
+    for (d, s, c) in decided {
+        out.extend(d);
+        split += s;
+        capped += c;
+    }
+    Ok((
+        out,
+        BTreeMap::from([
+            ("kept_not_within_verify".into(), split),
+            ("past_max_kept_compared".into(), capped),
+        ]),
+    ))
 }
 
 /// The cluster step of repeated-line removal: one list of the frequent keys.

@@ -37,13 +37,15 @@ fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter
 // ---------------------------------------------------------------- reduce
 
 /// Opens units' shingle tables for random lookups (a bounded number open at once).
-struct ShingleStore<'a> {
-    plan: &'a Plan,
-    open: std::sync::Mutex<HashMap<usize, std::sync::Arc<Sections>>>,
+/// Reads documents' stored shingles, keeping recently used files open.
+pub(super) struct ShingleStore<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) open: std::sync::Mutex<HashMap<usize, std::sync::Arc<Sections>>>,
 }
 
 impl ShingleStore<'_> {
-    fn get(&self, doc: u32, out: &mut Vec<u32>) -> Result<(), PhasedError> {
+    /// Document `doc`'s shingles, sorted, into `out`.
+    pub(super) fn get(&self, doc: u32, out: &mut Vec<u32>) -> Result<(), PhasedError> {
         let (i, ord) = self.plan.locate(doc);
         let s = {
             let mut open = self.open.lock().expect("no panics while held");

@@ -49,7 +49,7 @@ fn decisions_come_back_to_the_rows_of_each_batch() {
     for p in 0..parts {
         reduce_edges::<u128>(&plan, p, None).unwrap();
     }
-    cluster(&plan, Keep::First).unwrap();
+    cluster(&plan, Keep::First, None).unwrap();
 
     let mut r = ApplyReader::new(&d, EXACT, parts);
     // Rows are the batch's own: the second batch's row 1 is unit 0's 5th document.
@@ -199,4 +199,55 @@ fn the_run_input_is_what_the_layout_asks_for() {
         frequent: true,
     };
     assert!(RunInput::load(&d, frequent).is_err());
+}
+
+#[test]
+fn a_verified_cluster_drops_only_what_is_near_its_kept_document() {
+    let (_t, d) = dir();
+    let layout = ScanLayout::Keys {
+        wide: false,
+        table: true,
+        shingles: true,
+        frequent: false,
+    };
+    // A ~ B (0.87) and B ~ C (0.87), but A and C only 0.75 apart: a chain.
+    // D shares the key but nothing else.
+    let sets: [Vec<u32>; 4] = [
+        (1..=100).collect(),
+        (8..=107).collect(),
+        (15..=114).collect(),
+        (1000..=1100).collect(),
+    ];
+    let mut k = DocKeys::<u64>::with_rows(4);
+    for s in &sets {
+        k.keys.push(42);
+        k.end_row();
+        k.shingles.push(s.clone());
+    }
+    k.scores = vec![0; 4];
+    let ids = ["A", "B", "C", "D"];
+    let mut w = ScanWriter::new(&d, layout, 2, 1 << 20);
+    w.add(0, &|r| ids[r], Scanned::Keys64(k), None).unwrap();
+    w.end(0, None).unwrap();
+    let plan = Plan::load(&d, &[0], 2, 1 << 20).unwrap();
+    for p in 0..2 {
+        reduce_edges::<u64>(&plan, p, Some(0.8)).unwrap();
+    }
+    let counts = cluster(&plan, Keep::First, Some(0.8)).unwrap();
+    let mut r = ApplyReader::new(&d, layout, 2);
+    // B goes for A; C is not within 0.8 of A, so it stays.
+    assert_eq!(
+        r.take(0, 4).unwrap(),
+        BatchInput::Decided(vec![(1, "A".into())])
+    );
+    assert_eq!(counts["dropped"], 1);
+    assert_eq!(counts["kept_not_within_verify"], 1);
+
+    // Without the check against the kept document, the chain drops C for A.
+    cluster(&plan, Keep::First, None).unwrap();
+    let mut r = ApplyReader::new(&d, layout, 2);
+    assert_eq!(
+        r.take(0, 4).unwrap(),
+        BatchInput::Decided(vec![(1, "A".into()), (2, "A".into())])
+    );
 }

@@ -182,7 +182,7 @@ impl Global for ExactDedup {
     }
 
     fn cluster(&self, plan: &Plan) -> Result<Step, PhasedError> {
-        phased::cluster(plan, Keep::First).map(Step::counts)
+        phased::cluster(plan, Keep::First, None).map(Step::counts)
     }
 }
 

@@ -315,7 +315,7 @@ impl Global for NearDedup {
     }
 
     fn cluster(&self, plan: &Plan) -> Result<Step, PhasedError> {
-        phased::cluster(plan, self.config.keep).map(Step::counts)
+        phased::cluster(plan, self.config.keep, self.config.verify).map(Step::counts)
     }
 }
 
