@@ -32,6 +32,7 @@ def datatrove_dropped():
 drops = {
     "forja": forja_dropped("forja"),
     "forja-verify": forja_dropped("forja-verify"),
+    "forja-default": forja_dropped("forja-default"),
     "forja-seed2": forja_dropped("forja-seed2"),
     "forja-datatrove": forja_dropped("forja-datatrove"),
     "datatrove": datatrove_dropped(),

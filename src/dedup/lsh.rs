@@ -27,6 +27,7 @@ pub struct Banding {
 
 impl Banding {
     /// FineWeb's: 14 bands of 8 rows, 112 hashes.
+    #[cfg(test)]
     pub const FINEWEB: Banding = Banding { bands: 14, rows: 8 };
 
     pub fn hashes(&self) -> usize {

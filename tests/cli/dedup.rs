@@ -391,6 +391,8 @@ licence = "x"
 type = "near_dedup"
 hashing = "datatrove"
 keep = "datatrove"
+bands = 14
+rows = 8
 partitions = 7
 "#,
     );
