@@ -22,10 +22,14 @@ pub struct EvalLidArgs {
     /// Line confidence threshold of the document rule.
     #[arg(long, default_value_t = forja::LidConfig::default().line_threshold)]
     pub line_threshold: f64,
-    /// Add the second opinion for close languages, from this model
-    /// (`models/lid-groups.bin` is the compiled-in one).
+    /// Another second-opinion model for close languages (default: the
+    /// compiled-in `models/lid-groups.bin`, as the `lid` stage uses).
     #[arg(long)]
     pub groups: Option<PathBuf>,
+    /// Measure the backend alone, without the second opinion the `lid`
+    /// stage uses by default (`second_opinion = false`).
+    #[arg(long, conflicts_with = "groups")]
+    pub no_second_opinion: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -40,6 +44,7 @@ pub fn eval_lid(a: EvalLidArgs) -> Outcome {
         model,
         line_threshold,
         groups,
+        no_second_opinion,
         json,
     } = a;
     // The same construction as the `lid` stage's, so what is measured is what runs.
@@ -48,7 +53,7 @@ pub fn eval_lid(a: EvalLidArgs) -> Outcome {
         mode: forja::Mode::Annotate,
         backend,
         model: model.map(path_text),
-        second_opinion: groups.is_some(),
+        second_opinion: !no_second_opinion,
         groups: groups.map(path_text),
         line_threshold,
         top: 1,

@@ -5,6 +5,8 @@
 //!   ...), manifest path resolution and the URL test;
 //! - [`atomic`]: temporary names, commits and whole-file atomic writes;
 //! - [`codec`]: decompressing opens, the codec told by magic bytes;
+//! - [`guarded_map`]: read-only memory maps that survive their file
+//!   shrinking under them;
 //! - [`journal`]: the record of every file a run wrote, so that forja
 //!   deletes only those.
 //!
@@ -12,6 +14,7 @@
 
 pub mod atomic;
 pub mod codec;
+pub mod guarded_map;
 pub mod journal;
 pub mod paths;
 

@@ -7,7 +7,6 @@
 //! batch is pure and runs in parallel.
 
 mod config;
-mod guarded_map;
 mod jsonl;
 mod parquet_in;
 pub mod remote;

@@ -59,6 +59,7 @@ fn ngrams(text: &str, mut f: impl FnMut(u32)) {
     }
 }
 
+#[derive(Clone)]
 struct LangModel {
     code: String,
     unseen: f32,
@@ -67,6 +68,7 @@ struct LangModel {
 
 /// The close-group model: character n-gram profiles that tell apart
 /// languages a first identifier confuses (bs/hr/sr, no/nn/da, gl/pt, ...).
+#[derive(Clone)]
 pub struct GroupModel {
     groups: Vec<Vec<String>>,
     langs: Vec<LangModel>,
@@ -111,6 +113,11 @@ impl GroupModel {
             })
             .collect();
         GroupModel { groups, langs }
+    }
+
+    /// True if the model has a profile of `lang`.
+    pub fn knows(&self, lang: &str) -> bool {
+        self.langs.iter().any(|m| m.code == lang)
     }
 
     /// The languages the model knows.
@@ -233,7 +240,8 @@ impl GroupModel {
 }
 
 /// A backend whose answers the group model re-decides for close languages
-/// and when the backend is unsure.
+/// and, when the backend is unsure, among its top three if the model knows
+/// the first (every label the backend gives stays reachable).
 pub struct Refined<B> {
     pub base: B,
     pub groups: GroupModel,
@@ -248,7 +256,10 @@ impl<B: Identify> Identify for Refined<B> {
         if let Some(d) = self.groups.decide(lang, line) {
             return Some(d);
         }
-        if conf < self.confident {
+        // Re-deciding among the top three is only fair when the model knows
+        // the backend's first choice: otherwise a language it has no profile
+        // of (Maltese, say) could never win once the backend is unsure.
+        if conf < self.confident && self.groups.knows(lang) {
             let names: Vec<&str> = cands.iter().map(|c| c.0).collect();
             if let Some(d) = self.groups.decide_among(&names, line) {
                 return Some(d);
@@ -274,6 +285,34 @@ mod tests {
     const GL: &str = "Tódolos seres humanos nacen libres e iguais en dignidade e dereitos e, dotados como están de razón e conciencia, díbense comportar fraternalmente uns cos outros.";
     const PT: &str = "Todos os seres humanos nascem livres e iguais em dignidade e em direitos. Dotados de razão e de consciência, devem agir uns para com os outros em espírito de fraternidade.";
     const ES: &str = "Todos los seres humanos nacen libres e iguales en dignidad y derechos y, dotados como están de razón y conciencia, deben comportarse fraternalmente los unos con los otros.";
+
+    /// A backend that answers the same candidates for every line.
+    struct Fixed(Vec<(&'static str, f32)>);
+
+    impl Identify for Fixed {
+        fn identify(&self, _: &str) -> Option<(&str, f32)> {
+            self.0.first().copied()
+        }
+        fn candidates(&self, _: &str, k: usize) -> Vec<(&str, f32)> {
+            self.0.iter().take(k).copied().collect()
+        }
+    }
+
+    #[test]
+    fn a_language_the_model_does_not_know_stays_reachable() {
+        let m = GroupModel::train([("gl", GL), ("pt", PT), ("es", ES)].into_iter(), 5000);
+        let unsure = |cands: Vec<(&'static str, f32)>| Refined {
+            base: Fixed(cands),
+            groups: m.clone(),
+            confident: 0.6,
+        };
+        // Maltese first but unsure, a known language second: still Maltese.
+        let r = unsure(vec![("mt", 0.4), ("es", 0.3), ("pt", 0.1)]);
+        assert_eq!(r.identify(PT).unwrap().0, "mt");
+        // A known language first and unsure: the model may re-decide.
+        let r = unsure(vec![("es", 0.4), ("mt", 0.3), ("pt", 0.2)]);
+        assert_eq!(r.identify(PT).unwrap().0, "pt");
+    }
 
     #[test]
     fn decides_within_a_group_and_round_trips() {

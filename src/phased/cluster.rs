@@ -317,7 +317,7 @@ fn verify_against_kept(
                 store.get(i, &mut sh)?;
                 let to = kept
                     .iter()
-                    .find(|(_, k)| sorted_jaccard(k, &sh) >= threshold)
+                    .find(|(_, k)| jaccard_at_least(k, &sh, threshold))
                     .map(|(k, _)| *k);
                 match to {
                     Some(k) => dropped.push((i, k)),

@@ -1,7 +1,7 @@
 //! Where a phased stage keeps its files, the markers that vouch for each
 //! step, and the plan the reduce and cluster steps share.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -168,6 +168,10 @@ pub struct Plan {
     pub partitions: usize,
     /// Memory budget in bytes.
     pub mem: usize,
+    /// Pairs already verified by this task's reduce steps, and the answer:
+    /// a near-duplicate pair shares most bands, so it comes up in many
+    /// partitions (bounded: past an eighth of `mem`, no more are kept).
+    pub(super) verified: std::sync::Arc<std::sync::Mutex<HashMap<(u32, u32), bool>>>,
 }
 
 impl Plan {
@@ -197,6 +201,7 @@ impl Plan {
             total,
             partitions,
             mem,
+            verified: Default::default(),
         })
     }
 

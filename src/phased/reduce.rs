@@ -3,6 +3,7 @@
 //! chains, or the keys frequent enough to drop.
 
 use super::*;
+use crate::files::guarded_map::GuardedMap;
 
 /// Feeds partition `part` of every unit into a sorter, as global indices.
 fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter<K>, PhasedError> {
@@ -37,43 +38,89 @@ fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter
 // ---------------------------------------------------------------- reduce
 
 /// Opens units' shingle tables for random lookups (a bounded number open at once).
+/// A unit's keys file, open for shingle lookups: memory-mapped when it
+/// can be (a lookup is then a copy, not two system calls), else read.
+pub(super) struct ShingleFile {
+    sections: Sections,
+    map: Option<GuardedMap>,
+}
+
+/// Open files past this are closed (all at once) before another opens;
+/// the guarded maps of the whole process are limited too.
+const OPEN_FILES: usize = 128;
+
 /// Reads documents' stored shingles, keeping recently used files open.
 pub(super) struct ShingleStore<'a> {
     pub(super) plan: &'a Plan,
-    pub(super) open: std::sync::Mutex<HashMap<usize, std::sync::Arc<Sections>>>,
+    pub(super) open: std::sync::Mutex<HashMap<usize, std::sync::Arc<ShingleFile>>>,
 }
 
 impl ShingleStore<'_> {
+    fn file(&self, i: usize) -> Result<std::sync::Arc<ShingleFile>, PhasedError> {
+        let mut open = self.open.lock().expect("no panics while held");
+        if let Some(s) = open.get(&i) {
+            return Ok(s.clone());
+        }
+        if open.len() >= OPEN_FILES {
+            open.clear();
+        }
+        let sections = open_keys(&self.plan.dir.keys(self.plan.units[i].0))?;
+        // No map (no slot left, or an empty file): plain reads.
+        let map = GuardedMap::new(sections.file()).ok();
+        let f = std::sync::Arc::new(ShingleFile { sections, map });
+        open.insert(i, f.clone());
+        Ok(f)
+    }
+
     /// Document `doc`'s shingles, sorted, into `out`.
     pub(super) fn get(&self, doc: u32, out: &mut Vec<u32>) -> Result<(), PhasedError> {
         let (i, ord) = self.plan.locate(doc);
-        let s = {
-            let mut open = self.open.lock().expect("no panics while held");
-            if let Some(s) = open.get(&i) {
-                s.clone()
-            } else {
-                if open.len() >= 256 {
-                    open.clear();
-                }
-                let s = std::sync::Arc::new(open_keys(&self.plan.dir.keys(self.plan.units[i].0))?);
-                open.insert(i, s.clone());
-                s
-            }
-        };
+        let f = self.file(i)?;
+        let s = &f.sections;
         let parts = self.plan.partitions;
+        let corrupt = |message: &str| PhasedError::Corrupt {
+            path: s.path().display().to_string(),
+            message: message.into(),
+        };
+        out.clear();
+        if let Some(map) = &f.map {
+            let (Some((idx_off, idx_len)), Some((data_off, data_len))) =
+                (s.range(shingle_index(parts)), s.range(shingle_data(parts)))
+            else {
+                return Err(corrupt("no shingle sections"));
+            };
+            let at = ord as u64 * 8;
+            let idx = (at + 16 <= idx_len)
+                .then(|| map.get((idx_off + at) as usize..(idx_off + at + 16) as usize))
+                .flatten()
+                .ok_or_else(|| corrupt("lookup past the end of the shingle index"))?;
+            let start = u64::from_le_bytes(idx[..8].try_into().expect("8"));
+            let end = u64::from_le_bytes(idx[8..].try_into().expect("8"));
+            if end < start || (end - start) % 4 != 0 || end > data_len {
+                return Err(corrupt("damaged shingle index"));
+            }
+            let bytes = map
+                .get((data_off + start) as usize..(data_off + end) as usize)
+                .ok_or_else(|| corrupt("shingles past the end of the file"))?;
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4"))),
+            );
+            if map.faulted() {
+                return Err(corrupt("the file shrank while it was read"));
+            }
+            return Ok(());
+        }
         let mut idx = [0u8; 16];
         s.read_at(shingle_index(parts), ord as u64 * 8, &mut idx)?;
         let start = u64::from_le_bytes(idx[..8].try_into().expect("8"));
         let end = u64::from_le_bytes(idx[8..].try_into().expect("8"));
         if end < start || (end - start) % 4 != 0 {
-            return Err(PhasedError::Corrupt {
-                path: s.path().display().to_string(),
-                message: "damaged shingle index".into(),
-            });
+            return Err(corrupt("damaged shingle index"));
         }
         let mut bytes = vec![0u8; (end - start) as usize];
         s.read_at(shingle_data(parts), start, &mut bytes)?;
-        out.clear();
         out.extend(
             bytes
                 .chunks_exact(4)
@@ -81,6 +128,41 @@ impl ShingleStore<'_> {
         );
         Ok(())
     }
+}
+
+/// True if the Jaccard similarity of two sorted, deduplicated lists is at
+/// least `t`: the same answer as [`sorted_jaccard`]` >= t`, but it stops
+/// as soon as the answer is known (sizes too far apart, or too few left to
+/// reach the intersection needed).
+pub fn jaccard_at_least(a: &[u32], b: &[u32], t: f64) -> bool {
+    let (la, lb) = (a.len(), b.len());
+    // J >= t  <=>  inter * (1 + t) >= t * (la + lb); the bound below leaves
+    // a margin, so only pairs that certainly fall short stop early, and the
+    // answer is always the exact one.
+    if la == 0 && lb == 0 {
+        return sorted_jaccard(a, b) >= t;
+    }
+    let need = t * (la + lb) as f64 / (1.0 + t) - 1e-6;
+    if (la.min(lb) as f64) < need {
+        return false;
+    }
+    let (mut i, mut j, mut inter) = (0, 0, 0usize);
+    while i < la && j < lb {
+        if ((inter + (la - i).min(lb - j)) as f64) < need {
+            return false;
+        }
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    // `inter` is final here: what sorted_jaccard computes.
+    inter as f64 / (la + lb - inter) as f64 >= t
 }
 
 /// Jaccard similarity of two sorted, deduplicated lists.
@@ -152,17 +234,39 @@ fn reduce<K: Key>(
         }
         let keep: Vec<bool> = match verify {
             None => vec![true; pending.len()],
-            Some(threshold) => pending
-                .par_iter()
-                .map_init(
-                    || (Vec::new(), Vec::new()),
-                    |(a, b), &(x, y, _)| -> Result<bool, PhasedError> {
-                        store.get(x, a)?;
-                        store.get(y, b)?;
-                        Ok(sorted_jaccard(a, b) >= threshold)
-                    },
-                )
-                .collect::<Result<_, _>>()?,
+            Some(threshold) => {
+                // Pairs an earlier partition verified are not read again.
+                let known: Vec<Option<bool>> = {
+                    let memo = plan.verified.lock().expect("no panics while held");
+                    pending
+                        .iter()
+                        .map(|&(x, y, _)| memo.get(&(x, y)).copied())
+                        .collect()
+                };
+                let keep: Vec<bool> = pending
+                    .par_iter()
+                    .zip(known.par_iter())
+                    .map_init(
+                        || (Vec::new(), Vec::new()),
+                        |(a, b), (&(x, y, _), known)| -> Result<bool, PhasedError> {
+                            if let Some(k) = known {
+                                return Ok(*k);
+                            }
+                            store.get(x, a)?;
+                            store.get(y, b)?;
+                            Ok(jaccard_at_least(a, b, threshold))
+                        },
+                    )
+                    .collect::<Result<_, _>>()?;
+                let mut memo = plan.verified.lock().expect("no panics while held");
+                let room = (plan.mem / 8) / 24;
+                for (&(x, y, _), (&k, known)) in pending.iter().zip(keep.iter().zip(&known)) {
+                    if known.is_none() && memo.len() < room {
+                        memo.insert((x, y), k);
+                    }
+                }
+                keep
+            }
         };
         let mut rec = Vec::with_capacity(8 + K::BYTES);
         for (&(x, y, k), ok) in pending.iter().zip(keep) {

@@ -268,6 +268,16 @@ impl Sections {
         Ok(buf)
     }
 
+    /// Where section `s` lies in the file: (offset, length).
+    pub fn range(&self, s: usize) -> Option<(u64, u64)> {
+        self.entries.get(s).map(|&(off, len, _)| (off, len))
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// `len` bytes at `at` within section `s` (bounds checked, not checksummed:
     /// for random lookups into a section too large to verify each time).
     pub fn read_at(&self, s: usize, at: u64, buf: &mut [u8]) -> Result<(), PhasedError> {

@@ -251,3 +251,34 @@ fn a_verified_cluster_drops_only_what_is_near_its_kept_document() {
         BatchInput::Decided(vec![(1, "A".into()), (2, "A".into())])
     );
 }
+
+#[test]
+fn the_early_exit_jaccard_gives_the_exact_answer() {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    for _ in 0..3000 {
+        let base: Vec<u32> = (0..next(200) as u32).map(|x| x * 3).collect();
+        let mut a: Vec<u32> = base.iter().copied().filter(|_| next(10) > 0).collect();
+        let mut b: Vec<u32> = base.iter().copied().filter(|_| next(10) > 1).collect();
+        a.extend((0..next(20)).map(|_| next(1000) as u32 * 3 + 1));
+        b.extend((0..next(20)).map(|_| next(1000) as u32 * 3 + 2));
+        for v in [&mut a, &mut b] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        for t in [0.0, 0.5, 0.7, 0.8, 0.9, 1.0] {
+            assert_eq!(
+                jaccard_at_least(&a, &b, t),
+                sorted_jaccard(&a, &b) >= t,
+                "{a:?} {b:?} {t}"
+            );
+        }
+    }
+    assert!(jaccard_at_least(&[], &[], 0.8));
+    assert!(!jaccard_at_least(&[1], &[], 0.8));
+}

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use flate2::bufread::GzDecoder;
 
+use crate::files::guarded_map::GuardedMap as Mmap;
 pub(super) use crate::files::Codec;
-use crate::io::guarded_map::GuardedMap as Mmap;
 
 /// A gzip member's first bytes (deflate).
 pub(super) const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];

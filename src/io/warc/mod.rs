@@ -24,7 +24,7 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::guarded_map::GuardedMap as Mmap;
+use crate::files::guarded_map::GuardedMap as Mmap;
 use flate2::bufread::GzDecoder;
 use zstd::zstd_safe;
 
