@@ -21,6 +21,8 @@ use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::hash::PassThroughState;
+
 use super::bytes::{load_model, Bytes, ModelError};
 use super::Identify;
 
@@ -63,7 +65,9 @@ fn ngrams(text: &str, mut f: impl FnMut(u32)) {
 struct LangModel {
     code: String,
     unseen: f32,
-    logp: HashMap<u32, f32>,
+    /// Keys are n-gram hashes already: a pass-through hasher (it mixes
+    /// a `u32`'s bytes once) instead of SipHash.
+    logp: HashMap<u32, f32, PassThroughState>,
 }
 
 /// The close-group model: character n-gram profiles that tell apart
@@ -233,7 +237,8 @@ impl GroupModel {
             let code = r.string()?;
             let unseen = r.f32()?;
             let n = r.u32()? as usize;
-            let mut logp = HashMap::with_capacity(n.min(1 << 20));
+            let mut logp =
+                HashMap::with_capacity_and_hasher(n.min(1 << 20), PassThroughState::default());
             for _ in 0..n {
                 let h = r.u32()?;
                 logp.insert(h, r.f32()?);
