@@ -301,10 +301,7 @@ fn verify_against_kept(
         (r, std::cmp::Reverse(s), i)
     };
     members.sort_unstable_by_key(order);
-    let store = ShingleStore {
-        plan,
-        open: Default::default(),
-    };
+    let store = ShingleStore { plan };
     let clusters: Vec<&[(u32, u32)]> = members.chunk_by(|a, b| a.0 == b.0).collect();
     let decided: Vec<ClusterVerdict> = clusters
         .par_iter()

@@ -2,6 +2,8 @@
 //! step, and the plan the reduce and cluster steps share.
 
 use std::collections::{BTreeMap, HashMap};
+
+use crate::hash::MixState;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -156,6 +158,10 @@ pub fn read_marker(path: &Path) -> Option<Marker> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// Pairs of documents verified so far, and whether they passed.
+pub(super) type VerifiedPairs =
+    std::sync::Arc<std::sync::Mutex<HashMap<(u32, u32), bool, MixState>>>;
+
 /// What the reduce and cluster steps know about the scanned units.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -171,7 +177,10 @@ pub struct Plan {
     /// Pairs already verified by this task's reduce steps, and the answer:
     /// a near-duplicate pair shares most bands, so it comes up in many
     /// partitions (bounded: past an eighth of `mem`, no more are kept).
-    pub(super) verified: std::sync::Arc<std::sync::Mutex<HashMap<(u32, u32), bool>>>,
+    pub(super) verified: VerifiedPairs,
+    /// Keys files open for shingle lookups, shared by this task's steps so
+    /// that each is mapped once, not once per partition.
+    pub(super) shingle_files: super::reduce::OpenShingleFiles,
 }
 
 impl Plan {
@@ -202,6 +211,7 @@ impl Plan {
             partitions,
             mem,
             verified: Default::default(),
+            shingle_files: Default::default(),
         })
     }
 

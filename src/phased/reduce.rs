@@ -45,19 +45,36 @@ pub(super) struct ShingleFile {
     map: Option<GuardedMap>,
 }
 
+impl std::fmt::Debug for ShingleFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShingleFile")
+            .field("path", &self.sections.path())
+            .field("mapped", &self.map.is_some())
+            .finish()
+    }
+}
+
 /// Open files past this are closed (all at once) before another opens;
 /// the guarded maps of the whole process are limited too.
 const OPEN_FILES: usize = 128;
 
-/// Reads documents' stored shingles, keeping recently used files open.
+/// Keys files open for shingle lookups, by unit position.
+pub(super) type OpenShingleFiles =
+    std::sync::Arc<std::sync::Mutex<HashMap<usize, std::sync::Arc<ShingleFile>>>>;
+
+/// Reads documents' stored shingles, keeping recently used files open (in
+/// the plan, so across partitions).
 pub(super) struct ShingleStore<'a> {
     pub(super) plan: &'a Plan,
-    pub(super) open: std::sync::Mutex<HashMap<usize, std::sync::Arc<ShingleFile>>>,
 }
 
 impl ShingleStore<'_> {
     fn file(&self, i: usize) -> Result<std::sync::Arc<ShingleFile>, PhasedError> {
-        let mut open = self.open.lock().expect("no panics while held");
+        let mut open = self
+            .plan
+            .shingle_files
+            .lock()
+            .expect("no panics while held");
         if let Some(s) = open.get(&i) {
             return Ok(s.clone());
         }
@@ -217,10 +234,7 @@ fn reduce<K: Key>(
     let spilled_runs = sorter.runs() as u64;
     let tag = if chain { TAG_CHAIN } else { TAG_EDGES };
     let mut w = SectionWriter::new(&plan.dir.reduced(part), 1, tag, plan.mem / 4);
-    let store = ShingleStore {
-        plan,
-        open: Default::default(),
-    };
+    let store = ShingleStore { plan };
     let (mut groups, mut candidates, mut edges) = (0u64, 0u64, 0u64);
     // (earlier, later, key) of candidate pairs.
     let mut pending: Vec<(u32, u32, K)> = Vec::new();
