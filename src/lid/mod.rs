@@ -100,6 +100,19 @@ impl Identify for Box<dyn Identify> {
     }
 }
 
+/// The codes the compiled-in lid.176 answers (after forja's mapping to
+/// Salamandra's codes), loaded once.
+pub fn builtin_codes() -> &'static [String] {
+    static CODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    CODES.get_or_init(|| {
+        FastTextLid::builtin()
+            .codes()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    })
+}
+
 /// fastText lid.176 (or any supervised fastText model with `__label__xx` labels).
 pub struct FastTextLid {
     model: fasttext::FastText,
@@ -115,6 +128,14 @@ impl FastTextLid {
     /// The compiled-in lid.176.
     pub fn builtin() -> Self {
         Self::with_model(fasttext::FastText::from_bytes(LID176).expect("the bundled lid.176 loads"))
+    }
+
+    /// The codes it can answer, sorted.
+    pub fn codes(&self) -> Vec<&str> {
+        let mut c: Vec<&str> = self.codes.iter().map(String::as_str).collect();
+        c.sort_unstable();
+        c.dedup();
+        c
     }
 
     fn with_model(model: fasttext::FastText) -> Self {

@@ -126,6 +126,29 @@ impl LidConfig {
         if self.top == 0 {
             p.push((Some("top"), "top must be at least 1".into()));
         }
+        // With the compiled-in lid.176, a code it never answers would drop
+        // every document as `language_not_allowed`.
+        if self.backend == Backend::Fasttext && self.model.is_none() {
+            let known = crate::lid::builtin_codes();
+            for code in &self.languages {
+                if code == "code" || known.iter().any(|k| k == code) {
+                    continue;
+                }
+                let hint = code
+                    .get(..2)
+                    .map(str::to_lowercase)
+                    .filter(|two| known.iter().any(|k| k == two))
+                    .map(|two| format!("; did you mean `{two}`?"))
+                    .unwrap_or_default();
+                p.push((
+                    Some("languages"),
+                    format!(
+                        "`{code}` is not a code lid.176 answers (two-letter codes as Salamandra \
+                         uses them: en, es, ca, sh, ..., or `code`){hint}"
+                    ),
+                ));
+            }
+        }
         p
     }
 }
@@ -544,6 +567,28 @@ mod tests {
             Some(r#"{"path":"docs/README.md"}"#),
         );
         assert_eq!(langs[0].as_deref(), Some("en"));
+    }
+
+    #[test]
+    fn language_codes_lid176_never_answers_are_refused() {
+        let cfg = LidConfig {
+            languages: ["english", "eng", "zz", "en", "sh", "code"]
+                .map(String::from)
+                .to_vec(),
+            ..Default::default()
+        };
+        let p = cfg.problems();
+        let msgs: Vec<&str> = p.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(p.len(), 3, "{msgs:?}");
+        assert!(p.iter().all(|(f, _)| *f == Some("languages")));
+        assert!(msgs[0].contains("`english`") && msgs[0].contains("did you mean `en`?"));
+        assert!(msgs[2].contains("`zz`") && !msgs[2].contains("did you mean"));
+        // Another model: its labels are its own.
+        let other = LidConfig {
+            model: Some("my.bin".into()),
+            ..cfg
+        };
+        assert!(other.problems().is_empty());
     }
 
     #[test]
