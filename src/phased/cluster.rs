@@ -92,14 +92,7 @@ fn replay_chains(plan: &Plan, need: usize) -> Result<(Sets, u64), PhasedError> {
             chains.push((k, a, b));
         }
         let total = need + chains.len() * std::mem::size_of::<(u64, u32, u32)>();
-        if total > plan.mem {
-            return Err(PhasedError::Memory {
-                step: "cluster (keep = datatrove)",
-                need: total,
-                budget: plan.mem,
-                docs: plan.total,
-            });
-        }
+        plan.fits("cluster (keep = datatrove)", total)?;
     }
     chains.sort_unstable();
     let mut sets = SizedUnionFind::new(n);
@@ -124,14 +117,7 @@ pub fn cluster(
     verify: Option<f64>,
 ) -> Result<BTreeMap<String, u64>, PhasedError> {
     let need = plan.total as usize * cluster_bytes_per_doc(keep);
-    if need > plan.mem {
-        return Err(PhasedError::Memory {
-            step: "cluster",
-            need,
-            budget: plan.mem,
-            docs: plan.total,
-        });
-    }
+    plan.fits("cluster", need)?;
     let n = plan.total as usize;
     let (mut sets, edges) = if keep == Keep::Datatrove {
         replay_chains(plan, need)?
@@ -165,10 +151,16 @@ pub fn cluster(
             Some(score)
         }
     };
-    // The kept member of each set, indexed by its root (the set's first document).
-    let best: Option<Vec<u32>> = match &score {
-        None => None,
-        Some(score) => {
+    let verified = match verify {
+        Some(t) if keep != Keep::Datatrove => {
+            Some(verify_against_kept(plan, &mut sets, score.as_deref(), t)?)
+        }
+        _ => None,
+    };
+    // Unverified, the kept member of each set, indexed by its root (the
+    // set's first document): the best scored, when scores count.
+    let best: Option<Vec<u32>> = match (&score, &verified) {
+        (Some(score), None) => {
             let mut best = vec![u32::MAX; n];
             for i in 0..n as u32 {
                 let r = sets.find(i) as usize;
@@ -177,11 +169,6 @@ pub fn cluster(
                 }
             }
             Some(best)
-        }
-    };
-    let verified = match verify {
-        Some(t) if keep != Keep::Datatrove => {
-            Some(verify_against_kept(plan, &mut sets, score.as_deref(), t)?)
         }
         _ => None,
     };
@@ -284,14 +271,7 @@ fn verify_against_kept(
         }
     }
     let need = members.len() * 2 * (std::mem::size_of::<(u32, u32)>() + 8);
-    if need > plan.mem {
-        return Err(PhasedError::Memory {
-            step: "cluster (verify)",
-            need,
-            budget: plan.mem,
-            docs: plan.total,
-        });
-    }
+    plan.fits("cluster (verify)", need)?;
     let mut roots: Vec<u32> = members.iter().map(|m| m.0).collect();
     roots.sort_unstable();
     roots.dedup();
@@ -301,7 +281,6 @@ fn verify_against_kept(
         (r, std::cmp::Reverse(s), i)
     };
     members.sort_unstable_by_key(order);
-    let store = ShingleStore { plan };
     let clusters: Vec<&[(u32, u32)]> = members.chunk_by(|a, b| a.0 == b.0).collect();
     let decided: Vec<ClusterVerdict> = clusters
         .par_iter()
@@ -311,7 +290,7 @@ fn verify_against_kept(
             let (mut split, mut capped) = (0u64, 0u64);
             let mut sh = Vec::new();
             for &(_, i) in c.iter() {
-                store.get(i, &mut sh)?;
+                plan.shingles(i, &mut sh)?;
                 let to = kept
                     .iter()
                     .find(|(_, k)| jaccard_at_least(k, &sh, threshold))

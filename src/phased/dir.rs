@@ -215,6 +215,19 @@ impl Plan {
         })
     }
 
+    /// An error unless `need` bytes for `step` fit the memory budget.
+    pub(super) fn fits(&self, step: &'static str, need: usize) -> Result<(), PhasedError> {
+        if need > self.mem {
+            return Err(PhasedError::Memory {
+                step,
+                need,
+                budget: self.mem,
+                docs: self.total,
+            });
+        }
+        Ok(())
+    }
+
     /// The unit position and ordinal of a document index.
     pub(super) fn locate(&self, doc: u32) -> (usize, u32) {
         let i = self.offsets.partition_point(|&o| o <= doc as u64) - 1;

@@ -2,6 +2,8 @@
 //! equal keys turned into edges (verified by shingle Jaccard when asked),
 //! chains, or the keys frequent enough to drop.
 
+use std::borrow::Cow;
+
 use super::*;
 use crate::files::guarded_map::GuardedMap;
 
@@ -37,7 +39,6 @@ fn sort_partition<K: Key>(plan: &Plan, part: usize, name: &str) -> Result<Sorter
 
 // ---------------------------------------------------------------- reduce
 
-/// Opens units' shingle tables for random lookups (a bounded number open at once).
 /// A unit's keys file, open for shingle lookups: memory-mapped when it
 /// can be (a lookup is then a copy, not two system calls), else read.
 pub(super) struct ShingleFile {
@@ -54,6 +55,38 @@ impl std::fmt::Debug for ShingleFile {
     }
 }
 
+impl ShingleFile {
+    fn corrupt(&self, message: &str) -> PhasedError {
+        PhasedError::Corrupt {
+            path: self.sections.path().display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// `len` bytes at `at` in section `s`, bounds checked first: borrowed
+    /// from the map, or read.
+    fn bytes(&self, s: usize, at: u64, len: u64) -> Result<Cow<'_, [u8]>, PhasedError> {
+        let (off, size) = self
+            .sections
+            .range(s)
+            .ok_or_else(|| self.corrupt("no shingle sections"))?;
+        if at.checked_add(len).is_none_or(|end| end > size) {
+            return Err(self.corrupt(&format!("lookup past the end of section {s}")));
+        }
+        match &self.map {
+            Some(map) => map
+                .get((off + at) as usize..(off + at + len) as usize)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| self.corrupt("a section past the end of the file")),
+            None => {
+                let mut buf = vec![0u8; len as usize];
+                self.sections.read_at(s, at, &mut buf)?;
+                Ok(Cow::Owned(buf))
+            }
+        }
+    }
+}
+
 /// Open files past this are closed (all at once) before another opens;
 /// the guarded maps of the whole process are limited too.
 const OPEN_FILES: usize = 128;
@@ -62,26 +95,16 @@ const OPEN_FILES: usize = 128;
 pub(super) type OpenShingleFiles =
     std::sync::Arc<std::sync::Mutex<HashMap<usize, std::sync::Arc<ShingleFile>>>>;
 
-/// Reads documents' stored shingles, keeping recently used files open (in
-/// the plan, so across partitions).
-pub(super) struct ShingleStore<'a> {
-    pub(super) plan: &'a Plan,
-}
-
-impl ShingleStore<'_> {
-    fn file(&self, i: usize) -> Result<std::sync::Arc<ShingleFile>, PhasedError> {
-        let mut open = self
-            .plan
-            .shingle_files
-            .lock()
-            .expect("no panics while held");
+impl Plan {
+    fn shingle_file(&self, i: usize) -> Result<std::sync::Arc<ShingleFile>, PhasedError> {
+        let mut open = self.shingle_files.lock().expect("no panics while held");
         if let Some(s) = open.get(&i) {
             return Ok(s.clone());
         }
         if open.len() >= OPEN_FILES {
             open.clear();
         }
-        let sections = open_keys(&self.plan.dir.keys(self.plan.units[i].0))?;
+        let sections = open_keys(&self.dir.keys(self.units[i].0))?;
         // No map (no slot left, or an empty file): plain reads.
         let map = GuardedMap::new(sections.file()).ok();
         let f = std::sync::Arc::new(ShingleFile { sections, map });
@@ -89,60 +112,27 @@ impl ShingleStore<'_> {
         Ok(f)
     }
 
-    /// Document `doc`'s shingles, sorted, into `out`.
-    pub(super) fn get(&self, doc: u32, out: &mut Vec<u32>) -> Result<(), PhasedError> {
-        let (i, ord) = self.plan.locate(doc);
-        let f = self.file(i)?;
-        let s = &f.sections;
-        let parts = self.plan.partitions;
-        let corrupt = |message: &str| PhasedError::Corrupt {
-            path: s.path().display().to_string(),
-            message: message.into(),
-        };
-        out.clear();
-        if let Some(map) = &f.map {
-            let (Some((idx_off, idx_len)), Some((data_off, data_len))) =
-                (s.range(shingle_index(parts)), s.range(shingle_data(parts)))
-            else {
-                return Err(corrupt("no shingle sections"));
-            };
-            let at = ord as u64 * 8;
-            let idx = (at + 16 <= idx_len)
-                .then(|| map.get((idx_off + at) as usize..(idx_off + at + 16) as usize))
-                .flatten()
-                .ok_or_else(|| corrupt("lookup past the end of the shingle index"))?;
-            let start = u64::from_le_bytes(idx[..8].try_into().expect("8"));
-            let end = u64::from_le_bytes(idx[8..].try_into().expect("8"));
-            if end < start || (end - start) % 4 != 0 || end > data_len {
-                return Err(corrupt("damaged shingle index"));
-            }
-            let bytes = map
-                .get((data_off + start) as usize..(data_off + end) as usize)
-                .ok_or_else(|| corrupt("shingles past the end of the file"))?;
-            out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().expect("4"))),
-            );
-            if map.faulted() {
-                return Err(corrupt("the file shrank while it was read"));
-            }
-            return Ok(());
-        }
-        let mut idx = [0u8; 16];
-        s.read_at(shingle_index(parts), ord as u64 * 8, &mut idx)?;
+    /// Document `doc`'s stored shingles, sorted, into `out` (files stay
+    /// open in the plan, across the task's partitions).
+    pub(super) fn shingles(&self, doc: u32, out: &mut Vec<u32>) -> Result<(), PhasedError> {
+        let (i, ord) = self.locate(doc);
+        let f = self.shingle_file(i)?;
+        let idx = f.bytes(shingle_index(self.partitions), ord as u64 * 8, 16)?;
         let start = u64::from_le_bytes(idx[..8].try_into().expect("8"));
         let end = u64::from_le_bytes(idx[8..].try_into().expect("8"));
         if end < start || (end - start) % 4 != 0 {
-            return Err(corrupt("damaged shingle index"));
+            return Err(f.corrupt("damaged shingle index"));
         }
-        let mut bytes = vec![0u8; (end - start) as usize];
-        s.read_at(shingle_data(parts), start, &mut bytes)?;
+        let bytes = f.bytes(shingle_data(self.partitions), start, end - start)?;
+        out.clear();
         out.extend(
             bytes
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes(c.try_into().expect("4"))),
         );
+        if f.map.as_ref().is_some_and(|m| m.faulted()) {
+            return Err(f.corrupt("the file shrank while it was read"));
+        }
         Ok(())
     }
 }
@@ -234,7 +224,6 @@ fn reduce<K: Key>(
     let spilled_runs = sorter.runs() as u64;
     let tag = if chain { TAG_CHAIN } else { TAG_EDGES };
     let mut w = SectionWriter::new(&plan.dir.reduced(part), 1, tag, plan.mem / 4);
-    let store = ShingleStore { plan };
     let (mut groups, mut candidates, mut edges) = (0u64, 0u64, 0u64);
     // (earlier, later, key) of candidate pairs.
     let mut pending: Vec<(u32, u32, K)> = Vec::new();
@@ -266,8 +255,8 @@ fn reduce<K: Key>(
                             if let Some(k) = known {
                                 return Ok(*k);
                             }
-                            store.get(x, a)?;
-                            store.get(y, b)?;
+                            plan.shingles(x, a)?;
+                            plan.shingles(y, b)?;
                             Ok(jaccard_at_least(a, b, threshold))
                         },
                     )

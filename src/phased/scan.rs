@@ -100,6 +100,37 @@ pub trait Records: Send + Sync {
     fn seal(&self, acc: Option<Box<dyn Any + Send>>) -> Result<Vec<Vec<u8>>, PhasedError>;
 }
 
+/// A [`Records::combine`] for parts of type `T`: `merge` folds the next
+/// part into the unit's.
+pub fn combine_parts<T: Any + Send>(
+    acc: Option<Box<dyn Any + Send>>,
+    next: Box<dyn Any + Send>,
+    merge: impl FnOnce(&mut T, T),
+) -> Box<dyn Any + Send> {
+    let Some(acc) = acc else { return next };
+    let mut acc = acc
+        .downcast::<T>()
+        .expect("a stage's parts are of one type");
+    merge(
+        &mut acc,
+        *next
+            .downcast::<T>()
+            .expect("a stage's parts are of one type"),
+    );
+    acc
+}
+
+/// The unit's part as `T`, for [`Records::seal`] (`None` for a unit
+/// without documents).
+pub fn sealed_part<T: Any>(acc: Option<Box<dyn Any + Send>>) -> Result<Option<T>, PhasedError> {
+    acc.map(|a| {
+        a.downcast::<T>()
+            .map(|a| *a)
+            .map_err(|_| mismatch("a part of another type"))
+    })
+    .transpose()
+}
+
 /// The unit being scanned.
 enum UnitScan {
     Keys(UnitKeys),

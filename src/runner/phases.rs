@@ -65,18 +65,6 @@ pub(super) enum Pass {
     Apply(ApplyReader),
 }
 
-/// Writes a step's output bytes (a stage with its own records) to `path`.
-fn keep_output(
-    dir: &GlobalDir,
-    step: &crate::stages::Step,
-    write: impl FnOnce(&GlobalDir, &[u8]) -> Result<(), PhasedError>,
-) -> Result<(), PhasedError> {
-    match &step.output {
-        Some(bytes) => write(dir, bytes),
-        None => Ok(()),
-    }
-}
-
 /// The scan, reduce and cluster steps of the global stage `g`; afterwards
 /// the stage applies its decisions in every later pass.
 pub(super) fn global_steps(
@@ -161,7 +149,9 @@ pub(super) fn global_steps(
                 .pool
                 .install(|| global.reduce(&plan, p))
                 .map_err(phased_err(name))?;
-            keep_output(&dir, &step, |d, b| d.write_reduced(p, b)).map_err(phased_err(name))?;
+            if let Some(bytes) = &step.output {
+                dir.write_reduced(p, bytes).map_err(phased_err(name))?;
+            }
             dir.write_marker(&dir.reduce_marker(p), step.counts)
                 .map_err(phased_err(name))?;
         }
@@ -189,7 +179,9 @@ pub(super) fn global_steps(
                 .pool
                 .install(|| global.cluster(&plan))
                 .map_err(phased_err(name))?;
-            keep_output(&dir, &done, |d, b| d.write_summary(b)).map_err(phased_err(name))?;
+            if let Some(bytes) = &done.output {
+                dir.write_summary(bytes).map_err(phased_err(name))?;
+            }
             tracing::info!("{}: {:?}", step("cluster"), done.counts);
             dir.write_marker(&dir.cluster_marker(), done.counts)
                 .map_err(phased_err(name))?;

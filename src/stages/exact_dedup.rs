@@ -172,9 +172,7 @@ impl Global for ExactDedup {
         input: BatchInput,
         out: &mut StageOutput,
     ) -> Result<(), StageError> {
-        let dup_of = drop_decided(input, batch.num_rows(), Reason::ExactDuplicate, out);
-        out.columns.push(dup_of);
-        Ok(())
+        drop_decided(batch, input, Reason::ExactDuplicate, out)
     }
 
     fn reduce(&self, plan: &Plan, part: usize) -> Result<Step, PhasedError> {

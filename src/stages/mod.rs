@@ -158,8 +158,14 @@ impl Step {
 
 /// The apply side of a document-level global stage: drops the rows the
 /// cluster step decided on, with `reason` and the kept document's id, and
-/// returns the column of those ids (null for kept rows).
-fn drop_decided(input: BatchInput, rows: usize, reason: Reason, out: &mut StageOutput) -> ArrayRef {
+/// adds the column of those ids (null for kept rows).
+fn drop_decided(
+    batch: &RecordBatch,
+    input: BatchInput,
+    reason: Reason,
+    out: &mut StageOutput,
+) -> Result<(), StageError> {
+    let rows = batch.num_rows();
     let decided = match input {
         BatchInput::Decided(d) => d,
         _ => Vec::new(),
@@ -179,7 +185,8 @@ fn drop_decided(input: BatchInput, rows: usize, reason: Reason, out: &mut StageO
             None => dup_of.append_null(),
         }
     }
-    Arc::new(dup_of.finish())
+    out.columns.push(Arc::new(dup_of.finish()));
+    Ok(())
 }
 
 /// What building a stage may need from outside its own parameters.

@@ -370,9 +370,7 @@ impl Global for NearDedup {
         input: BatchInput,
         out: &mut StageOutput,
     ) -> Result<(), StageError> {
-        let dup_of = drop_decided(input, batch.num_rows(), Reason::NearDuplicate, out);
-        out.columns.push(dup_of);
-        Ok(())
+        drop_decided(batch, input, Reason::NearDuplicate, out)
     }
 
     fn reduce(&self, plan: &Plan, part: usize) -> Result<Step, PhasedError> {

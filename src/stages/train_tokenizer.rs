@@ -20,7 +20,10 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{BuildContext, Global, Mode, Reads, Stage, StageError, StageOutput, StageSpec, Step};
 use crate::batch::Core;
 use crate::phased::sections::io as io_err;
-use crate::phased::{PhasedError, Plan, Records, RunInput, ScanLayout, Scanned, TAG_WORDS};
+use crate::phased::{
+    combine_parts, sealed_part, PhasedError, Plan, Records, RunInput, ScanLayout, Scanned,
+    TAG_WORDS,
+};
 use crate::tokenizer::train::{self, Segmenter, TrainConfig, WordCounts};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,25 +126,12 @@ impl Records for TrainTokenizer {
         acc: Option<Box<dyn Any + Send>>,
         next: Box<dyn Any + Send>,
     ) -> Box<dyn Any + Send> {
-        let Some(acc) = acc else { return next };
-        match (acc.downcast::<WordCounts>(), next.downcast::<WordCounts>()) {
-            (Ok(mut acc), Ok(next)) => {
-                acc.merge(*next);
-                acc
-            }
-            (Ok(acc), Err(_)) => acc,
-            (Err(acc), _) => acc,
-        }
+        combine_parts(acc, next, |acc: &mut WordCounts, next| acc.merge(next))
     }
 
     /// The unit's counts, split by word hash into the partitions.
     fn seal(&self, acc: Option<Box<dyn Any + Send>>) -> Result<Vec<Vec<u8>>, PhasedError> {
-        let counts = match acc {
-            None => WordCounts::default(),
-            Some(a) => *a
-                .downcast::<WordCounts>()
-                .map_err(|_| PhasedError::Missing("the word counts".into()))?,
-        };
+        let counts: WordCounts = sealed_part(acc)?.unwrap_or_default();
         let parts = self.config.partitions;
         let mut split: Vec<WordCounts> = vec![WordCounts::default(); parts];
         for (lang, lc) in counts.langs {

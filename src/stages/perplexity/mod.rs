@@ -30,7 +30,8 @@ use super::{
 };
 use crate::batch::Core;
 use crate::phased::{
-    BatchInput, PhasedError, Plan, Records, RunInput, ScanLayout, Scanned, TAG_SCORES,
+    combine_parts, sealed_part, BatchInput, PhasedError, Plan, Records, RunInput, ScanLayout,
+    Scanned, TAG_SCORES,
 };
 use crate::ledger::Reason;
 use crate::lm::{DocScore, LmDevice, Model, Precision, ScoreOptions};
@@ -348,27 +349,15 @@ impl Records for Perplexity {
         acc: Option<Box<dyn Any + Send>>,
         next: Box<dyn Any + Send>,
     ) -> Box<dyn Any + Send> {
-        let Some(acc) = acc else { return next };
-        match (acc.downcast::<Vec<Vec<u8>>>(), next.downcast::<Vec<Vec<u8>>>()) {
-            (Ok(mut acc), Ok(next)) => {
-                for (a, n) in acc.iter_mut().zip(next.iter()) {
-                    a.extend_from_slice(n);
-                }
-                acc
+        combine_parts(acc, next, |acc: &mut Vec<Vec<u8>>, next| {
+            for (a, n) in acc.iter_mut().zip(&next) {
+                a.extend_from_slice(n);
             }
-            (Ok(acc), Err(_)) => acc,
-            (Err(acc), _) => acc,
-        }
+        })
     }
 
     fn seal(&self, acc: Option<Box<dyn Any + Send>>) -> Result<Vec<Vec<u8>>, PhasedError> {
-        match acc {
-            None => Ok(vec![Vec::new(); self.config.partitions]),
-            Some(a) => a
-                .downcast::<Vec<Vec<u8>>>()
-                .map(|a| *a)
-                .map_err(|_| PhasedError::Missing("the perplexity scan's sections".into())),
-        }
+        Ok(sealed_part(acc)?.unwrap_or_else(|| vec![Vec::new(); self.config.partitions]))
     }
 }
 
