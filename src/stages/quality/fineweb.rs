@@ -112,7 +112,7 @@ impl Fineweb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::words;
+    use crate::text::spacy::words;
 
     fn fw() -> Fineweb {
         Fineweb::new(FinewebParams {

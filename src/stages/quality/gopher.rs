@@ -365,7 +365,7 @@ fn split_paragraphs(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::words;
+    use crate::text::spacy::words;
 
     fn quality() -> GopherQuality {
         let p = GopherQualityParams {

@@ -307,7 +307,7 @@ impl Quality {
         let mut spans: Option<Vec<std::ops::Range<usize>>> = None;
         let word_spans = |t: &str| -> Vec<std::ops::Range<usize>> {
             let base = t.as_ptr() as usize;
-            crate::text::words(t)
+            crate::text::spacy::words(t)
                 .into_iter()
                 .map(|w| {
                     let start = w.as_ptr() as usize - base;

@@ -1,12 +1,15 @@
 //! Words, lines and character classes shared by the quality rules.
 //!
-//! Words are Unicode (UAX #29) word-boundary segments without whitespace,
-//! so they work for every script of the 35 languages, and punctuation marks
-//! are words of their own, as spaCy's tokenizer makes them for the rules'
-//! reference implementation. Line splitting follows Python's `splitlines`,
-//! which those rules use, so thresholds mean the same thing here.
+//! Two word splits: [`words`], Unicode (UAX #29) word-boundary segments
+//! without whitespace, which work alike for every script (near-dup
+//! shingles, line lengths); and [`spacy::words`], the split of the quality
+//! rules' reference implementation, which the Gopher, C4 and FineWeb rules
+//! count. Line splitting follows Python's `splitlines`, which those rules
+//! use, so thresholds mean the same thing here.
 
 use unicode_segmentation::UnicodeSegmentation;
+
+pub mod spacy;
 
 /// The word tokens of a text.
 pub fn words(text: &str) -> Vec<&str> {
@@ -122,23 +125,23 @@ pub fn chars(s: &str) -> usize {
     }
 }
 
-/// Sentences in a line, the way a rule-based sentencizer counts them: a
-/// sentence ends at a terminal mark and the next starts at the next token
-/// that is not punctuation.
+/// Sentences in a line, as spaCy's rule-based sentencizer counts them on
+/// the reference word split ([`spacy::words`]): a sentence ends at a token
+/// that is one terminal mark (`!!!` is three of them, `...` none), and the
+/// next starts at the next token that is not punctuation.
 pub fn sentences(line: &str) -> usize {
     let mut n = 0;
     let mut seen_end = false;
-    let mut started = false;
-    for w in words(line) {
-        let punct = w.chars().all(is_punct);
-        if !started {
-            started = true;
+    for w in spacy::words(line) {
+        let mut cs = w.chars();
+        let terminal = matches!((cs.next(), cs.next()), (Some(c), None) if is_terminal(c));
+        if n == 0 {
             n = 1;
-        } else if seen_end && !punct {
+        } else if seen_end && !terminal && !w.chars().all(is_punct) {
             n += 1;
             seen_end = false;
         }
-        if punct && w.chars().any(is_terminal) {
+        if terminal {
             seen_end = true;
         }
     }
@@ -180,6 +183,8 @@ mod tests {
         assert_eq!(sentences("One. Two! Three? Four"), 4);
         assert_eq!(sentences("Version 2.5 is out."), 1);
         assert_eq!(sentences("Hello!!! World."), 2);
+        // `...` is one token, not a terminal mark, as in spaCy.
+        assert_eq!(sentences("Wait... what? Yes."), 2);
         assert_eq!(sentences(""), 0);
     }
 }
