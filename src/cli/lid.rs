@@ -67,7 +67,8 @@ pub fn eval_lid(a: EvalLidArgs) -> Outcome {
     if samples.is_empty() {
         bail!("no labelled text in {data:?}");
     }
-    let report = forja::evaluate_lid(lid.identifier(), &samples, line_threshold);
+    let min_letters = lid.config().min_line_letters;
+    let report = forja::evaluate_lid(lid.identifier(), &samples, line_threshold, min_letters);
     if json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(ExitCode::SUCCESS);

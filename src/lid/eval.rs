@@ -82,13 +82,19 @@ impl Report {
 
 /// Identifies every sample with `backend` (lines below `line_threshold`
 /// count as unidentified) and tallies the results per language.
-pub fn evaluate(backend: &dyn Identify, samples: &[Sample], line_threshold: f64) -> Report {
+pub fn evaluate(
+    backend: &dyn Identify,
+    samples: &[Sample],
+    line_threshold: f64,
+    min_line_letters: usize,
+) -> Report {
     let mut languages: BTreeMap<String, LangResult> = BTreeMap::new();
     let start = Instant::now();
     let mut bytes = 0u64;
     for s in samples {
         bytes += s.text.len() as u64;
-        let got = document_language(backend, &s.text, line_threshold, 1).map(|d| d.lang);
+        let got = document_language(backend, &s.text, line_threshold, min_line_letters, 1)
+            .map(|d| d.lang);
         let r = languages.entry(s.lang.clone()).or_default();
         r.total += 1;
         match got {
@@ -127,7 +133,7 @@ mod tests {
                 text: "12345".into(),
             },
         ];
-        let r = evaluate(&WhatlangLid, &samples, 0.0);
+        let r = evaluate(&WhatlangLid, &samples, 0.0, 10);
         assert_eq!(r.languages["en"].total, 2);
         assert_eq!(r.languages["en"].correct, 1);
         assert_eq!(r.languages["en"].unidentified, 1);

@@ -60,9 +60,15 @@ pub struct LidConfig {
     /// Lines identified with less confidence count as unidentified.
     #[serde(default = "default_line_threshold")]
     pub line_threshold: f64,
-    /// The document's language must hold at least this share of its bytes.
+    /// The document's language must hold at least this share of its prose
+    /// bytes, or it is `mixed_language`.
     #[serde(default = "default_doc_threshold")]
     pub doc_threshold: f64,
+    /// Lines with fewer letters than this, or more other visible characters
+    /// than letters (options, paths, code, headings), do not count in the
+    /// document's shares; 0 counts every line, as ungoliant does.
+    #[serde(default = "default_min_line_letters")]
+    pub min_line_letters: usize,
     /// Languages kept (`code` included if listed); empty keeps every language.
     #[serde(default)]
     pub languages: Vec<String>,
@@ -85,6 +91,7 @@ impl Default for LidConfig {
             groups: None,
             line_threshold: default_line_threshold(),
             doc_threshold: default_doc_threshold(),
+            min_line_letters: default_min_line_letters(),
             languages: Vec::new(),
             code_sources: Vec::new(),
             top: default_top(),
@@ -100,6 +107,9 @@ fn default_line_threshold() -> f64 {
 }
 fn default_doc_threshold() -> f64 {
     0.6
+}
+fn default_min_line_letters() -> usize {
+    25
 }
 fn default_top() -> usize {
     3
@@ -197,6 +207,7 @@ impl Lid {
             self.backend.as_ref(),
             text,
             self.config.line_threshold,
+            self.config.min_line_letters,
             self.config.top,
         )
     }
@@ -444,6 +455,7 @@ impl StageSpec for LidConfig {
             groups: Some("g.bin".into()),
             line_threshold: 0.5,
             doc_threshold: 0.7,
+            min_line_letters: 12,
             languages: vec!["ca".into(), "code".into()],
             code_sources: vec!["github".into()],
             top: 2,
@@ -470,6 +482,7 @@ mod tests {
                 groups: None,
                 line_threshold: 0.8,
                 doc_threshold: 0.6,
+                min_line_letters: 25,
                 languages: languages.iter().map(|s| s.to_string()).collect(),
                 code_sources: vec!["code".into()],
                 top: 3,
