@@ -160,3 +160,33 @@ pub fn manifest(text: &str) -> usize {
         Err(p) => p.len(),
     }
 }
+
+/// Splits `text` into words both ways (UAX #29 and the quality rules'
+/// spaCy rules), counts its sentences and tests each line for prose.
+/// Checks that every word is a non-empty, whitespace-free slice of the
+/// text, in order and without overlap; returns the number of words.
+pub fn words(text: &str) -> usize {
+    let base = text.as_ptr() as usize;
+    let mut n = 0;
+    for split in [crate::text::words(text), crate::text::spacy::words(text)] {
+        let mut at = 0;
+        for w in &split {
+            let start = w.as_ptr() as usize - base;
+            assert!(
+                start >= at && start + w.len() <= text.len(),
+                "a word out of order"
+            );
+            assert!(
+                !w.is_empty() && !w.chars().any(char::is_whitespace),
+                "a bad word {w:?}"
+            );
+            at = start + w.len();
+        }
+        n += split.len();
+    }
+    for line in text.lines() {
+        n += crate::text::sentences(line);
+        n += usize::from(crate::lid::is_prose(line, 25));
+    }
+    n
+}

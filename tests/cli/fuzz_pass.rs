@@ -87,6 +87,11 @@ fn run(target: &str, data: &[u8]) {
                 fuzzing::manifest(t);
             }
         }
+        "words" => {
+            if let Ok(t) = std::str::from_utf8(data) {
+                fuzzing::words(t);
+            }
+        }
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -109,7 +114,9 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn every_seed_and_regression_and_their_mutations_keep_the_readers_promises() {
     let root = Path::new(REPO).join("fuzz");
     let mut ran = 0;
-    for target in ["jsonl", "warc", "parquet", "text", "html", "manifest"] {
+    for target in [
+        "jsonl", "warc", "parquet", "text", "html", "manifest", "words",
+    ] {
         let seeds = files(&root.join("corpus").join(target));
         assert!(!seeds.is_empty(), "fuzz/corpus/{target} has seeds");
         for (name, data) in files(&root.join("regressions").join(target)) {
