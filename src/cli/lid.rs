@@ -91,6 +91,11 @@ pub fn eval_lid(a: EvalLidArgs) -> Outcome {
             confused.join(" ")
         );
     }
+    let c = &report.calibration;
+    println!(
+        "lang_score: expected calibration error {:.4}; {} wrong answers, {} of them scored >= 0.99",
+        c.ece, c.wrong, c.wrong_scored_high
+    );
     let (worst, wacc) = report.worst().unwrap_or(("-", 0.0));
     println!(
         "macro accuracy {:.4}, worst {worst} {wacc:.3}; {:.0} docs/s, {:.2} MB/s on one thread",
