@@ -13,8 +13,11 @@ pub mod spacy;
 
 /// The word tokens of a text.
 pub fn words(text: &str) -> Vec<&str> {
+    // A combining mark after a space joins the space's segment (UAX #29
+    // rule WB4): the space is trimmed off, the mark stays a word.
     text.split_word_bounds()
-        .filter(|w| !w.chars().all(char::is_whitespace))
+        .map(|w| w.trim_matches(char::is_whitespace))
+        .filter(|w| !w.is_empty())
         .collect()
 }
 
@@ -163,6 +166,12 @@ mod tests {
             words("well-known  \t2.5"),
             vec!["well", "-", "known", "2.5"]
         );
+    }
+
+    #[test]
+    fn no_word_holds_whitespace() {
+        // Found by the `words` fuzz target: U+0591 after a space.
+        assert_eq!(words("a \u{591}b"), vec!["a", "\u{591}", "b"]);
     }
 
     #[test]

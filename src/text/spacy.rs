@@ -287,7 +287,8 @@ fn push<'a>(tok: &'a str, out: &mut Vec<&'a str>) {
     if !tok.is_ascii() && tok.chars().any(unspaced) {
         out.extend(
             tok.split_word_bounds()
-                .filter(|w| !w.chars().all(char::is_whitespace)),
+                .map(|w| w.trim_matches(char::is_whitespace))
+                .filter(|w| !w.is_empty()),
         );
     } else {
         out.push(tok);
