@@ -24,6 +24,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
+
+use crate::text::spacy::{is_symbol, split_affixes};
 use unicode_normalization::UnicodeNormalization;
 use xxhash_rust::xxh64::xxh64;
 
@@ -167,7 +169,6 @@ const SPECIAL_CASES: &str = include_str!("../../filters/dedup/datatrove-en-speci
 struct Tables {
     numbers: Regex,
     marks: Regex,
-    symbol: Regex,
     special: HashMap<&'static str, Vec<&'static str>>,
 }
 
@@ -176,7 +177,6 @@ fn tables() -> &'static Tables {
     T.get_or_init(|| Tables {
         numbers: Regex::new(r"\p{Nd}+(?:[.,،٫⎖⎗⎘]\p{Nd}+)?").expect("valid pattern"),
         marks: Regex::new(r"\p{Mn}+").expect("valid pattern"),
-        symbol: Regex::new(r"^\p{So}$").expect("valid pattern"),
         special: SPECIAL_CASES
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -203,16 +203,6 @@ pub fn simplify(text: &str) -> String {
     }
     let nfd: String = spaced.nfd().collect();
     t.marks.replace_all(&nfd, "").trim().to_string()
-}
-
-/// A symbol (Unicode So), which spaCy splits off anywhere in a word. No
-/// ASCII character is one, which spares the regex for most characters.
-fn is_symbol(c: char) -> bool {
-    if c.is_ascii() {
-        return false;
-    }
-    let mut buf = [0u8; 4];
-    tables().symbol.is_match(c.encode_utf8(&mut buf))
 }
 
 /// True if `c` splits off as a prefix or suffix: one of `set` (which holds
@@ -246,49 +236,10 @@ fn suffix_len(s: &str) -> usize {
 
 /// Tokens of one space-free chunk, in spaCy's order: special case, or
 /// prefixes, infix-split middle, suffixes.
-fn tokenize_chunk<'a>(mut s: &'a str, out: &mut Vec<&'a str>) {
+fn tokenize_chunk<'a>(s: &'a str, out: &mut Vec<&'a str>) {
     let special = &tables().special;
-    let mut prefixes = Vec::new();
-    let mut suffixes = Vec::new();
-    let mut last = usize::MAX;
-    while !s.is_empty() && s.len() != last {
-        if special.contains_key(s) {
-            break;
-        }
-        last = s.len();
-        let pre = prefix_len(s);
-        if pre != 0 {
-            let minus = &s[pre..];
-            if !minus.is_empty() && special.contains_key(minus) {
-                prefixes.push(&s[..pre]);
-                s = minus;
-                break;
-            }
-        }
-        let suf = suffix_len(&s[pre..]);
-        if suf != 0 {
-            let minus = &s[..s.len() - suf];
-            if !minus.is_empty() && special.contains_key(minus) {
-                suffixes.push(&s[s.len() - suf..]);
-                s = minus;
-                break;
-            }
-        }
-        if pre != 0 && suf != 0 && pre + suf <= s.len() {
-            prefixes.push(&s[..pre]);
-            suffixes.push(&s[s.len() - suf..]);
-            s = &s[pre..s.len() - suf];
-        } else if pre != 0 {
-            prefixes.push(&s[..pre]);
-            s = &s[pre..];
-        } else if suf != 0 {
-            suffixes.push(&s[s.len() - suf..]);
-            s = &s[..s.len() - suf];
-        }
-        if !s.is_empty() && special.contains_key(s) {
-            break;
-        }
-    }
+    let (prefixes, s, suffixes) =
+        split_affixes(s, |t| special.contains_key(t), prefix_len, suffix_len);
     out.extend(prefixes);
     if let Some(parts) = special.get(s) {
         out.extend(parts.iter().copied());

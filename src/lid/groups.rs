@@ -331,14 +331,19 @@ mod tests {
         }
     }
 
+    /// The cascade over a fixed first opinion.
+    fn refined(m: &GroupModel, cands: Vec<(&'static str, f32)>, confident: f32) -> Refined<Fixed> {
+        Refined {
+            base: Fixed(cands),
+            groups: m.clone(),
+            confident,
+        }
+    }
+
     #[test]
     fn a_language_the_model_does_not_know_stays_reachable() {
         let m = GroupModel::train([("gl", GL), ("pt", PT), ("es", ES)].into_iter(), 5000);
-        let unsure = |cands: Vec<(&'static str, f32)>| Refined {
-            base: Fixed(cands),
-            groups: m.clone(),
-            confident: 0.6,
-        };
+        let unsure = |cands| refined(&m, cands, 0.6);
         // Maltese first but unsure, a known language second: still Maltese.
         let r = unsure(vec![("mt", 0.4), ("es", 0.3), ("pt", 0.1)]);
         assert_eq!(r.identify(PT).unwrap().0, "mt");
@@ -350,11 +355,7 @@ mod tests {
     #[test]
     fn the_second_opinion_is_asked_only_when_it_could_change_the_answer() {
         let m = GroupModel::train([("gl", GL), ("pt", PT), ("es", ES)].into_iter(), 5000);
-        let r = |cands: Vec<(&'static str, f32)>| Refined {
-            base: Fixed(cands),
-            groups: m.clone(),
-            confident: 0.8,
-        };
+        let r = |cands| refined(&m, cands, 0.8);
         // Sure, and no other language of the group in sight: kept.
         let sure = r(vec![("es", 0.99), ("en", 0.005)]);
         assert_eq!(sure.identify(GL).unwrap(), ("es", 0.99));

@@ -32,7 +32,6 @@ use regex::Regex;
 
 use crate::hash::MixState;
 use unicode_script::{Script, UnicodeScript};
-use unicode_segmentation::UnicodeSegmentation;
 
 const SPECIAL_CASES: &str = include_str!("../../filters/words/spacy-en-special-cases.tsv");
 
@@ -119,8 +118,9 @@ fn special_cases() -> Special {
 }
 
 /// A symbol (Unicode So): split off anywhere. Letters, digits and ASCII
-/// never are one, which spares the regex for nearly every character.
-fn is_symbol(c: char) -> bool {
+/// never are one, and below U+058D only five characters are, which spares
+/// the regex for nearly every character.
+pub(crate) fn is_symbol(c: char) -> bool {
     if c < '\u{58D}' {
         // Latin, Greek, Cyrillic: five symbols, no table lookup.
         return matches!(c, '¦' | '©' | '®' | '°' | '\u{482}');
@@ -285,11 +285,7 @@ fn unspaced(c: char) -> bool {
 /// of a script without spaces.
 fn push<'a>(tok: &'a str, out: &mut Vec<&'a str>) {
     if !tok.is_ascii() && tok.chars().any(unspaced) {
-        out.extend(
-            tok.split_word_bounds()
-                .map(|w| w.trim_matches(char::is_whitespace))
-                .filter(|w| !w.is_empty()),
-        );
+        out.extend(super::words(tok));
     } else {
         out.push(tok);
     }
@@ -344,22 +340,29 @@ fn attach<'a>(s: &'a str, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Tokens of one whitespace-free chunk, in spaCy's order: prefixes, the
-/// middle, suffixes.
-fn chunk<'a>(mut s: &'a str, out: &mut Vec<&'a str>) {
-    let special = &tables().special;
+/// spaCy's affix loop over one whitespace-free chunk: peel one prefix and
+/// one suffix at a time until a special case or nothing is left to peel.
+/// Returns the prefixes, the middle and the suffixes (innermost last). The
+/// tables are the caller's: the quality rules' split and datatrove's
+/// near-dup shingles (on simplified text) share this loop.
+pub(crate) fn split_affixes(
+    mut s: &str,
+    special: impl Fn(&str) -> bool,
+    prefix_len: impl Fn(&str) -> usize,
+    suffix_len: impl Fn(&str) -> usize,
+) -> (Vec<&str>, &str, Vec<&str>) {
     let mut prefixes = Vec::new();
     let mut suffixes = Vec::new();
     let mut last = usize::MAX;
     while !s.is_empty() && s.len() != last {
-        if special.contains_key(s) {
+        if special(s) {
             break;
         }
         last = s.len();
         let pre = prefix_len(s);
         if pre != 0 {
             let minus = &s[pre..];
-            if !minus.is_empty() && special.contains_key(minus) {
+            if !minus.is_empty() && special(minus) {
                 prefixes.push(&s[..pre]);
                 s = minus;
                 break;
@@ -368,7 +371,7 @@ fn chunk<'a>(mut s: &'a str, out: &mut Vec<&'a str>) {
         let suf = suffix_len(&s[pre..]);
         if suf != 0 {
             let minus = &s[..s.len() - suf];
-            if !minus.is_empty() && special.contains_key(minus) {
+            if !minus.is_empty() && special(minus) {
                 suffixes.push(&s[s.len() - suf..]);
                 s = minus;
                 break;
@@ -386,9 +389,18 @@ fn chunk<'a>(mut s: &'a str, out: &mut Vec<&'a str>) {
             s = &s[..s.len() - suf];
         }
     }
+    (prefixes, s, suffixes)
+}
+
+/// Tokens of one whitespace-free chunk, in spaCy's order: prefixes, the
+/// middle, suffixes.
+fn chunk<'a>(s: &'a str, out: &mut Vec<&'a str>) {
+    let special = &tables().special;
+    let (prefixes, middle, suffixes) =
+        split_affixes(s, |t| special.contains_key(t), prefix_len, suffix_len);
     out.extend(prefixes);
-    if !s.is_empty() {
-        attach(s, out);
+    if !middle.is_empty() {
+        attach(middle, out);
     }
     out.extend(suffixes.into_iter().rev());
 }
