@@ -64,9 +64,9 @@ pub struct LidConfig {
     /// bytes, or it is `mixed_language`.
     #[serde(default = "default_doc_threshold")]
     pub doc_threshold: f64,
-    /// Lines with fewer letters than this, or more other visible characters
-    /// than letters (options, paths, code, headings), do not count in the
-    /// document's shares; 0 counts every line, as ungoliant does.
+    /// Only prose lines count in the document's shares: at least this many
+    /// letters, and not options, paths, code, tables or headings (see
+    /// `lid::is_prose`); 0 counts every line, as ungoliant does.
     #[serde(default = "default_min_line_letters")]
     pub min_line_letters: usize,
     /// Languages kept (`code` included if listed); empty keeps every language.
