@@ -89,6 +89,17 @@ def bench(a):
             out, (s, rss) = train(tool, a.corpus, vocab, a.threads, a.runs)
             rows.append((tool, vocab, os.path.basename(a.corpus.rstrip("/")), s, rss))
             print(f"{tool:6} vocab {vocab:6} {rows[-1][2]:>14}: {s:7.1f} s  {rss:7.0f} MiB", flush=True)
+    for vocab in a.vocab:
+        best = {}
+        for tool, v, _, secs, _ in rows:
+            if v == vocab:
+                best[tool] = min(best.get(tool, secs), secs)
+        if "forja" in best:
+            for tool in ("hf", "spm"):
+                if tool in best:
+                    print(f"vocab {vocab}: forja is {best[tool] / best['forja']:.1f}x {tool} "
+                          f"(best of each: {best['forja']:.2f} s against {best[tool]:.2f} s)",
+                          flush=True)
     for c in a.scale:
         out, (s, rss) = train("forja", c, a.vocab[0], a.threads, a.runs)
         rows.append(("forja", a.vocab[0], os.path.basename(c.rstrip("/")), s, rss))

@@ -17,6 +17,7 @@
 pub mod bpe;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod heap;
 pub mod json;
 pub mod weights;
 pub mod words;
