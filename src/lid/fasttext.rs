@@ -11,6 +11,8 @@
 //! makes prediction a few dot products.
 
 use std::collections::HashMap;
+
+use crate::hash::{MixState, PassThroughState};
 use std::path::Path;
 
 use super::bytes::{load_model, Bytes, ModelError};
@@ -42,13 +44,13 @@ struct Node {
 pub struct FastText {
     args: Args,
     /// Word -> index, for the `nwords` words of the dictionary.
-    words: HashMap<Box<str>, u32>,
+    words: HashMap<Box<str>, u32, MixState>,
     /// Subword rows of each word (the word itself, then its n-grams).
     subwords: Vec<Vec<u32>>,
     labels: Vec<String>,
     nwords: u32,
     /// Original n-gram bucket -> row offset, for pruned (quantized) models.
-    prune: Option<HashMap<u32, u32>>,
+    prune: Option<HashMap<u32, u32, PassThroughState>>,
     /// Input embeddings, row-major, `dim` floats per row.
     input: Vec<f32>,
     /// Output rows (one per label, or per inner tree node for HS).
@@ -189,10 +191,14 @@ impl FastText {
         let nlabels = r.i32()? as usize;
         r.i64()?; // ntokens
         let prune_size = r.i64()?;
-        let mut words = HashMap::with_capacity(nwords as usize);
-        let mut word_list = Vec::with_capacity(nwords as usize);
-        let mut labels = Vec::with_capacity(nlabels);
-        let mut label_counts = Vec::with_capacity(nlabels);
+        // Capacities from the header are hints only: a hostile file cannot
+        // make them allocate more than the entries it really holds.
+        let hint = |n: usize| n.min(1 << 20);
+        let mut words =
+            HashMap::with_capacity_and_hasher(hint(nwords as usize), MixState::default());
+        let mut word_list = Vec::with_capacity(hint(nwords as usize));
+        let mut labels = Vec::with_capacity(hint(nlabels));
+        let mut label_counts = Vec::with_capacity(hint(nlabels));
         for _ in 0..size {
             let w = r.cstr()?;
             let count = r.i64()?;
@@ -212,7 +218,10 @@ impl FastText {
             return Err("dictionary counts disagree".into());
         }
         let prune = if prune_size >= 0 {
-            let mut m = HashMap::with_capacity(prune_size as usize);
+            let mut m = HashMap::with_capacity_and_hasher(
+                hint(prune_size as usize),
+                PassThroughState::default(),
+            );
             for _ in 0..prune_size {
                 let from = r.i32()? as u32;
                 let to = r.i32()? as u32;

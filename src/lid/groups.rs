@@ -37,25 +37,30 @@ pub const GROUPS: [&[&str]; 4] = [
 ];
 
 /// Hashes of the character 1-4-grams of a text, lower-cased, words padded
-/// with a space on each side.
+/// with a space on each side (for n = 1 to 4, every window of n characters;
+/// this order is kept: scores are sums in it).
 fn ngrams(text: &str, mut f: impl FnMut(u32)) {
     let lower = text.to_lowercase();
+    // One padded word's bytes, and where each of its characters starts;
+    // reused from word to word.
+    let mut padded: Vec<u8> = Vec::new();
+    let mut bounds: Vec<usize> = Vec::new();
     for word in lower
         .split(|c: char| !c.is_alphabetic())
         .filter(|w| !w.is_empty())
     {
-        let padded: Vec<char> = std::iter::once(' ')
-            .chain(word.chars())
-            .chain(std::iter::once(' '))
-            .collect();
-        let mut buf = [0u8; 16];
-        for n in 1..=4 {
-            for w in padded.windows(n) {
-                let mut len = 0;
-                for c in w {
-                    len += c.encode_utf8(&mut buf[len..]).len();
-                }
-                f(xxh3_64(&buf[..len]) as u32);
+        padded.clear();
+        bounds.clear();
+        padded.push(b' ');
+        bounds.extend(std::iter::once(0).chain(word.char_indices().map(|(i, _)| i + 1)));
+        padded.extend_from_slice(word.as_bytes());
+        bounds.push(padded.len());
+        padded.push(b' ');
+        bounds.push(padded.len());
+        let chars = bounds.len() - 1;
+        for n in 1..=4.min(chars) {
+            for k in 0..=chars - n {
+                f(xxh3_64(&padded[bounds[k]..bounds[k + n]]) as u32);
             }
         }
     }
@@ -70,12 +75,55 @@ struct LangModel {
     logp: HashMap<u32, f32, PassThroughState>,
 }
 
+/// The profiles side by side for scoring: one lookup per n-gram gives its
+/// log-probability in every language (a language without the n-gram has
+/// its unseen value there), instead of one lookup per candidate language.
+#[derive(Clone, Default)]
+struct Dense {
+    /// N-gram hash to its row.
+    index: HashMap<u32, u32, PassThroughState>,
+    /// One row of `width` log-probabilities per n-gram, a column per language.
+    rows: Vec<f32>,
+    width: usize,
+}
+
+impl Dense {
+    fn new(langs: &[LangModel]) -> Self {
+        let width = langs.len();
+        let mut d = Dense {
+            width,
+            ..Dense::default()
+        };
+        for (col, m) in langs.iter().enumerate() {
+            let mut entries: Vec<(&u32, &f32)> = m.logp.iter().collect();
+            entries.sort_unstable_by_key(|e| *e.0);
+            for (&h, &p) in entries {
+                let next = d.index.len() as u32;
+                let row = *d.index.entry(h).or_insert_with(|| {
+                    d.rows.extend(langs.iter().map(|m| m.unseen));
+                    next
+                }) as usize;
+                d.rows[row * width + col] = p;
+            }
+        }
+        d
+    }
+
+    /// The n-gram's log-probabilities, one per language, if any language has it.
+    #[inline]
+    fn row(&self, h: u32) -> Option<&[f32]> {
+        let r = *self.index.get(&h)? as usize;
+        Some(&self.rows[r * self.width..(r + 1) * self.width])
+    }
+}
+
 /// The close-group model: character n-gram profiles that tell apart
 /// languages a first identifier confuses (bs/hr/sr, no/nn/da, gl/pt, ...).
 #[derive(Clone)]
 pub struct GroupModel {
     groups: Vec<Vec<String>>,
     langs: Vec<LangModel>,
+    dense: Dense,
 }
 
 impl GroupModel {
@@ -116,7 +164,15 @@ impl GroupModel {
                     .collect()
             })
             .collect();
-        GroupModel { groups, langs }
+        GroupModel::with(groups, langs)
+    }
+
+    fn with(groups: Vec<Vec<String>>, langs: Vec<LangModel>) -> Self {
+        GroupModel {
+            dense: Dense::new(&langs),
+            groups,
+            langs,
+        }
     }
 
     /// The close group of `lang` (two or more languages the model knows).
@@ -148,19 +204,28 @@ impl GroupModel {
     /// The best of `candidates` (those this model knows) for `text`, with
     /// its posterior among them.
     pub fn decide_among(&self, candidates: &[&str], text: &str) -> Option<(&str, f32)> {
-        let models: Vec<&LangModel> = candidates
+        let cols: Vec<usize> = candidates
             .iter()
-            .filter_map(|l| self.langs.iter().find(|m| m.code == *l))
+            .filter_map(|l| self.langs.iter().position(|m| m.code == *l))
             .collect();
-        if models.is_empty() {
+        if cols.is_empty() {
             return None;
         }
-        let mut scores = vec![0f64; models.len()];
+        let mut scores = vec![0f64; cols.len()];
         let mut seen = 0usize;
         ngrams(text, |h| {
             seen += 1;
-            for (s, m) in scores.iter_mut().zip(&models) {
-                *s += *m.logp.get(&h).unwrap_or(&m.unseen) as f64;
+            match self.dense.row(h) {
+                Some(row) => {
+                    for (s, &c) in scores.iter_mut().zip(&cols) {
+                        *s += row[c] as f64;
+                    }
+                }
+                None => {
+                    for (s, &c) in scores.iter_mut().zip(&cols) {
+                        *s += self.langs[c].unseen as f64;
+                    }
+                }
             }
         });
         if seen == 0 {
@@ -173,7 +238,10 @@ impl GroupModel {
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
             .expect("two or more models");
-        Some((models[best].code.as_str(), ((s - max).exp() / z) as f32))
+        Some((
+            self.langs[cols[best]].code.as_str(),
+            ((s - max).exp() / z) as f32,
+        ))
     }
 
     /// Writes the model to `path`.
@@ -248,7 +316,7 @@ impl GroupModel {
         if !r.at_end() {
             return Err("trailing bytes".into());
         }
-        Ok(GroupModel { groups, langs })
+        Ok(GroupModel::with(groups, langs))
     }
 }
 
