@@ -49,7 +49,7 @@ pub use ledger::{read_parquet as read_ledger, Stats};
 pub use lid::eval::{
     evaluate as evaluate_lid, read_samples as read_lid_samples, Report as LidReport,
 };
-pub use lid::groups::{describe as describe_groups, GroupModel};
+pub use lid::groups::{describe as describe_groups, Calibration as LidCalibration, GroupModel};
 pub use lid::SALAMANDRA;
 pub use stages::{BuildContext, Lid, LidBackend, LidConfig, Mode};
 

@@ -71,6 +71,10 @@ pub struct Calibration {
     pub wrong: u64,
     /// Wrong answers that scored 0.99 or more.
     pub wrong_scored_high: u64,
+    /// Mean score of the right answers.
+    pub mean_right: f64,
+    /// Mean score of the wrong answers (0 if none).
+    pub mean_wrong: f64,
 }
 
 impl Calibration {
@@ -97,11 +101,20 @@ impl Calibration {
             .sum();
         let wrong = scored.iter().filter(|s| !s.1).count() as u64;
         let wrong_scored_high = scored.iter().filter(|s| !s.1 && s.0 >= 0.99).count() as u64;
+        let mean = |right: bool| {
+            let (n, sum) = scored
+                .iter()
+                .filter(|s| s.1 == right)
+                .fold((0usize, 0.0), |(n, sum), s| (n + 1, sum + s.0));
+            sum / n.max(1) as f64
+        };
         Calibration {
             bins,
             ece,
             wrong,
             wrong_scored_high,
+            mean_right: mean(true),
+            mean_wrong: mean(false),
         }
     }
 }
@@ -227,6 +240,7 @@ mod tests {
             c.ece
         );
         assert_eq!((c.wrong, c.wrong_scored_high), (2, 0));
+        assert!((c.mean_right - 0.75).abs() < 1e-9 && (c.mean_wrong - 0.75).abs() < 1e-9);
         let perfect = Calibration::of(&[(1.0, true), (1.0, true)]);
         assert_eq!(perfect.ece, 0.0);
     }

@@ -7,13 +7,17 @@
 //! in a close group, the model chooses within the group; when fastText is
 //! below the confidence threshold, it chooses among fastText's top three.
 //! `forja train-lid-groups` trains it from labelled text; the model is a
-//! small file (`models/lid-groups.bin`).
+//! small file (`models/lid-groups.bin`). Its posterior decides the answer
+//! and meets the line threshold as it always did, while the score reported
+//! is calibrated ([`Calibration`], fitted on held-out text): Naive Bayes
+//! alone scores its wrong answers near 1.
 //!
-//! File format (little-endian): `FJLG` magic, u32 version (1), u32 number of
-//! groups, then per group a u32 count and that many language codes; u32
-//! number of languages, then per language: code, f32 log-probability of an
-//! unseen n-gram, u32 entries, and entries of (u32 n-gram hash, f32 log-prob),
-//! sorted by hash. Strings are u16 length + UTF-8.
+//! File format (little-endian): `FJLG` magic, u32 version (2; 1 is read
+//! too), u32 number of groups, then per group a u32 count and that many
+//! language codes; u32 number of languages, then per language: code, f32
+//! log-probability of an unseen n-gram, u32 entries, and entries of (u32
+//! n-gram hash, f32 log-prob), sorted by hash; version 2 ends with the
+//! [`Calibration`] (f32 k, f32 beta). Strings are u16 length + UTF-8.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -124,6 +128,57 @@ pub struct GroupModel {
     groups: Vec<Vec<String>>,
     langs: Vec<LangModel>,
     dense: Dense,
+    calibration: Calibration,
+}
+
+/// How a decision's summed log-likelihoods become a probability worth
+/// reporting. Naive Bayes multiplies n-grams as if independent, so its own
+/// posterior is near 1 even when it is wrong; the reported one is
+/// `softmax(k * score / seen^beta)` over the candidates (`seen`: the text's
+/// n-grams), with `k` and `beta` fitted on held-out text by
+/// [`GroupModel::fit_calibration`]. It never changes which language wins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    /// Scale of the summed log-likelihoods (a temperature's inverse).
+    pub k: f32,
+    /// How the scale shrinks with the text's n-grams, from 0 (not at all)
+    /// to 1 (a per-n-gram mean).
+    pub beta: f32,
+}
+
+impl Calibration {
+    /// The posterior as Naive Bayes computes it (models without a fit).
+    pub const NONE: Calibration = Calibration { k: 1.0, beta: 0.0 };
+}
+
+/// A second opinion: the language, Naive Bayes' own posterior (what the
+/// line threshold is compared with, as before calibration existed) and the
+/// calibrated probability (what the document's `lang_score` reports).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision<'a> {
+    pub lang: &'a str,
+    pub posterior: f32,
+    pub calibrated: f32,
+}
+
+/// Mean negative log-probability of the truth over `cases`.
+fn log_loss(cases: &[(Vec<f64>, usize, usize)], c: Calibration) -> Option<f64> {
+    if cases.is_empty() {
+        return None;
+    }
+    let sum: f64 = cases
+        .iter()
+        .map(|(s, t, seen)| -softmax_at(s, *t, *seen, c).max(1e-12).ln())
+        .sum();
+    Some(sum / cases.len() as f64)
+}
+
+/// The probability of `scores[i]` under softmax(k * s / seen^beta).
+fn softmax_at(scores: &[f64], i: usize, seen: usize, c: Calibration) -> f64 {
+    let t = c.k as f64 / (seen as f64).powf(c.beta as f64);
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = scores.iter().map(|s| ((s - max) * t).exp()).sum();
+    ((scores[i] - max) * t).exp() / z
 }
 
 impl GroupModel {
@@ -164,15 +219,85 @@ impl GroupModel {
                     .collect()
             })
             .collect();
-        GroupModel::with(groups, langs)
+        GroupModel::with(groups, langs, Calibration::NONE)
     }
 
-    fn with(groups: Vec<Vec<String>>, langs: Vec<LangModel>) -> Self {
+    fn with(groups: Vec<Vec<String>>, langs: Vec<LangModel>, calibration: Calibration) -> Self {
         GroupModel {
             dense: Dense::new(&langs),
             groups,
             langs,
+            calibration,
         }
+    }
+
+    /// The calibration in use.
+    pub fn calibration(&self) -> Calibration {
+        self.calibration
+    }
+
+    /// Sets the calibration (from [`GroupModel::fit_calibration`]).
+    pub fn set_calibration(&mut self, c: Calibration) {
+        self.calibration = c;
+    }
+
+    /// Fits the calibration on held-out (language, text) pairs: for each
+    /// text of a group language, this model's scores over its group; `k`
+    /// and `beta` from a grid, minimising the mean negative log-probability
+    /// of the true language. `None` if no text falls in a group.
+    pub fn fit_calibration<'a>(
+        &self,
+        held: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Option<(Calibration, f64)> {
+        let cases = self.calibration_cases(held);
+        let mut best: Option<(Calibration, f64)> = None;
+        for beta in [0.0f32, 0.25, 0.5, 0.75, 1.0] {
+            for step in -48..=16 {
+                let c = Calibration {
+                    k: 2f32.powf(step as f32 / 4.0),
+                    beta,
+                };
+                let loss = log_loss(&cases, c)?;
+                if best.is_none_or(|(_, l)| loss < l) {
+                    best = Some((c, loss));
+                }
+            }
+        }
+        best
+    }
+
+    /// The mean negative log-probability of the true language of held-out
+    /// (language, text) pairs under calibration `c` (texts of group
+    /// languages only); None if there is none.
+    pub fn calibration_loss<'a>(
+        &self,
+        held: impl Iterator<Item = (&'a str, &'a str)>,
+        c: Calibration,
+    ) -> Option<f64> {
+        log_loss(&self.calibration_cases(held), c)
+    }
+
+    /// Each held-out text of a group language as its scores over the
+    /// group, the true language's place among them, and its n-grams.
+    fn calibration_cases<'a>(
+        &self,
+        held: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<(Vec<f64>, usize, usize)> {
+        let mut cases = Vec::new();
+        for (lang, text) in held {
+            let Some(group) = self.group_of(lang) else {
+                continue;
+            };
+            let cols: Vec<usize> = group
+                .iter()
+                .filter_map(|l| self.langs.iter().position(|m| &m.code == l))
+                .collect();
+            let truth = cols.iter().position(|&c| self.langs[c].code == lang);
+            if let (Some(truth), Some((scores, seen))) = (truth, self.scores(&cols, text)) {
+                cases.push((scores, truth, seen));
+            }
+        }
+        cases
     }
 
     /// The close group of `lang` (two or more languages the model knows).
@@ -193,21 +318,36 @@ impl GroupModel {
         self.langs.iter().map(|l| l.code.as_str()).collect()
     }
 
-    /// The group's best language for `text` and its posterior, if `lang`
-    /// belongs to a group this model knows.
-    pub fn decide(&self, lang: &str, text: &str) -> Option<(&str, f32)> {
+    /// The group's best language for `text`, if `lang` belongs to a group
+    /// this model knows.
+    pub fn decide(&self, lang: &str, text: &str) -> Option<Decision<'_>> {
         let group = self.groups.iter().find(|g| g.iter().any(|l| l == lang))?;
         let group: Vec<&str> = group.iter().map(String::as_str).collect();
         self.decide_among(&group, text).filter(|_| group.len() >= 2)
     }
 
-    /// The best of `candidates` (those this model knows) for `text`, with
-    /// its posterior among them.
-    pub fn decide_among(&self, candidates: &[&str], text: &str) -> Option<(&str, f32)> {
+    /// The best of `candidates` (those this model knows) for `text`.
+    pub fn decide_among(&self, candidates: &[&str], text: &str) -> Option<Decision<'_>> {
         let cols: Vec<usize> = candidates
             .iter()
             .filter_map(|l| self.langs.iter().position(|m| m.code == *l))
             .collect();
+        let (scores, seen) = self.scores(&cols, text)?;
+        let (best, _) = scores
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+            .expect("one or more models");
+        Some(Decision {
+            lang: self.langs[cols[best]].code.as_str(),
+            posterior: softmax_at(&scores, best, seen, Calibration::NONE) as f32,
+            calibrated: softmax_at(&scores, best, seen, self.calibration) as f32,
+        })
+    }
+
+    /// The summed log-likelihoods of `text` in the languages at `cols`, and
+    /// how many n-grams it has; None without models or n-grams.
+    fn scores(&self, cols: &[usize], text: &str) -> Option<(Vec<f64>, usize)> {
         if cols.is_empty() {
             return None;
         }
@@ -217,31 +357,18 @@ impl GroupModel {
             seen += 1;
             match self.dense.row(h) {
                 Some(row) => {
-                    for (s, &c) in scores.iter_mut().zip(&cols) {
+                    for (s, &c) in scores.iter_mut().zip(cols) {
                         *s += row[c] as f64;
                     }
                 }
                 None => {
-                    for (s, &c) in scores.iter_mut().zip(&cols) {
+                    for (s, &c) in scores.iter_mut().zip(cols) {
                         *s += self.langs[c].unseen as f64;
                     }
                 }
             }
         });
-        if seen == 0 {
-            return None;
-        }
-        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let z: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-        let (best, s) = scores
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-            .expect("two or more models");
-        Some((
-            self.langs[cols[best]].code.as_str(),
-            ((s - max).exp() / z) as f32,
-        ))
+        (seen > 0).then_some((scores, seen))
     }
 
     /// Writes the model to `path`.
@@ -252,7 +379,7 @@ impl GroupModel {
             out.extend_from_slice(v.as_bytes());
         };
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&2u32.to_le_bytes());
         out.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
         for g in &self.groups {
             out.extend_from_slice(&(g.len() as u32).to_le_bytes());
@@ -272,6 +399,8 @@ impl GroupModel {
                 out.extend_from_slice(&p.to_le_bytes());
             }
         }
+        out.extend_from_slice(&self.calibration.k.to_le_bytes());
+        out.extend_from_slice(&self.calibration.beta.to_le_bytes());
         crate::files::atomic_write(path, &out)
     }
 
@@ -290,7 +419,8 @@ impl GroupModel {
         if r.take(4)? != MAGIC {
             return Err("bad magic".into());
         }
-        if r.u32()? != 1 {
+        let version = r.u32()?;
+        if !(1..=2).contains(&version) {
             return Err("unknown version".into());
         }
         let n_groups = r.u32()? as usize;
@@ -313,10 +443,22 @@ impl GroupModel {
             }
             langs.push(LangModel { code, unseen, logp });
         }
+        let calibration = if version >= 2 {
+            let c = Calibration {
+                k: r.f32()?,
+                beta: r.f32()?,
+            };
+            if !(c.k.is_finite() && c.k > 0.0 && (0.0..=1.0).contains(&c.beta)) {
+                return Err(format!("bad calibration {c:?}"));
+            }
+            c
+        } else {
+            Calibration::NONE
+        };
         if !r.at_end() {
             return Err("trailing bytes".into());
         }
-        Ok(GroupModel::with(groups, langs))
+        Ok(GroupModel::with(groups, langs, calibration))
     }
 }
 
@@ -343,6 +485,12 @@ const RIVAL: f32 = 0.001;
 
 impl<B: Identify> Identify for Refined<B> {
     fn identify(&self, line: &str) -> Option<(&str, f32)> {
+        self.identify_scored(line).map(|(l, c, _)| (l, c))
+    }
+
+    /// The line threshold sees what it always saw (the second opinion's
+    /// own posterior when it decides); the score reported is calibrated.
+    fn identify_scored(&self, line: &str) -> Option<(&str, f32, f32)> {
         let cands = self.base.candidates(line, 3);
         let &(lang, conf) = cands.first()?;
         if let Some(group) = self.groups.group_of(lang) {
@@ -351,10 +499,10 @@ impl<B: Identify> Identify for Refined<B> {
                 .iter()
                 .any(|(l, p)| *p >= RIVAL && group.iter().any(|g| g == l));
             if conf >= SURE && !rival {
-                return Some((lang, conf));
+                return Some((lang, conf, conf));
             }
             if let Some(d) = self.groups.decide(lang, line) {
-                return Some(d);
+                return Some((d.lang, d.posterior, d.calibrated));
             }
         }
         // Re-deciding among the top three is only fair when the model knows
@@ -363,10 +511,10 @@ impl<B: Identify> Identify for Refined<B> {
         if conf < self.confident && self.groups.knows(lang) {
             let names: Vec<&str> = cands.iter().map(|c| c.0).collect();
             if let Some(d) = self.groups.decide_among(&names, line) {
-                return Some(d);
+                return Some((d.lang, d.posterior, d.calibrated));
             }
         }
-        Some((lang, conf))
+        Some((lang, conf, conf))
     }
 }
 
@@ -438,13 +586,20 @@ mod tests {
     #[test]
     fn decides_within_a_group_and_round_trips() {
         let m = GroupModel::train([("gl", GL), ("pt", PT), ("es", ES)].into_iter(), 5000);
-        assert_eq!(m.decide("es", "dereitos díbense tódolos").unwrap().0, "gl");
         assert_eq!(
-            m.decide("gl", "direitos nascem razão espírito").unwrap().0,
+            m.decide("es", "dereitos díbense tódolos").unwrap().lang,
+            "gl"
+        );
+        assert_eq!(
+            m.decide("gl", "direitos nascem razão espírito")
+                .unwrap()
+                .lang,
             "pt"
         );
         assert_eq!(
-            m.decide("pt", "derechos dignidad deben iguales").unwrap().0,
+            m.decide("pt", "derechos dignidad deben iguales")
+                .unwrap()
+                .lang,
             "es"
         );
         assert!(
@@ -461,5 +616,71 @@ mod tests {
             m.decide("es", "dereitos díbense")
         );
         assert!(GroupModel::from_bytes(b"nope").is_err());
+    }
+
+    #[test]
+    fn calibration_lowers_the_reported_score_never_the_answer_and_round_trips() {
+        let mut m = GroupModel::train([("gl", GL), ("pt", PT), ("es", ES)].into_iter(), 5000);
+        let text = "dereitos díbense tódolos seres";
+        let raw = m.decide("es", text).unwrap();
+        assert_eq!(raw.posterior, raw.calibrated, "no calibration: one number");
+        let (raw_lang, raw_posterior) = (raw.lang.to_string(), raw.posterior);
+        let held = [
+            ("gl", "os dereitos"),
+            ("pt", "os direitos"),
+            ("es", "los derechos"),
+        ];
+        let (c, loss) = m.fit_calibration(held.into_iter()).unwrap();
+        let before = m
+            .calibration_loss(held.into_iter(), Calibration::NONE)
+            .unwrap();
+        assert!(
+            loss <= before,
+            "the fit is at least as good as none: {loss} > {before}"
+        );
+        m.set_calibration(Calibration { k: 0.05, beta: 0.5 });
+        let cal = m.decide("es", text).unwrap();
+        assert_eq!(
+            (cal.lang, cal.posterior),
+            (raw_lang.as_str(), raw_posterior)
+        );
+        assert!(cal.calibrated < raw_posterior && cal.calibrated > 1.0 / 3.0);
+        // Version 2 keeps the calibration; version 1 files read as uncalibrated.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.bin");
+        m.set_calibration(c);
+        m.save(&p).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(GroupModel::from_bytes(&bytes).unwrap().calibration(), c);
+        let mut v1 = bytes[..bytes.len() - 8].to_vec();
+        v1[4..8].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(
+            GroupModel::from_bytes(&v1).unwrap().calibration(),
+            Calibration::NONE
+        );
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 8..n - 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(
+            GroupModel::from_bytes(&bad).is_err(),
+            "a NaN scale is refused"
+        );
+    }
+
+    #[test]
+    fn the_cascade_thresholds_on_the_posterior_and_reports_the_calibrated_score() {
+        let mut m = GroupModel::train([("gl", GL), ("pt", PT), ("es", ES)].into_iter(), 5000);
+        m.set_calibration(Calibration { k: 0.05, beta: 0.5 });
+        let r = refined(&m, vec![("es", 0.9), ("en", 0.05)], 0.8);
+        let (lang, gate, score) = r.identify_scored(GL).unwrap();
+        assert_eq!(lang, "gl");
+        assert_eq!(r.identify(GL).unwrap(), (lang, gate));
+        assert!(
+            score < gate,
+            "calibrated {score} below the posterior {gate}"
+        );
+        // Kept without a second opinion: one number.
+        let sure = refined(&m, vec![("es", 0.99), ("en", 0.005)], 0.8);
+        assert_eq!(sure.identify_scored(GL).unwrap(), ("es", 0.99, 0.99));
     }
 }

@@ -84,6 +84,14 @@ pub fn salamandra_code(code: &str) -> &str {
 pub trait Identify: Send + Sync {
     fn identify(&self, line: &str) -> Option<(&str, f32)>;
 
+    /// The language of one line, the confidence the document rule's line
+    /// threshold is compared with, and the probability to report as the
+    /// score (calibrated where the backend can tell them apart; most give
+    /// one number twice).
+    fn identify_scored(&self, line: &str) -> Option<(&str, f32, f32)> {
+        self.identify(line).map(|(l, c)| (l, c, c))
+    }
+
     /// The `k` most likely languages, best first (backends with one answer give one).
     fn candidates(&self, line: &str, k: usize) -> Vec<(&str, f32)> {
         let _ = k;
@@ -94,6 +102,9 @@ pub trait Identify: Send + Sync {
 impl Identify for Box<dyn Identify> {
     fn identify(&self, line: &str) -> Option<(&str, f32)> {
         self.as_ref().identify(line)
+    }
+    fn identify_scored(&self, line: &str) -> Option<(&str, f32, f32)> {
+        self.as_ref().identify_scored(line)
     }
     fn candidates(&self, line: &str, k: usize) -> Vec<(&str, f32)> {
         self.as_ref().candidates(line, k)
@@ -179,7 +190,9 @@ impl Identify for WhatlangLid {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocLanguage {
     pub lang: String,
-    /// Mean confidence of its lines, weighted by bytes.
+    /// Mean score of its lines, weighted by bytes (the backend's
+    /// calibrated probability where it has one: see
+    /// [`Identify::identify_scored`]).
     pub score: f64,
     /// Its share of the document's bytes.
     pub share: f64,
@@ -300,9 +313,9 @@ pub fn document_language(
             continue;
         }
         total += line.len();
-        if let Some((lang, conf)) = backend.identify(line) {
+        if let Some((lang, conf, score)) = backend.identify_scored(line) {
             if conf as f64 >= line_threshold {
-                all.entry(lang).or_default().add(line.len(), conf as f64);
+                all.entry(lang).or_default().add(line.len(), score as f64);
                 found.push((lang, line));
             }
         }
