@@ -47,7 +47,7 @@ pub fn weighted_table(counts: &WordCounts, alpha: f64) -> WordTable<'_> {
             } else {
                 (n as f64 * scale).round() as u64
             };
-            let e = all.entry(w).or_insert(0);
+            let e = all.entry(w.as_str()).or_insert(0);
             *e = e.saturating_add(add);
         }
     }

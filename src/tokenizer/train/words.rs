@@ -321,10 +321,90 @@ pub fn segment(text: &str, cfg: &TrainConfig) -> Vec<String> {
     out
 }
 
+/// Bytes a [`Word`] holds inline.
+const INLINE: usize = 22;
+
+/// A counted segment: its bytes inline when they fit (nearly every
+/// segment), boxed otherwise. Counting is bound by cache misses in the
+/// table; an inline key is compared where the table keeps it, without a
+/// second miss on a heap string, and inserting it allocates nothing.
+/// Lookups go by the segment's bytes (`Borrow<[u8]>`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Word {
+    /// Length, then the bytes (the rest zero).
+    Inline(u8, [u8; INLINE]),
+    /// Longer segments.
+    Boxed(Box<str>),
+}
+
+impl Word {
+    /// The segment `w` as a key (inline when it fits, so each text has one form).
+    pub fn new(w: &str) -> Self {
+        if w.len() <= INLINE {
+            let mut b = [0u8; INLINE];
+            b[..w.len()].copy_from_slice(w.as_bytes());
+            Word::Inline(w.len() as u8, b)
+        } else {
+            Word::Boxed(w.into())
+        }
+    }
+
+    /// The segment's UTF-8 bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Word::Inline(n, b) => &b[..*n as usize],
+            Word::Boxed(s) => s.as_bytes(),
+        }
+    }
+
+    /// The segment as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Word::Inline(..) => {
+                std::str::from_utf8(self.as_bytes()).expect("made from a str whole")
+            }
+            Word::Boxed(s) => s,
+        }
+    }
+}
+
+impl std::hash::Hash for Word {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        // As `[u8]` hashes, so lookups by bytes find it.
+        self.as_bytes().hash(h)
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Word {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialOrd for Word {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Word {
+    /// Byte order, which is the order of the texts.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(o.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
 /// Segment counts of one language.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LangCounts {
-    pub words: HashMap<Box<str>, u64, MixState>,
+    pub words: HashMap<Word, u64, MixState>,
     pub docs: u64,
     /// UTF-8 bytes of the documents as read.
     pub bytes: u64,
@@ -358,10 +438,10 @@ impl WordCounts {
         lc.docs += 1;
         lc.bytes += text.len() as u64;
         seg.normalize(text, norm);
-        seg.segments(norm, |w| match lc.words.get_mut(w) {
+        seg.segments(norm, |w| match lc.words.get_mut(w.as_bytes()) {
             Some(n) => *n += 1,
             None => {
-                lc.words.insert(w.into(), 1);
+                lc.words.insert(Word::new(w), 1);
             }
         });
     }
@@ -410,7 +490,7 @@ impl WordCounts {
             put(&mut z, lc.docs)?;
             put(&mut z, lc.bytes)?;
             put(&mut z, lc.words.len() as u64)?;
-            let mut words: Vec<(&Box<str>, &u64)> = lc.words.iter().collect();
+            let mut words: Vec<(&Word, &u64)> = lc.words.iter().collect();
             words.sort_unstable();
             for (word, n) in words {
                 put_bytes(&mut z, word.as_bytes())?;
@@ -451,11 +531,14 @@ impl WordCounts {
             let docs = get(&mut z).map_err(io)?;
             let bytes = get(&mut z).map_err(io)?;
             let n = get(&mut z).map_err(io)?;
-            let mut words = HashMap::with_capacity_and_hasher(n as usize, MixState::default());
+            // The count is a hint only: a damaged file cannot reserve more
+            // than the words it holds.
+            let hint = (n as usize).min(1 << 20);
+            let mut words = HashMap::with_capacity_and_hasher(hint, MixState::default());
             for _ in 0..n {
                 let w = String::from_utf8(get_bytes(&mut z).map_err(io)?)
                     .map_err(|_| bad("a word is not UTF-8".into()))?;
-                words.insert(w.into_boxed_str(), get(&mut z).map_err(io)?);
+                words.insert(Word::new(&w), get(&mut z).map_err(io)?);
             }
             out.langs.insert(lang, LangCounts { words, docs, bytes });
         }
@@ -483,8 +566,12 @@ fn get_bytes(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
     if n > 1 << 30 {
         return Err(std::io::Error::other("a length field is implausibly large"));
     }
-    let mut b = vec![0u8; n as usize];
-    r.read_exact(&mut b)?;
+    // Grown as bytes arrive: a length field alone allocates nothing.
+    let mut b = Vec::new();
+    r.by_ref().take(n).read_to_end(&mut b)?;
+    if b.len() as u64 != n {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(b)
 }
 
@@ -581,12 +668,40 @@ mod tests {
         }
         a.merge(b);
         assert_eq!(a, whole);
-        assert_eq!(a.langs["en"].words["▁the"], 3);
+        assert_eq!(a.langs["en"].words["▁the".as_bytes()], 3);
         let mut buf = Vec::new();
         a.write_to(&mut buf).unwrap();
         let back = WordCounts::read_from(&buf[..], "x").unwrap();
         assert_eq!(back, a);
         let err = WordCounts::read_from(&buf[..buf.len() / 2], "half.wc").unwrap_err();
         assert!(err.to_string().contains("half.wc"), "{err}");
+    }
+
+    #[test]
+    fn short_and_long_words_are_found_by_their_bytes_and_sort_as_text() {
+        let long = "▁Menschenrechtserklärungen";
+        assert!(long.len() > INLINE);
+        let mut m: HashMap<Word, u64, MixState> = HashMap::default();
+        for w in ["▁a", long, "▁b", long] {
+            *m.entry(Word::new(w)).or_insert(0) += 1;
+        }
+        assert_eq!(m[long.as_bytes()], 2);
+        assert_eq!(m["▁a".as_bytes()], 1);
+        assert!(matches!(Word::new(long), Word::Boxed(_)));
+        assert_eq!(Word::new(long).as_str(), long);
+        let mut v = [Word::new("▁b"), Word::new(long), Word::new("▁a")];
+        v.sort();
+        let texts: Vec<&str> = v.iter().map(Word::as_str).collect();
+        assert_eq!(texts, ["▁Menschenrechtserklärungen", "▁a", "▁b"]);
+    }
+
+    #[test]
+    fn a_length_field_alone_reserves_nothing() {
+        // A word said to be 1 GiB long, followed by three bytes.
+        let mut b = Vec::new();
+        put(&mut b, 1 << 30).unwrap();
+        b.extend_from_slice(b"abc");
+        let e = get_bytes(&mut b.as_slice()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }
