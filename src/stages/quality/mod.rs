@@ -16,9 +16,10 @@ mod curate;
 mod fineweb;
 mod gopher;
 mod oscar;
+mod thresholds;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, StringBuilder};
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::{BuildContext, Drop, Mode, Reads, Stage, StageError, StageOutput, StageSpec};
 use crate::batch::Core;
 use crate::ledger::Reason;
-use gopher::{GopherQualityParams, GopherRepetitionParams};
+use thresholds::{RuleSet, Thresholds};
 
 /// The compiled-in thresholds.
 pub const THRESHOLDS: &str = include_str!("../../../filters/quality.toml");
@@ -102,7 +103,41 @@ pub struct QualityConfig {
     /// empty signals. Code, by default (`lid`'s `code_sources`).
     #[serde(default = "default_skip")]
     pub skip_languages: Vec<String>,
+    /// Threshold overrides for every language, one table per rule family
+    /// (`[stage.gopher_quality]` after the stage's `[[stage]]` header, keys
+    /// as in `filters/quality.toml`), laid over the shipped defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gopher_quality: Option<toml::Table>,
+    /// See `gopher_quality`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gopher_repetition: Option<toml::Table>,
+    /// See `gopher_quality`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c4: Option<toml::Table>,
+    /// See `gopher_quality`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fineweb: Option<toml::Table>,
+    /// See `gopher_quality`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oscar: Option<toml::Table>,
+    /// See `gopher_quality`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curate: Option<toml::Table>,
+    /// Overrides for one language: `[stage.languages.de.gopher_quality]`;
+    /// they win over the stage's tables for every language.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub languages: BTreeMap<String, toml::Table>,
 }
+
+/// Every rule family, for threshold tables.
+const ALL_RULES: [Rule; 6] = [
+    Rule::GopherRepetition,
+    Rule::GopherQuality,
+    Rule::C4,
+    Rule::Fineweb,
+    Rule::Oscar,
+    Rule::Curate,
+];
 
 fn default_skip() -> Vec<String> {
     vec!["code".into()]
@@ -128,6 +163,13 @@ impl Default for QualityConfig {
             rules: default_rules(),
             language: default_language(),
             skip_languages: default_skip(),
+            gopher_quality: None,
+            gopher_repetition: None,
+            c4: None,
+            fineweb: None,
+            oscar: None,
+            curate: None,
+            languages: BTreeMap::new(),
         }
     }
 }
@@ -144,10 +186,79 @@ impl QualityConfig {
                 p.push((Some("rules"), format!("rule `{}` is listed twice", r.key())));
             }
         }
-        if let Err(e) = Thresholds::parse(THRESHOLDS) {
-            p.push((None, e));
+        let th = match self.thresholds() {
+            Ok(th) => th,
+            Err(e) => {
+                p.push((None, e));
+                return p;
+            }
+        };
+        for (code, rules) in &self.languages {
+            for (rule, v) in rules {
+                if !ALL_RULES.iter().any(|r| r.key() == rule) {
+                    p.push((
+                        Some("languages"),
+                        format!(
+                            "`languages.{code}.{rule}`: no rule family `{rule}` (one of {})",
+                            ALL_RULES.map(Rule::key).join(", ")
+                        ),
+                    ));
+                } else if !v.is_table() {
+                    p.push((
+                        Some("languages"),
+                        format!("`languages.{code}.{rule}` must be a table of thresholds"),
+                    ));
+                }
+            }
+        }
+        // Every language the stage may meet must build its rules; each
+        // problem is told once, at the table that caused it.
+        let mut langs: Vec<&str> = STOP_WORDS.iter().map(|(c, _)| *c).collect();
+        langs.push(&self.language);
+        langs.extend(self.languages.keys().map(String::as_str));
+        let overrides = self.overrides();
+        let mut told = HashSet::new();
+        for lang in langs {
+            for (rule, e) in th.check(lang) {
+                let own = self.languages.get(lang).is_some_and(|t| t.contains_key(rule));
+                let (field, message) = if own {
+                    ("languages", format!("thresholds {e}"))
+                } else if overrides.contains_key(rule) {
+                    // The same for every language: told once, without one.
+                    let e = e.split_once(": ").map_or(e.as_str(), |(_, m)| m);
+                    (rule, format!("thresholds [{rule}]: {e}"))
+                } else {
+                    (rule, format!("thresholds {e}"))
+                };
+                if told.insert((field, rule, own.then(|| lang.to_string()))) {
+                    p.push((Some(field), message));
+                }
+            }
         }
         p
+    }
+
+    /// The stage's per-rule tables, by rule family.
+    fn overrides(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        for (rule, table) in [
+            (Rule::GopherQuality, &self.gopher_quality),
+            (Rule::GopherRepetition, &self.gopher_repetition),
+            (Rule::C4, &self.c4),
+            (Rule::Fineweb, &self.fineweb),
+            (Rule::Oscar, &self.oscar),
+            (Rule::Curate, &self.curate),
+        ] {
+            if let Some(table) = table {
+                t.insert(rule.key().into(), toml::Value::Table(table.clone()));
+            }
+        }
+        t
+    }
+
+    /// The shipped thresholds with this stage's overrides.
+    fn thresholds(&self) -> Result<Thresholds, String> {
+        Ok(Thresholds::parse(THRESHOLDS)?.with_overrides(&self.overrides(), &self.languages))
     }
 }
 
@@ -169,108 +280,6 @@ struct Judged<'t> {
     annotations: Option<String>,
 }
 
-/// The rules with one language's thresholds.
-struct RuleSet {
-    repetition: gopher::GopherRepetition,
-    quality: gopher::GopherQuality,
-    c4: c4::C4,
-    fineweb: fineweb::Fineweb,
-    oscar: oscar::Oscar,
-    curate: curate::Curate,
-}
-
-/// `filters/quality.toml`, parsed.
-struct Thresholds {
-    default: toml::Table,
-    lang: toml::Table,
-}
-
-impl Thresholds {
-    fn parse(text: &str) -> Result<Self, String> {
-        let mut t: toml::Table =
-            toml::from_str(text).map_err(|e| format!("filters/quality.toml: {e}"))?;
-        let mut take = |k: &str| match t.remove(k) {
-            Some(toml::Value::Table(t)) => Ok(t),
-            None => Ok(toml::Table::new()),
-            Some(_) => Err(format!("filters/quality.toml: `{k}` must be a table")),
-        };
-        let th = Thresholds {
-            default: take("default")?,
-            lang: take("lang")?,
-        };
-        // Every language's rules must build.
-        th.rules_for("en")?;
-        for lang in th.lang.keys() {
-            th.rules_for(lang)?;
-        }
-        Ok(th)
-    }
-
-    /// The `[default.<rule>]` table with `[lang.<code>.<rule>]` laid over it.
-    fn table(&self, lang: &str, rule: &str) -> toml::Table {
-        let mut t = match self.default.get(rule) {
-            Some(toml::Value::Table(t)) => t.clone(),
-            _ => toml::Table::new(),
-        };
-        if let Some(toml::Value::Table(l)) = self.lang.get(lang) {
-            if let Some(toml::Value::Table(over)) = l.get(rule) {
-                for (k, v) in over {
-                    t.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        t
-    }
-
-    fn params<T: for<'de> Deserialize<'de>>(&self, lang: &str, rule: &str) -> Result<T, String> {
-        toml::Value::Table(self.table(lang, rule))
-            .try_into()
-            .map_err(|e| format!("filters/quality.toml [{rule}] for `{lang}`: {e}"))
-    }
-
-    fn rules_for(&self, lang: &str) -> Result<RuleSet, String> {
-        let q: GopherQualityParams = self.params(lang, "gopher_quality")?;
-        let stop_words: HashSet<String> = match &q.stop_words {
-            Some(list) => list.iter().cloned().collect(),
-            None => STOP_WORDS
-                .iter()
-                .find(|(code, _)| *code == lang)
-                .map(|(_, list)| {
-                    list.lines()
-                        .map(str::trim)
-                        .filter(|w| !w.is_empty())
-                        .take(q.stop_words_top.unwrap_or(usize::MAX))
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        // A language without a list cannot fail a rule it has no data for.
-        let mut q = q;
-        if stop_words.is_empty() {
-            q.min_stop_words = None;
-        }
-        let rep: GopherRepetitionParams = self.params(lang, "gopher_repetition")?;
-        if let Some(p) = rep.problems().into_iter().next() {
-            return Err(format!("filters/quality.toml [gopher_repetition]: {p}"));
-        }
-        Ok(RuleSet {
-            repetition: gopher::GopherRepetition::new(rep),
-            quality: gopher::GopherQuality::new(q, stop_words),
-            c4: c4::C4::new(self.params(lang, "c4")?),
-            fineweb: fineweb::Fineweb::new(self.params(lang, "fineweb")?),
-            oscar: {
-                let p: oscar::OscarParams = self.params(lang, "oscar")?;
-                if let Some(e) = oscar::Oscar::problems(&p).into_iter().next() {
-                    return Err(format!("filters/quality.toml: {e}"));
-                }
-                oscar::Oscar::new(p)
-            },
-            curate: curate::Curate::new(self.params(lang, "curate")?),
-        })
-    }
-}
-
 pub struct Quality {
     config: QualityConfig,
     /// Per language; `None` key: the configured default language.
@@ -284,9 +293,10 @@ impl Quality {
             stage: <QualityConfig as StageSpec>::TYPE.into(),
             message,
         };
-        let th = Thresholds::parse(THRESHOLDS).map_err(fail)?;
+        let th = config.thresholds().map_err(fail)?;
         let mut rules = HashMap::new();
-        for (code, _) in STOP_WORDS {
+        let langs = STOP_WORDS.iter().map(|(c, _)| *c);
+        for code in langs.chain(config.languages.keys().map(String::as_str)) {
             rules.insert(code.to_string(), th.rules_for(code).map_err(fail)?);
         }
         let fallback = th.rules_for(&config.language).map_err(fail)?;
@@ -532,6 +542,15 @@ impl StageSpec for QualityConfig {
             rules: vec![Rule::C4, Rule::GopherQuality],
             language: "ca".into(),
             skip_languages: vec!["code".into(), "und".into()],
+            gopher_quality: Some(
+                toml::from_str("min_alpha_words_ratio = 0.6").expect("a TOML table"),
+            ),
+            languages: [(
+                "de".to_string(),
+                toml::from_str("fineweb = { short_line_length = 20 }").expect("a TOML table"),
+            )]
+            .into(),
+            ..QualityConfig::default()
         }
     }
 }
