@@ -93,6 +93,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Colour only on a terminal, and never with NO_COLOR set: piped
+        // and Slurm logs get plain text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     match dispatch(cli) {
         Ok(code) => code,

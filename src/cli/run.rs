@@ -106,6 +106,11 @@ pub fn run(a: RunArgs, quiet: bool) -> Outcome {
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("running {}", path.display()))),
     };
+    // Warnings need every rank's counts: one rank may rightly keep
+    // nothing of a source.
+    if let Some(merged) = &summary.merged {
+        warn_of(merged);
+    }
     if !quiet && !summary.steps.iter().any(|s| s == "final") {
         println!(
             "rank {rank}/{world_size}: ran {} in {:.2}s",
@@ -209,6 +214,7 @@ pub fn finish(a: FinishArgs, quiet: bool) -> Outcome {
         print!("{}", f.stats.funnel());
         println!("output: {}", f.output_dir.display());
     }
+    warn_of(&f.stats);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -232,6 +238,7 @@ pub fn stats(a: StatsArgs) -> Outcome {
         })?,
     };
     print!("{}", run.stats.funnel());
+    warn_of(&run.stats);
     if !run.missing.is_empty() {
         println!(
             "incomplete: ranks {:?} of {} have not finished",
@@ -240,4 +247,12 @@ pub fn stats(a: StatsArgs) -> Outcome {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs what a finished run's counts say a user should not miss (a
+/// source that kept nothing), as warnings, which `--quiet` keeps.
+fn warn_of(stats: &forja::Stats) {
+    for w in stats.warnings() {
+        tracing::warn!("{w}");
+    }
 }

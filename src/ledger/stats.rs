@@ -223,6 +223,49 @@ impl Stats {
         Ok(())
     }
 
+    /// What a user should not miss: sources that kept none of the
+    /// documents they read, and why (the `read` step's rejections name a
+    /// wrong `text_field`; drops name the stage). Empty when all is well.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let reasons = |s: &StageCounts| {
+            s.dropped
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| format!("{}={n}", r.as_str()))
+                .collect::<Vec<_>>()
+        };
+        for (name, s) in &self.sources {
+            if s.read == 0 || s.kept > 0 {
+                continue;
+            }
+            let mut why = Vec::new();
+            for stage in &self.stages {
+                let r = reasons(stage);
+                if !r.is_empty() {
+                    why.push(format!("{}: {}", stage.name, r.join(" ")));
+                }
+            }
+            let mut w = format!(
+                "source `{name}` kept none of its {} documents ({} rejected, {} dropped; reasons in this run: {})",
+                s.read,
+                s.rejected,
+                s.dropped,
+                if why.is_empty() { "no reason recorded".into() } else { why.join("; ") }
+            );
+            let missing_text = self.stages.iter().any(|st| {
+                st.dropped
+                    .get(&Reason::MissingTextField)
+                    .is_some_and(|n| *n > 0)
+            });
+            if missing_text {
+                w.push_str(": is the source's `text_field` the field that holds the text?");
+            }
+            out.push(w);
+        }
+        out
+    }
+
     /// The funnel as a table for the terminal.
     pub fn funnel(&self) -> String {
         let mut out = String::new();
@@ -341,5 +384,28 @@ mod tests {
         assert_eq!(b.sources["a"].kept, 2);
         b.check_invariant().unwrap();
         assert!(b.funnel().contains("read 2 documents"));
+    }
+
+    #[test]
+    fn a_source_that_keeps_nothing_is_named_with_its_reasons() {
+        let mut s = Stats::new(&["length"]);
+        s.read_many("a", 2, 20);
+        s.ledger(0, &row(Reason::MissingTextField));
+        s.ledger(0, &row(Reason::MissingTextField));
+        s.read_many("b", 1, 10);
+        s.keep_many("b", 1, 10);
+        s.check_invariant().unwrap();
+        let w = s.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("`a` kept none of its 2 documents"),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].contains("missing_text_field=2") && w[0].contains("`text_field`"));
+        let mut ok = Stats::new(&["length"]);
+        ok.read_many("a", 1, 5);
+        ok.keep_many("a", 1, 5);
+        assert!(ok.warnings().is_empty());
     }
 }
