@@ -85,7 +85,13 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let level = if cli.quiet { "warn" } else { "info" };
+    // Progress lines (`--log-every`) are asked for explicitly: --quiet
+    // keeps them.
+    let level = if cli.quiet {
+        "warn,forja::progress=info"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

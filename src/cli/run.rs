@@ -46,6 +46,12 @@ pub struct RunArgs {
     /// a global stage needs the one before it complete).
     #[arg(long)]
     pub phase: Option<String>,
+    /// Log a progress line (units, documents, MB/s, ETA) every this many
+    /// seconds, also with --quiet: for batch jobs and piped output, where
+    /// no bar is drawn. Default: 30 when stderr is not a terminal and
+    /// --quiet is not given, otherwise none; 0 turns it off.
+    #[arg(long, value_name = "SECS")]
+    pub log_every: Option<u64>,
 }
 
 /// `forja run`: runs a manifest (the bundled demo when none is given).
@@ -61,6 +67,7 @@ pub fn run(a: RunArgs, quiet: bool) -> Outcome {
         out,
         mem,
         phase,
+        log_every,
     } = a;
     let path = manifest.unwrap_or_else(default_manifest);
     let Some(m) = load(&path) else {
@@ -74,6 +81,7 @@ pub fn run(a: RunArgs, quiet: bool) -> Outcome {
         output: out,
         phase,
         force,
+        log_every: progress_interval(log_every, quiet),
         ..Default::default()
     };
     if let Some(m) = mem {
@@ -255,4 +263,18 @@ fn warn_of(stats: &forja::Stats) {
     for w in stats.warnings() {
         tracing::warn!("{w}");
     }
+}
+
+/// How often a run logs progress: `--log-every` when given (0: never),
+/// else every 30 s when no bar can be drawn and the user did not ask for
+/// quiet.
+fn progress_interval(log_every: Option<u64>, quiet: bool) -> Option<std::time::Duration> {
+    let secs = log_every.unwrap_or(
+        if quiet || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            0
+        } else {
+            30
+        },
+    );
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
 }

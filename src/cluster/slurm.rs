@@ -368,7 +368,7 @@ fn job(
         let _ = writeln!(s, "resume=\nif [ -f {record} ]; then resume=--resume; fi");
         let _ = writeln!(
             s,
-            "exec {forja} --quiet run {manifest} --out {out} --world-size {w} --rank \"$rank\" --phase {} --threads \"${{SLURM_CPUS_PER_TASK:-{cpus}}}\" $resume",
+            "exec {forja} --quiet run {manifest} --out {out} --world-size {w} --rank \"$rank\" --phase {} --threads \"${{SLURM_CPUS_PER_TASK:-{cpus}}}\" --log-every 60 $resume",
             sh(step)
         );
     }

@@ -84,6 +84,9 @@ pub struct RunOptions {
     /// Write into an output folder that exists, is not empty and holds no
     /// forja run (forja still deletes nothing there that it did not write).
     pub force: bool,
+    /// Log a progress line this often (target `forja::progress`, level
+    /// info): for runs without a terminal, where no bar is drawn.
+    pub log_every: Option<std::time::Duration>,
 }
 
 impl Default for RunOptions {
@@ -98,6 +101,7 @@ impl Default for RunOptions {
             mem: 2 << 30,
             phase: None,
             force: false,
+            log_every: None,
         }
     }
 }

@@ -66,6 +66,21 @@ pub(super) struct UnitWriter<'a> {
     pub(super) bar: ProgressBar,
     pub(super) progress: Arc<AtomicU64>,
     pub(super) docs: u64,
+    /// Progress lines for logs: how often, when the last was, and the
+    /// units and input bytes of this run.
+    pub(super) log: Option<ProgressLog>,
+}
+
+/// Progress as log lines, where no bar is drawn (batch jobs, pipes).
+pub(super) struct ProgressLog {
+    pub(super) every: std::time::Duration,
+    pub(super) last: std::time::Instant,
+    pub(super) units: usize,
+    pub(super) bytes: u64,
+    /// Input bytes of each unit of this run, by unit index, and of those
+    /// finished: the ETA comes from them.
+    pub(super) unit_bytes: std::collections::HashMap<usize, u64>,
+    pub(super) done_bytes: u64,
 }
 
 impl UnitWriter<'_> {
@@ -168,16 +183,44 @@ impl UnitWriter<'_> {
                         .map_err(phases::phased_err("scan"))?
                     }
                 }
+                if let Some(log) = &mut self.log {
+                    log.done_bytes += log.unit_bytes.get(&cur.unit).copied().unwrap_or(0);
+                }
                 self.finished.push(cur.stats);
             }
         }
-        self.bar.set_position(self.progress.load(Ordering::Relaxed));
+        let read = self.progress.load(Ordering::Relaxed);
+        self.bar.set_position(read);
         let secs = self.bar.elapsed().as_secs_f64().max(1e-3);
         self.bar.set_message(format!(
             "{} docs, {:.0} docs/s",
             self.docs,
             self.docs as f64 / secs
         ));
+        if let Some(log) = &mut self.log {
+            if log.last.elapsed() >= log.every {
+                log.last = std::time::Instant::now();
+                // Finished units are the honest measure of what is done
+                // (input is read ahead of the work).
+                let done = self.finished.len();
+                let eta = if log.done_bytes == 0 {
+                    "unknown".to_string()
+                } else {
+                    let left = log.bytes.saturating_sub(log.done_bytes) as f64;
+                    format!("{:.0}s", secs * left / log.done_bytes as f64)
+                };
+                tracing::info!(
+                    target: "forja::progress",
+                    "{done}/{} units done, {} documents, {:.1} of {:.1} MB of input read, {:.1} MB/s, {:.0} docs/s, ETA {eta}",
+                    log.units,
+                    self.docs,
+                    read as f64 / 1e6,
+                    log.bytes as f64 / 1e6,
+                    read as f64 / 1e6 / secs,
+                    self.docs as f64 / secs,
+                );
+            }
+        }
         Ok(())
     }
 }

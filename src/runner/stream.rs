@@ -4,7 +4,7 @@
 //! does with each unit is the sink's (`sink.rs`).
 
 use super::phases::{phased_err, Pass};
-use super::sink::{Processed, ProcessedKind, UnitWriter};
+use super::sink::{Processed, ProcessedKind, ProgressLog, UnitWriter};
 use super::*;
 use crate::phased::BatchInput;
 
@@ -82,6 +82,14 @@ pub(super) fn stream(
                     bar,
                     progress,
                     docs: 0,
+                    log: ctx.opts.log_every.map(|every| ProgressLog {
+                        every,
+                        last: std::time::Instant::now(),
+                        units: todo.len(),
+                        bytes: input_bytes,
+                        unit_bytes: todo.iter().map(|u| (u.index, u.bytes())).collect(),
+                        done_bytes: 0,
+                    }),
                 };
                 for p in done_rx {
                     w.take(p)?;

@@ -163,3 +163,37 @@ fn missing_input_fails_before_the_run_and_names_it() {
     }
     assert!(!env.path("out-missing").exists(), "nothing written");
 }
+
+#[test]
+fn a_source_that_keeps_nothing_is_warned_about_in_plain_text() {
+    let env = Env::new();
+    env.write("in/a.jsonl", &good(3));
+    let body = SRC.replace("licence", "text_field = \"body\"\nlicence");
+    let m = env.manifest("wrongfield", &body);
+    let out = env
+        .cmd()
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .args(["run", "--quiet", m.to_str().unwrap(), "--log-every", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("source `s` kept none of its 3 documents") && err.contains("`text_field`"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "no colour codes in a piped log: {err}"
+    );
+    // A source that keeps something is not warned about.
+    let m = env.manifest("rightfield", SRC);
+    let out = env
+        .cmd()
+        .env_remove("RUST_LOG")
+        .args(["run", "--quiet", m.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("kept none"));
+}
