@@ -195,3 +195,29 @@ pub fn words(text: &str) -> usize {
     }
     n
 }
+
+/// forja's own model and counts files from arbitrary bytes: the first byte
+/// picks the reader (even: the second-opinion language model, odd: a
+/// tokenizer word-counts file), the rest is the file. Either reader must
+/// refuse or accept without panicking, and a model it accepts must answer
+/// a question; returns what was read (languages or words).
+pub fn models(data: &[u8]) -> usize {
+    let Some((&which, file)) = data.split_first() else {
+        return 0;
+    };
+    if which % 2 == 0 {
+        match crate::lid::groups::GroupModel::from_bytes(file) {
+            Ok(m) => {
+                let langs = m.languages();
+                let _ = m.decide_among(&langs, "Tots els éssers humans neixen lliures");
+                langs.len()
+            }
+            Err(_) => 0,
+        }
+    } else {
+        match crate::tokenizer::train::words::WordCounts::read_from(file, "fuzz") {
+            Ok(c) => c.distinct(),
+            Err(_) => 0,
+        }
+    }
+}

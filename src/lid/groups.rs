@@ -32,6 +32,10 @@ use super::Identify;
 
 const MAGIC: &[u8; 4] = b"FJLG";
 
+/// The most (n-gram, language) cells a model file may ask the scoring
+/// table for: 512 MB of f32; the bundled model needs under 8 M.
+const MAX_TABLE: usize = 1 << 27;
+
 /// The close groups: languages lid.176 confuses with each other.
 pub const GROUPS: [&[&str]; 4] = [
     &["es", "gl", "pt", "ca", "oc", "fr", "it"],
@@ -414,7 +418,7 @@ impl GroupModel {
         Self::from_bytes(super::LID_GROUPS).expect("the bundled group model loads")
     }
 
-    fn from_bytes(b: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_bytes(b: &[u8]) -> Result<Self, String> {
         let mut r = Bytes::new(b);
         if r.take(4)? != MAGIC {
             return Err("bad magic".into());
@@ -457,6 +461,15 @@ impl GroupModel {
         };
         if !r.at_end() {
             return Err("trailing bytes".into());
+        }
+        // The scoring table holds a row of every language per n-gram: bound
+        // it, or a small file of many languages would ask for gigabytes.
+        let entries: usize = langs.iter().map(|m| m.logp.len()).sum();
+        if entries.saturating_mul(langs.len()) > MAX_TABLE {
+            return Err(format!(
+                "{} languages with {entries} n-grams: a scoring table over {MAX_TABLE} entries",
+                langs.len()
+            ));
         }
         Ok(GroupModel::with(groups, langs, calibration))
     }
@@ -665,6 +678,32 @@ mod tests {
             GroupModel::from_bytes(&bad).is_err(),
             "a NaN scale is refused"
         );
+    }
+
+    #[test]
+    fn a_file_of_many_languages_cannot_ask_for_a_huge_table() {
+        // 3,000 languages, one of them with 50,000 n-grams: 600 KB of file,
+        // 150 M table cells.
+        let mut b = MAGIC.to_vec();
+        for v in [2u32, 0, 3000] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        for i in 0..3000u32 {
+            let code = format!("l{i}");
+            b.extend_from_slice(&(code.len() as u16).to_le_bytes());
+            b.extend_from_slice(code.as_bytes());
+            b.extend_from_slice(&(-9f32).to_le_bytes());
+            let n = if i == 0 { 50_000u32 } else { 0 };
+            b.extend_from_slice(&n.to_le_bytes());
+            for h in 0..n {
+                b.extend_from_slice(&h.to_le_bytes());
+                b.extend_from_slice(&(-3f32).to_le_bytes());
+            }
+        }
+        b.extend_from_slice(&1f32.to_le_bytes());
+        b.extend_from_slice(&0f32.to_le_bytes());
+        let e = GroupModel::from_bytes(&b).err().expect("refused");
+        assert!(e.contains("scoring table"), "{e}");
     }
 
     #[test]

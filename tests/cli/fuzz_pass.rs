@@ -92,6 +92,7 @@ fn run(target: &str, data: &[u8]) {
                 fuzzing::words(t);
             }
         }
+        "models" => drop(fuzzing::models(data)),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -115,7 +116,7 @@ fn every_seed_and_regression_and_their_mutations_keep_the_readers_promises() {
     let root = Path::new(REPO).join("fuzz");
     let mut ran = 0;
     for target in [
-        "jsonl", "warc", "parquet", "text", "html", "manifest", "words",
+        "jsonl", "warc", "parquet", "text", "html", "manifest", "words", "models",
     ] {
         let seeds = files(&root.join("corpus").join(target));
         assert!(!seeds.is_empty(), "fuzz/corpus/{target} has seeds");
