@@ -30,6 +30,40 @@ fn trained(vocab: usize, extra: &[&str]) -> Env {
     env
 }
 
+#[test]
+fn a_vocabulary_short_of_the_size_asked_for_is_warned_about_with_its_cause() {
+    let env = Env::new();
+    env.write("tiny.jsonl", &jsonl(&udhr()[..2]));
+    let out = env
+        .cmd()
+        .env_remove("RUST_LOG")
+        .args([
+            "train-tokenizer",
+            "tiny.jsonl",
+            "--out",
+            "tok",
+            "--vocab-size",
+            "50000",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("asked for 50000 pieces, made"), "{err}");
+    assert!(err.contains("min_frequency (2)"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.path("tok/training.json")).unwrap()).unwrap();
+    assert!(report["shortfall"]
+        .as_str()
+        .unwrap()
+        .contains("asked for 50000"));
+    // A vocabulary of the size asked for says nothing of the kind.
+    let full = trained(1000, &[]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(full.path("tok/training.json")).unwrap()).unwrap();
+    assert!(report.get("shortfall").is_none());
+}
+
 /// Random text over all of Unicode (no surrogates, no `▁`, which is the
 /// space marker), mixing in spaces, tabs, newlines and CR.
 fn random_texts(n: usize) -> Vec<String> {

@@ -254,6 +254,9 @@ pub struct TrainReport {
     pub device: String,
     pub seconds_counting: f64,
     pub seconds_merging: f64,
+    /// Why the vocabulary is smaller than asked for, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<String>,
     pub config: TrainConfig,
 }
 
@@ -344,9 +347,31 @@ pub fn train_to_dir(
         device: format!("{device:?}").to_lowercase(),
         seconds_counting,
         seconds_merging,
+        shortfall: shortfall(vocab.len(), &merges, cfg, table.words.len()),
         config: cfg.clone(),
     };
+    if let Some(why) = &report.shortfall {
+        tracing::warn!("{}: {why}", dir.display());
+    }
     let json = serde_json::to_vec_pretty(&report).map_err(|e| io(std::io::Error::other(e)))?;
     crate::files::atomic_write(&dir.join("training.json"), &json).map_err(io)?;
     Ok((vocab, report))
+}
+
+/// Why a vocabulary of `made` pieces falls short of the one asked for: the
+/// merge loop stops when no pair of symbols is counted `min_frequency`
+/// times any more (or none is left at all).
+fn shortfall(made: usize, m: &bpe::Merges, cfg: &TrainConfig, words: usize) -> Option<String> {
+    (made < cfg.vocab_size).then(|| {
+        format!(
+            "asked for {} pieces, made {made}: after {} merges no pair of symbols is \
+             counted min_frequency ({}) times any more (the last merge's pair: {} times; \
+             {words} distinct words). Train on more text, or ask for fewer pieces or a \
+             lower min_frequency.",
+            cfg.vocab_size,
+            m.merges.len(),
+            cfg.min_frequency,
+            m.counts.last().copied().unwrap_or(0),
+        )
+    })
 }
