@@ -17,7 +17,7 @@ pub mod tokenizer;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// What a command returns: its exit code, or an error (exit 2).
 pub type Outcome = Result<ExitCode>;
@@ -112,13 +112,43 @@ pub fn load(path: &Path) -> Option<forja::LoadedManifest> {
 }
 
 /// The manifest `forja run` runs when given none: the bundled demo.
-pub fn default_manifest() -> PathBuf {
+pub fn default_manifest() -> Result<DefaultManifest> {
     let local = PathBuf::from("manifests/demo.toml");
     if local.exists() {
-        return local;
+        return Ok(DefaultManifest {
+            path: local,
+            out: None,
+        });
     }
-    // Running the installed binary from elsewhere: fall back to the source tree.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/demo.toml")
+    // The installed binary run from elsewhere: the demo in forja's source
+    // tree, but its output here, never inside that tree.
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/demo.toml");
+    if !source.exists() {
+        bail!(
+            "no manifest given, and no manifests/demo.toml here or in forja's source tree \
+             ({}): name one, `forja run MANIFEST`",
+            source.display()
+        );
+    }
+    let out = PathBuf::from("forja-demo-out");
+    tracing::info!(
+        "no manifest given: running the bundled demo {} into {}",
+        source.display(),
+        out.display()
+    );
+    Ok(DefaultManifest {
+        path: source,
+        out: Some(out),
+    })
+}
+
+/// The manifest `forja run` takes when given none, and where its output
+/// goes (`None`: where the manifest says).
+pub struct DefaultManifest {
+    /// The demo manifest.
+    pub path: PathBuf,
+    /// The output folder to use instead of the manifest's.
+    pub out: Option<PathBuf>,
 }
 
 /// Sizes the global rayon pool (all cores when `None`).

@@ -69,7 +69,13 @@ pub fn run(a: RunArgs, quiet: bool) -> Outcome {
         phase,
         log_every,
     } = a;
-    let path = manifest.unwrap_or_else(default_manifest);
+    let (path, out) = match manifest {
+        Some(p) => (p, out),
+        None => {
+            let d = default_manifest()?;
+            (d.path, out.or(d.out))
+        }
+    };
     let Some(m) = load(&path) else {
         return Ok(ExitCode::from(1));
     };
