@@ -166,6 +166,11 @@ pub fn run(a: RunArgs, quiet: bool) -> Outcome {
 pub struct ValidateArgs {
     /// The manifest.
     pub manifest: PathBuf,
+    /// Print the manifest with every default filled in, as TOML that
+    /// `forja run` accepts unchanged (relative paths stay relative to the
+    /// manifest's folder), instead of the summary.
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// `forja validate`: checks a manifest and its inputs, printing every
@@ -176,6 +181,12 @@ pub fn validate(a: ValidateArgs) -> Outcome {
             let units = m.units()?;
             // Stages load their models and data here, so a bad path fails now.
             let mut stages = forja::build_stages(&m)?;
+            if a.print {
+                let text = toml::to_string_pretty(&m.manifest)
+                    .context("writing the resolved manifest as TOML")?;
+                print!("{text}");
+                return Ok(ExitCode::SUCCESS);
+            }
             for w in &m.warnings {
                 println!(
                     "warning: {}:{}:{}: {}",

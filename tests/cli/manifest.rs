@@ -126,3 +126,30 @@ fn columns_a_stage_reads_must_come_from_an_earlier_stage() {
     let stdout = env.ok(&["validate", m.to_str().unwrap()]);
     assert!(!stdout.contains("warning"), "{stdout}");
 }
+
+#[test]
+fn validate_print_fills_in_every_default_and_is_accepted_unchanged() {
+    let env = Env::new();
+    env.write("in/a.jsonl", &jsonl(&udhr()[..3]));
+    let m = env.manifest(
+        "full",
+        "[[source]]\nname = \"s\"\npaths = [\"in/*\"]\nformat = \"jsonl\"\nlicence = \"x\"\n\
+         [[stage]]\ntype = \"quality\"\n[stage.gopher_quality]\nmin_doc_words = 10\n",
+    );
+    let printed = env.ok(&["validate", "--print", m.to_str().unwrap()]);
+    // Defaults the manifest left out are written out.
+    for key in [
+        "text_field = \"text\"",
+        "weight = 1.0",
+        "rules = [",
+        "min_doc_words = 10",
+    ] {
+        assert!(printed.contains(key), "{key} missing from\n{printed}");
+    }
+    let again = env.write("full-resolved.toml", printed.as_bytes());
+    let twice = env.ok(&["validate", "--print", again.to_str().unwrap()]);
+    assert_eq!(printed, twice, "the resolved manifest resolves to itself");
+    assert!(env
+        .ok(&["validate", again.to_str().unwrap()])
+        .contains(": ok ("));
+}
