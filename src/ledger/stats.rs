@@ -227,37 +227,39 @@ impl Stats {
     /// documents they read, and why (the `read` step's rejections name a
     /// wrong `text_field`; drops name the stage). Empty when all is well.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let reasons = |s: &StageCounts| {
-            s.dropped
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(r, n)| format!("{}={n}", r.as_str()))
-                .collect::<Vec<_>>()
+        // Reasons are counted per stage, not per source: the run's reasons.
+        let why: Vec<String> = self
+            .stages
+            .iter()
+            .filter_map(|stage| {
+                let r: Vec<String> = stage
+                    .dropped
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(r, n)| format!("{}={n}", r.as_str()))
+                    .collect();
+                (!r.is_empty()).then(|| format!("{}: {}", stage.name, r.join(" ")))
+            })
+            .collect();
+        let why = if why.is_empty() {
+            "no reason recorded".to_string()
+        } else {
+            why.join("; ")
         };
+        let missing_text = self.stages.iter().any(|st| {
+            st.dropped
+                .get(&Reason::MissingTextField)
+                .is_some_and(|n| *n > 0)
+        });
+        let mut out = Vec::new();
         for (name, s) in &self.sources {
             if s.read == 0 || s.kept > 0 {
                 continue;
             }
-            let mut why = Vec::new();
-            for stage in &self.stages {
-                let r = reasons(stage);
-                if !r.is_empty() {
-                    why.push(format!("{}: {}", stage.name, r.join(" ")));
-                }
-            }
             let mut w = format!(
-                "source `{name}` kept none of its {} documents ({} rejected, {} dropped; reasons in this run: {})",
-                s.read,
-                s.rejected,
-                s.dropped,
-                if why.is_empty() { "no reason recorded".into() } else { why.join("; ") }
+                "source `{name}` kept none of its {} documents ({} rejected, {} dropped; reasons in this run: {why})",
+                s.read, s.rejected, s.dropped
             );
-            let missing_text = self.stages.iter().any(|st| {
-                st.dropped
-                    .get(&Reason::MissingTextField)
-                    .is_some_and(|n| *n > 0)
-            });
             if missing_text {
                 w.push_str(": is the source's `text_field` the field that holds the text?");
             }

@@ -146,6 +146,7 @@ pub fn alphabet(table: &WordTable, coverage: f64, required: &[char]) -> Vec<char
 }
 
 /// Words as symbol ids, flattened; merges rewrite them in place.
+#[derive(Default)]
 pub struct SymbolTable {
     pub syms: Vec<u32>,
     pub start: Vec<usize>,
@@ -428,17 +429,6 @@ impl Packed {
         Ok(Packed { data })
     }
 
-    /// Every word's offset, in order.
-    fn offsets(&self) -> Vec<u32> {
-        let mut out = Vec::new();
-        let mut at = 0usize;
-        while at < self.data.len() {
-            out.push(at as u32);
-            at += HEAD + self.data[at] as usize;
-        }
-        out
-    }
-
     /// The word at `w`: its occurrences and its symbols (with the room
     /// merges freed after them, which `len` excludes).
     #[inline]
@@ -477,18 +467,16 @@ impl Packed {
 /// The loop proper.
 pub fn merge_loop(mut l: Learner) -> Result<Merges, TrainError> {
     let t0 = std::time::Instant::now();
-    let mut words = Packed::new(&l.words)?;
     // The loop reads only the packed copy.
-    l.words = SymbolTable {
-        syms: Vec::new(),
-        start: Vec::new(),
-        len: Vec::new(),
-        count: Vec::new(),
-    };
+    let mut words = Packed::new(&std::mem::take(&mut l.words))?;
     let mut pairs = Pairs::default();
-    // First count: every valid adjacent pair of every word.
-    for w in words.offsets() {
+    // First count: every valid adjacent pair of every word, walking the
+    // packed words in order (each is HEAD + its length long).
+    let mut at = 0usize;
+    while at < words.data.len() {
+        let w = at as u32;
         let (n, seq) = words.word(w);
+        at += HEAD + seq.len();
         for i in 0..seq.len() - 1 {
             let (a, b) = (seq[i], seq[i + 1]);
             if l.rules
